@@ -1,0 +1,1 @@
+"""One module per top-level command; `cli.main` imports them only when they are used."""

@@ -1,0 +1,337 @@
+"""The three record kinds and their envelope, with every field checked.
+
+Kinds mirror respondd's split: `node` (what a router is, rarely changes), `links` (one entry per
+neighbour), `traffic` (cumulative counters). Bodies are plain JSON on the wire and frozen
+dataclasses in code; `to_json` / `from_json` convert, and `from_json` refuses anything out of range.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from meshd import validate as v
+
+MAX_NEIGHBOURS = 64  # list cap: a router with more one-hop neighbours than this is misconfigured
+MAX_ADDRESSES = 16
+
+
+class Kind(StrEnum):
+    NODE = "node"
+    LINKS = "links"
+    TRAFFIC = "traffic"
+
+
+MEDIA = ("wifi", "veth", "ethernet", "tap", "other")
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """Opt-in position; only exported when the node's owner chose to publish it."""
+
+    lat: float
+    lon: float
+
+    @classmethod
+    def from_json(cls, value: Any, path: str) -> Location:
+        o = v.obj(value, path, frozenset({"lat", "lon"}))
+        return cls(
+            v.number(o["lat"], f"{path}.lat", -90, 90), v.number(o["lon"], f"{path}.lon", -180, 180)
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {"lat": self.lat, "lon": self.lon}
+
+
+@dataclass(frozen=True, slots=True)
+class MeshConfig:
+    """The radio/routing settings a node runs with, published so the audit can spot drift."""
+
+    mesh_id: str
+    routing: str
+    channels: Mapping[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, value: Any, path: str) -> MeshConfig:
+        o = v.obj(value, path, frozenset({"mesh_id", "routing", "channels"}))
+        chans = v.obj(
+            o["channels"], f"{path}.channels", frozenset(), frozenset({"2g", "5g", "6g", "60g"})
+        )
+        return cls(
+            mesh_id=v.string(o["mesh_id"], f"{path}.mesh_id", max_len=32),
+            routing=v.choice(o["routing"], f"{path}.routing", ("babel", "batman-adv")),
+            channels={
+                k: v.integer(c, f"{path}.channels.{k}", 1, 233) for k, c in sorted(chans.items())
+            },
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {"mesh_id": self.mesh_id, "routing": self.routing, "channels": dict(self.channels)}
+
+
+@dataclass(frozen=True, slots=True)
+class NodeBody:
+    """What a router is: name, hardware, software, addresses, what it offers."""
+
+    kind: ClassVar[Kind] = Kind.NODE
+    hostname: str
+    model: str
+    software: str
+    addresses: tuple[str, ...]
+    gateway_kbit: int | None = None  # uplink capacity offered to the mesh; None = not a gateway
+    location: Location | None = None
+    contact: str | None = None
+    config: MeshConfig | None = None
+
+    _FIELDS: ClassVar[frozenset[str]] = frozenset({"hostname", "model", "software", "addresses"})
+    _OPTIONAL: ClassVar[frozenset[str]] = frozenset(
+        {"gateway_kbit", "location", "contact", "config"}
+    )
+
+    @classmethod
+    def from_json(cls, value: Any, path: str = "body") -> NodeBody:
+        o = v.obj(value, path, cls._FIELDS, cls._OPTIONAL)
+        addrs = v.array(o["addresses"], f"{path}.addresses", MAX_ADDRESSES)
+        return cls(
+            hostname=v.hostname(o["hostname"], f"{path}.hostname"),
+            model=v.string(o["model"], f"{path}.model", max_len=64),
+            software=v.string(o["software"], f"{path}.software", max_len=64),
+            addresses=tuple(v.ip_address(a, f"{path}.addresses[{i}]") for i, a in enumerate(addrs)),
+            gateway_kbit=v.opt_integer(o.get("gateway_kbit"), f"{path}.gateway_kbit", 0, 10**9),
+            location=None
+            if o.get("location") is None
+            else Location.from_json(o["location"], f"{path}.location"),
+            contact=v.opt_string(o.get("contact"), f"{path}.contact", max_len=128),
+            config=None
+            if o.get("config") is None
+            else MeshConfig.from_json(o["config"], f"{path}.config"),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "hostname": self.hostname,
+            "model": self.model,
+            "software": self.software,
+            "addresses": list(self.addresses),
+        }
+        if self.gateway_kbit is not None:
+            out["gateway_kbit"] = self.gateway_kbit
+        if self.location is not None:
+            out["location"] = self.location.to_json()
+        if self.contact is not None:
+            out["contact"] = self.contact
+        if self.config is not None:
+            out["config"] = self.config.to_json()
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class LinkEntry:
+    """One neighbour as this node sees it. Unknown measurements are None, never guessed."""
+
+    neighbour: str
+    iface: str
+    medium: str = "other"
+    up: bool = True
+    rxcost: int | None = None  # babeld's view
+    txcost: int | None = None
+    rtt_ms: float | None = None
+    delivery_rx: float | None = None  # probe delivery ratio neighbour -> us
+    delivery_tx: float | None = None  # probe delivery ratio us -> neighbour
+    loss: float | None = None
+    etx: float | None = None
+    signal_dbm: int | None = None
+    tx_bitrate_mbit: float | None = None
+    expected_throughput_mbit: float | None = None
+
+    _FIELDS: ClassVar[frozenset[str]] = frozenset({"neighbour", "iface"})
+    _OPTIONAL: ClassVar[frozenset[str]] = frozenset(
+        {
+            "medium",
+            "up",
+            "rxcost",
+            "txcost",
+            "rtt_ms",
+            "delivery_rx",
+            "delivery_tx",
+            "loss",
+            "etx",
+            "signal_dbm",
+            "tx_bitrate_mbit",
+            "expected_throughput_mbit",
+        }
+    )
+
+    @classmethod
+    def from_json(cls, value: Any, path: str) -> LinkEntry:
+        o = v.obj(value, path, cls._FIELDS, cls._OPTIONAL)
+        return cls(
+            neighbour=v.node_id(o["neighbour"], f"{path}.neighbour"),
+            iface=v.iface(o["iface"], f"{path}.iface"),
+            medium=v.choice(o.get("medium", "other"), f"{path}.medium", MEDIA),
+            up=v.boolean(o.get("up", True), f"{path}.up"),
+            rxcost=v.opt_integer(o.get("rxcost"), f"{path}.rxcost", 0, 65535),
+            txcost=v.opt_integer(o.get("txcost"), f"{path}.txcost", 0, 65535),
+            rtt_ms=v.opt_number(o.get("rtt_ms"), f"{path}.rtt_ms", 0, 600_000),
+            delivery_rx=v.opt_number(o.get("delivery_rx"), f"{path}.delivery_rx", 0, 1),
+            delivery_tx=v.opt_number(o.get("delivery_tx"), f"{path}.delivery_tx", 0, 1),
+            loss=v.opt_number(o.get("loss"), f"{path}.loss", 0, 1),
+            etx=v.opt_number(o.get("etx"), f"{path}.etx", 1, 65535),
+            signal_dbm=v.opt_integer(o.get("signal_dbm"), f"{path}.signal_dbm", -150, 30),
+            tx_bitrate_mbit=v.opt_number(
+                o.get("tx_bitrate_mbit"), f"{path}.tx_bitrate_mbit", 0, 1_000_000
+            ),
+            expected_throughput_mbit=v.opt_number(
+                o.get("expected_throughput_mbit"), f"{path}.expected_throughput_mbit", 0, 1_000_000
+            ),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "neighbour": self.neighbour,
+            "iface": self.iface,
+            "medium": self.medium,
+            "up": self.up,
+        }
+        for name in (
+            "rxcost",
+            "txcost",
+            "rtt_ms",
+            "delivery_rx",
+            "delivery_tx",
+            "loss",
+            "etx",
+            "signal_dbm",
+            "tx_bitrate_mbit",
+            "expected_throughput_mbit",
+        ):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class LinksBody:
+    kind: ClassVar[Kind] = Kind.LINKS
+    links: tuple[LinkEntry, ...]
+
+    @classmethod
+    def from_json(cls, value: Any, path: str = "body") -> LinksBody:
+        o = v.obj(value, path, frozenset({"links"}))
+        items = v.array(o["links"], f"{path}.links", MAX_NEIGHBOURS)
+        return cls(tuple(LinkEntry.from_json(x, f"{path}.links[{i}]") for i, x in enumerate(items)))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"links": [entry.to_json() for entry in self.links]}
+
+
+@dataclass(frozen=True, slots=True)
+class NeighbourCounters:
+    """Cumulative bytes and packets exchanged with one neighbour over one interface."""
+
+    neighbour: str
+    iface: str
+    rx_bytes: int = 0
+    tx_bytes: int = 0
+    rx_packets: int = 0
+    tx_packets: int = 0
+
+    @classmethod
+    def from_json(cls, value: Any, path: str) -> NeighbourCounters:
+        o = v.obj(
+            value,
+            path,
+            frozenset({"neighbour", "iface", "rx_bytes", "tx_bytes", "rx_packets", "tx_packets"}),
+        )
+        return cls(
+            neighbour=v.node_id(o["neighbour"], f"{path}.neighbour"),
+            iface=v.iface(o["iface"], f"{path}.iface"),
+            rx_bytes=v.integer(o["rx_bytes"], f"{path}.rx_bytes"),
+            tx_bytes=v.integer(o["tx_bytes"], f"{path}.tx_bytes"),
+            rx_packets=v.integer(o["rx_packets"], f"{path}.rx_packets"),
+            tx_packets=v.integer(o["tx_packets"], f"{path}.tx_packets"),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "neighbour": self.neighbour,
+            "iface": self.iface,
+            "rx_bytes": self.rx_bytes,
+            "tx_bytes": self.tx_bytes,
+            "rx_packets": self.rx_packets,
+            "tx_packets": self.tx_packets,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficBody:
+    """Cumulative counters since `since`; they survive agent restarts and reboots (see boot_id)."""
+
+    kind: ClassVar[Kind] = Kind.TRAFFIC
+    boot_id: str
+    uptime_s: int
+    since: int  # unix time the cumulative counting began
+    neighbours: tuple[NeighbourCounters, ...] = ()
+    forwarded_bytes: int = 0  # transit: carried for others, neither from nor to this node
+    forwarded_packets: int = 0
+    gateway_bytes: int = 0  # from the mesh to the uplink, on behalf of other nodes
+    client_bytes: int = 0  # to and from this node's own clients
+
+    _FIELDS: ClassVar[frozenset[str]] = frozenset(
+        {
+            "boot_id",
+            "uptime_s",
+            "since",
+            "neighbours",
+            "forwarded_bytes",
+            "forwarded_packets",
+            "gateway_bytes",
+            "client_bytes",
+        }
+    )
+
+    @classmethod
+    def from_json(cls, value: Any, path: str = "body") -> TrafficBody:
+        o = v.obj(value, path, cls._FIELDS)
+        items = v.array(o["neighbours"], f"{path}.neighbours", MAX_NEIGHBOURS)
+        return cls(
+            boot_id=v.string(o["boot_id"], f"{path}.boot_id", max_len=64, min_len=1),
+            uptime_s=v.integer(o["uptime_s"], f"{path}.uptime_s"),
+            since=v.integer(o["since"], f"{path}.since"),
+            neighbours=tuple(
+                NeighbourCounters.from_json(x, f"{path}.neighbours[{i}]")
+                for i, x in enumerate(items)
+            ),
+            forwarded_bytes=v.integer(o["forwarded_bytes"], f"{path}.forwarded_bytes"),
+            forwarded_packets=v.integer(o["forwarded_packets"], f"{path}.forwarded_packets"),
+            gateway_bytes=v.integer(o["gateway_bytes"], f"{path}.gateway_bytes"),
+            client_bytes=v.integer(o["client_bytes"], f"{path}.client_bytes"),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "boot_id": self.boot_id,
+            "uptime_s": self.uptime_s,
+            "since": self.since,
+            "neighbours": [n.to_json() for n in self.neighbours],
+            "forwarded_bytes": self.forwarded_bytes,
+            "forwarded_packets": self.forwarded_packets,
+            "gateway_bytes": self.gateway_bytes,
+            "client_bytes": self.client_bytes,
+        }
+
+
+Body = NodeBody | LinksBody | TrafficBody
+BODY_TYPES: dict[Kind, type[NodeBody] | type[LinksBody] | type[TrafficBody]] = {
+    Kind.NODE: NodeBody,
+    Kind.LINKS: LinksBody,
+    Kind.TRAFFIC: TrafficBody,
+}
+
+
+def parse_body(kind: Kind, value: Any) -> Body:
+    """Typed body for a kind; raises `validate.Invalid` naming the bad field."""
+    return BODY_TYPES[kind].from_json(value)
