@@ -1,0 +1,138 @@
+"""Cumulative byte and packet accounting from raw kernel counters (pure, no files or clock).
+
+Raw counters wrap (32-bit on older drivers and iw, 64-bit in sysfs and nftables) and restart from
+zero (reboot, interface or nftables table recreated). Each raw source therefore carries an
+*epoch* string (boot id plus whatever identifies the counter's lifetime); a saved baseline is only
+reused when its epoch matches. That is what makes a restart after kill -9 count every byte once:
+totals and baselines are saved together, so bytes since the last save are counted again from the
+old baseline — exactly once — instead of being lost or doubled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+WIDTH_32 = 32
+WIDTH_64 = 64
+
+
+def counter_delta(previous: int, current: int, width: int = WIDTH_64) -> int:
+    """Increase of a raw counter from `previous` to `current`.
+
+    A decrease is either a wrap (the wrapped distance is less than half the range: counters do
+    not move that much between two reads) or a restart from zero (then `current` is all new).
+    """
+    if previous < 0 or current < 0:
+        raise ValueError("raw counters are never negative")
+    if current >= previous:
+        return current - previous
+    modulus = 1 << width
+    if previous < modulus:
+        wrapped = modulus - previous + current
+        if wrapped < modulus // 2:
+            return wrapped
+    return current
+
+
+@dataclass(slots=True)
+class Meter:
+    """One cumulative total fed by one raw counter."""
+
+    total: int = 0
+    baseline: int | None = None  # last raw value seen, None until the first read
+    epoch: str = ""
+    width: int = WIDTH_64
+
+    def update(self, raw: int, epoch: str) -> int:
+        """Add the increase since the last read; a new epoch means the raw counter began at 0."""
+        if epoch != self.epoch:
+            self.epoch, self.baseline = epoch, 0
+        delta = counter_delta(self.baseline or 0, raw, self.width)
+        self.total += delta
+        self.baseline = raw
+        return delta
+
+    def to_json(self) -> dict[str, Any]:
+        return {"total": self.total, "baseline": self.baseline, "epoch": self.epoch}
+
+    @classmethod
+    def from_json(cls, value: Any, width: int = WIDTH_64) -> Meter:
+        if not isinstance(value, dict):
+            raise ValueError("meter must be an object")
+        total, baseline, epoch = value.get("total"), value.get("baseline"), value.get("epoch")
+        if not isinstance(total, int) or total < 0:
+            raise ValueError("meter total must be a non-negative integer")
+        if baseline is not None and (not isinstance(baseline, int) or baseline < 0):
+            raise ValueError("meter baseline must be a non-negative integer")
+        if not isinstance(epoch, str):
+            raise ValueError("meter epoch must be a string")
+        return cls(total, baseline, epoch, width)
+
+
+@dataclass(slots=True)
+class Ledger:
+    """All meters of a node by name, saved and restored as one unit."""
+
+    meters: dict[str, Meter] = field(default_factory=dict)
+
+    def update(self, name: str, raw: int, epoch: str, width: int = WIDTH_64) -> int:
+        meter = self.meters.get(name)
+        if meter is None:
+            meter = self.meters[name] = Meter(width=width)
+        return meter.update(raw, epoch)
+
+    def total(self, name: str) -> int:
+        meter = self.meters.get(name)
+        return 0 if meter is None else meter.total
+
+    def to_json(self) -> dict[str, Any]:
+        return {name: meter.to_json() for name, meter in sorted(self.meters.items())}
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> Ledger:
+        return cls({str(name): Meter.from_json(m) for name, m in value.items()})
+
+
+class SeqExhausted(Exception):
+    """The reserved block is used up; persist a new reservation before taking more."""
+
+
+@dataclass(slots=True)
+class SeqReservation:
+    """Record sequence numbers that never go backwards, even across kill -9.
+
+    Numbers are handed out only below `reserved`, and `reserved` is persisted before it is raised,
+    so after a crash the next run starts above anything that could have been published. Blocks
+    make that a write per `block` records instead of one per record (flash wear).
+    """
+
+    next_seq: int = 1
+    reserved: int = 0
+    block: int = 10_000
+
+    @classmethod
+    def resume(cls, saved_reserved: int, block: int = 10_000) -> SeqReservation:
+        """After a restart, skip everything the previous run may have used."""
+        return cls(next_seq=saved_reserved + 1, reserved=saved_reserved, block=block)
+
+    def needs_reservation(self) -> bool:
+        return self.next_seq > self.reserved
+
+    def proposed(self) -> int:
+        """The `reserved` value to persist before calling `commit`."""
+        return self.next_seq + self.block - 1
+
+    def commit(self, reserved: int) -> None:
+        """Call after `reserved` reached stable storage."""
+        if reserved < self.next_seq:
+            raise ValueError("a reservation must cover the next sequence number")
+        self.reserved = reserved
+
+    def take(self) -> int:
+        if self.needs_reservation():
+            raise SeqExhausted(f"seq {self.next_seq} is above the reserved {self.reserved}")
+        seq = self.next_seq
+        self.next_seq += 1
+        return seq
