@@ -1,0 +1,126 @@
+"""The node agent (`meshd`) in the lab: its command line and the identity files it needs.
+
+`agent_argv` is the single place where the lab's contract with meshd's flags lives; change it here
+when the agent's command line changes.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cli.lab import babel, broker
+from cli.lab.topology import MESH_V4, MESH_V6, Topology
+
+METRICS_PORT = 9105
+COMMUNITY = "lablab"
+CERT_DAYS = 30
+
+
+def agent_available() -> bool:
+    """Agents default to on only when the node agent package is importable."""
+    try:
+        return importlib.util.find_spec("node_agent.agent") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def meshd_path() -> Path:
+    """The `meshd` console script next to the running interpreter (the project's venv)."""
+    return Path(sys.executable).parent / "meshd"
+
+
+@dataclass(frozen=True)
+class AgentFiles:
+    """Where one node's agent keeps its key, certificate, state and status."""
+
+    key: Path
+    cert: Path
+    community: Path
+    state_dir: Path
+    status: Path
+
+    @classmethod
+    def of(cls, run_dir: Path, node: str) -> AgentFiles:
+        base = run_dir / "nodes" / node
+        return cls(
+            key=base / "node.key",
+            cert=base / "cert.json",
+            community=run_dir / "community.yaml",
+            state_dir=base / "state",
+            status=base / "status.json",
+        )
+
+
+def agent_argv(topo: Topology, run_dir: Path, node: str) -> list[str]:
+    """The meshd command line of `node` (run inside its namespace)."""
+    files = AgentFiles.of(run_dir, node)
+    n = topo.node(node)
+    argv = [
+        str(meshd_path()),
+        "--key", str(files.key),
+        "--cert", str(files.cert),
+        "--community-file", str(files.community),
+        "--state-dir", str(files.state_dir),
+        "--status-file", str(files.status),
+    ]  # fmt: skip
+    for link in topo.mesh_links(node):
+        argv += ["--mesh-iface", link.side(node)[0]]
+    argv += ["--address", n.v4, "--address", n.v6]
+    argv += [
+        "--hostname", node,
+        "--broker-port", str(broker.BROKER_PORT),
+        "--babel-port", str(babel.CONTROL_PORT),
+        "--metrics-port", str(METRICS_PORT),
+    ]  # fmt: skip
+    uplink = topo.uplink(node)
+    if uplink is not None:
+        argv += ["--gateway-iface", uplink.if_a]
+    return argv
+
+
+def provision_identities(topo: Topology, run_dir: Path) -> None:
+    """Create a lab community with one admin, and a key and enrollment certificate per node.
+
+    This is the one function that talks to the core's identity API (meshd.ids / meshd.trust and
+    provisioning.keys); if that API changes, only this function changes.
+    """
+    import yaml
+
+    from meshd.ids import SigningKey
+    from meshd.trust import Enrollment, admin_signature, community_message
+    from provisioning.keys import write_certificate, write_private_key
+
+    admin = SigningKey.generate()
+    write_private_key(run_dir / "admin.key", admin, overwrite=True)
+    community: dict[str, Any] = {
+        "name": COMMUNITY,
+        "mesh_id": COMMUNITY,
+        "radio": {
+            "country": "DE",
+            "sae_passphrase": "lab-only-passphrase",
+            "bands": {"5g": {"channel": 36, "htmode": "VHT80"}},
+        },
+        "ipv4": {"prefix": MESH_V4},
+        "ipv6": {"prefix": MESH_V6},
+        "routing": {"protocol": "babel"},
+        "mqtt": {"port": broker.BROKER_PORT},
+        "admins": [{"name": "lab-admin", "key": admin.public.text}],
+        "threshold": 1,
+    }
+    community["signatures"] = [admin_signature(admin, community_message(community))]
+    (run_dir / "community.yaml").write_text(yaml.safe_dump(community, sort_keys=True))
+    expires = int(time.time()) + CERT_DAYS * 86400
+    for n in topo.nodes:
+        files = AgentFiles.of(run_dir, n.name)
+        files.state_dir.mkdir(parents=True, exist_ok=True)
+        key = SigningKey.generate()
+        write_private_key(files.key, key, overwrite=True)
+        cert = Enrollment.issue(
+            admin, community=COMMUNITY, hostname=n.name, key=key.public, expires=expires
+        )
+        write_certificate(files.cert, cert)

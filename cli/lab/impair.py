@@ -1,0 +1,143 @@
+"""Link impairment without netem (this kernel has none).
+
+- loss: an nftables netdev *ingress* chain on the receiving interface drops frames at random
+  (`numgen random`), so babel hellos, ARP/ND and data all see the same loss, as on a radio;
+- rate: a tbf qdisc on the sending interface;
+- delay: a userspace TAP relay (`cli.lab.relay`) carries the link instead of the veth.
+
+`--loss PCT` means the loss a ping over the link sees (round trip). Without `--one-way` it is
+split evenly between the two directions (each drops 1 - sqrt(1 - PCT)); with `--one-way` only
+frames from A to B are dropped. `--delay MS` and `--rate R` are per direction, like netem.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+NFT_TABLE = "mutualmesh_lab_impair"
+_RATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(bit|kbit|mbit|gbit|bps|kbps|mbps|gbps)?\s*$", re.I)
+_RATE_UNITS = {
+    "bit": 1,
+    "kbit": 1_000,
+    "mbit": 1_000_000,
+    "gbit": 1_000_000_000,
+    "bps": 8,
+    "kbps": 8_000,
+    "mbps": 8_000_000,
+    "gbps": 8_000_000_000,
+}
+LOSS_SCALE = 10_000  # numgen modulus: loss is applied in steps of 0.01 %
+
+
+class ImpairError(ValueError):
+    """An impairment value the user gave is not usable."""
+
+
+def parse_rate(text: str) -> int:
+    """`10mbit`, `500kbit`, `2mbps` (bytes) -> bits per second, tc's unit names."""
+    m = _RATE_RE.match(text)
+    if not m:
+        raise ImpairError(f"rate {text!r}: write it like 10mbit, 500kbit or 1gbit")
+    value = float(m.group(1)) * _RATE_UNITS[(m.group(2) or "bit").lower()]
+    if value < 8_000 or value > 100_000_000_000:
+        raise ImpairError(f"rate {text!r}: must be between 8kbit and 100gbit")
+    return int(value)
+
+
+def check_loss(pct: float) -> float:
+    if not 0 <= pct < 100:
+        raise ImpairError(f"loss {pct}: must be a percentage in [0, 100)")
+    return pct
+
+
+def check_delay(ms: float) -> float:
+    if not 0 <= ms <= 10_000:
+        raise ImpairError(f"delay {ms}: must be milliseconds in [0, 10000]")
+    return ms
+
+
+def per_direction_loss(pct: float, one_way: bool) -> tuple[float, float]:
+    """(A->B, B->A) drop probabilities so a round trip loses `pct` percent."""
+    p = check_loss(pct) / 100
+    if one_way:
+        return (p, 0.0)
+    each = 1 - math.sqrt(1 - p)
+    return (each, each)
+
+
+@dataclass(frozen=True)
+class Impairment:
+    """What `lab impair` set on a link; zero values mean "not impaired"."""
+
+    loss: float = 0.0
+    rate_bps: int = 0
+    delay_ms: float = 0.0
+    one_way: bool = False
+
+    @property
+    def empty(self) -> bool:
+        return not self.loss and not self.rate_bps and not self.delay_ms
+
+    def describe(self) -> str:
+        parts = []
+        if self.loss:
+            parts.append(f"loss {self.loss:g}%")
+        if self.rate_bps:
+            parts.append(f"rate {format_rate(self.rate_bps)}")
+        if self.delay_ms:
+            parts.append(f"delay {self.delay_ms:g}ms")
+        if parts and self.one_way:
+            parts.append("one-way")
+        return ", ".join(parts) or "none"
+
+
+def format_rate(bps: int) -> str:
+    for unit, size in (("gbit", 10**9), ("mbit", 10**6), ("kbit", 10**3)):
+        if bps >= size and bps % size == 0:
+            return f"{bps // size}{unit}"
+    return f"{bps}bit"
+
+
+def nft_script(drops: dict[str, float]) -> str:
+    """A self-replacing netdev table dropping frames on ingress: {iface: probability}."""
+    head = f"table netdev {NFT_TABLE}\ndelete table netdev {NFT_TABLE}\n"
+    if not drops:
+        return head
+    body = [f"table netdev {NFT_TABLE} {{"]
+    for i, (iface, prob) in enumerate(sorted(drops.items())):
+        threshold = round(prob * LOSS_SCALE)
+        body += [
+            f"  chain ingress_{i} {{",
+            f'    type filter hook ingress device "{iface}" priority -500; policy accept;',
+            f'    numgen random mod {LOSS_SCALE} < {threshold} counter name "dropped_{i}" drop',
+            f'    counter name "passed_{i}"',
+            "  }",
+            f"  counter dropped_{i} {{ }}",
+            f"  counter passed_{i} {{ }}",
+        ]
+    body.append("}")
+    return head + "\n".join(body) + "\n"
+
+
+def tbf_argv(iface: str, rate_bps: int) -> list[str]:
+    """tbf on egress; the bucket holds 20 ms of traffic (>= 32 KiB) so TCP reaches the rate."""
+    burst = max(32 * 1024, rate_bps // 8 // 50)
+    return [
+        "tc", "qdisc", "replace", "dev", iface, "root",
+        "tbf", "rate", f"{rate_bps}bit", "burst", str(burst), "latency", "50ms",
+    ]  # fmt: skip
+
+
+def tbf_clear_argv(iface: str) -> list[str]:
+    return ["tc", "qdisc", "del", "dev", iface, "root"]
+
+
+def relay_params(delay_ms: float, one_way: bool) -> dict[str, dict[str, float]]:
+    """Parameters file of the delay relay (it re-reads it on SIGUSR1)."""
+    check_delay(delay_ms)
+    return {
+        "a_to_b": {"delay_ms": delay_ms},
+        "b_to_a": {"delay_ms": 0.0 if one_way else delay_ms},
+    }

@@ -1,0 +1,1009 @@
+"""The lab: a real mesh of network namespaces on this machine, and everything done to it.
+
+Every node is a namespace `mm<lab>-<node>` running a real babeld and a real mosquitto (and the
+node agent when asked). Links are veth pairs created directly inside the two namespaces, so no
+interface ever appears on the host. What the lab builds is written to a state file in its run
+directory *before* it is built, so `down` can remove it even after the CLI was killed with
+SIGKILL half-way through; `down` also sweeps namespaces by prefix and processes by namespace, so
+it does not depend on the state file being complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cli.lab import agent, babel, broker, impair, netns, procs
+from cli.lab.impair import Impairment
+from cli.lab.measure import PingResult, TrafficResult, parse_iperf3, parse_ping
+from cli.lab.procs import ProcRecord
+from cli.lab.topology import (
+    INTERNET,
+    INTERNET_V4,
+    INTERNET_V6,
+    Link,
+    LinkImpairment,
+    Node,
+    Topology,
+)
+
+RUN_BASE = Path(os.environ.get("MUTUALMESH_LAB_RUN", "/run/mutualmesh-lab"))
+LAB_NAME_RE = re.compile(r"^[a-z0-9]{1,8}$")
+REQUIRED_TOOLS = ("ip", "nft", "tc", "babeld", "mosquitto", "iperf3", "ping", "ss", "sysctl")
+NAT_TABLE = "mutualmesh_lab_nat"
+SINK_PORT = 5201
+STATE_VERSION = 1
+Echo = Callable[[str], None]
+
+
+class LabError(RuntimeError):
+    """Something the user asked of the lab cannot be done; `fix` says what to do instead."""
+
+    def __init__(self, what: str, fix: str | None = None) -> None:
+        super().__init__(what)
+        self.what = what
+        self.fix = fix
+
+
+def missing_requirements() -> list[str]:
+    """What this machine lacks to run a lab (empty when it can)."""
+    missing = []
+    if not sys.platform.startswith("linux"):
+        missing.append(f"Linux (this is {sys.platform}); the lab uses network namespaces")
+        return missing
+    if os.geteuid() != 0:
+        missing.append("root privileges (network namespaces, veths and nftables need them)")
+    tools = [t for t in REQUIRED_TOOLS if shutil.which(t) is None]
+    if tools:
+        missing.append(f"tools: {', '.join(tools)} (install with scripts/setup)")
+    if not Path("/dev/net/tun").exists():
+        missing.append("/dev/net/tun (the delay relay needs TUN/TAP)")
+    return missing
+
+
+def check_name(name: str) -> str:
+    if not LAB_NAME_RE.match(name):
+        raise LabError(
+            f"lab name {name!r} is not usable",
+            "use 1-8 lowercase letters or digits, e.g. --name lab2",
+        )
+    return name
+
+
+def ns_prefix(lab: str) -> str:
+    return f"mm{lab}-"
+
+
+def run_dir_of(lab: str, base: Path = RUN_BASE) -> Path:
+    return base / lab
+
+
+def list_labs(base: Path = RUN_BASE) -> list[str]:
+    """Labs with a run directory or leftover namespaces."""
+    names = {p.name for p in base.iterdir() if p.is_dir()} if base.exists() else set()
+    for ns in netns.list_netns():
+        m = re.match(r"^mm([a-z0-9]{1,8})-", ns)
+        if m:
+            names.add(m.group(1))
+    return sorted(names)
+
+
+# -- topology <-> state JSON ----------------------------------------------------------------------
+
+
+def topology_to_json(topo: Topology) -> dict[str, Any]:
+    return {
+        "spec": topo.spec,
+        "nodes": [{"name": n.name, "index": n.index, "gateway": n.gateway} for n in topo.nodes],
+        "links": [{"index": k.index, "a": k.a, "b": k.b, "kind": k.kind} for k in topo.links],
+    }
+
+
+def topology_from_json(data: dict[str, Any]) -> Topology:
+    nodes = tuple(Node(str(n["name"]), int(n["index"]), bool(n["gateway"])) for n in data["nodes"])
+    links = tuple(
+        Link(int(k["index"]), str(k["a"]), str(k["b"]), str(k["kind"])) for k in data["links"]
+    )
+    return Topology(str(data["spec"]), nodes, links)
+
+
+def impairment_to_json(imp: Impairment, sender: str) -> dict[str, Any]:
+    return {
+        "loss": imp.loss,
+        "rate_bps": imp.rate_bps,
+        "delay_ms": imp.delay_ms,
+        "one_way": imp.one_way,
+        "from": sender,
+    }
+
+
+@dataclass
+class LinkState:
+    """What was done to a link: its impairment (oriented from `sender`) and whether it is cut."""
+
+    impairment: Impairment
+    sender: str
+    cut: bool = False
+
+    @property
+    def delayed(self) -> bool:
+        return self.impairment.delay_ms > 0
+
+
+def _now() -> float:
+    return time.monotonic()
+
+
+class Lab:
+    """One lab: build it with `up`, change it, and remove everything with `down`."""
+
+    def __init__(
+        self,
+        name: str = "lab",
+        topology: Topology | None = None,
+        *,
+        agents: bool | None = None,
+        echo: Echo | None = None,
+        run_base: Path = RUN_BASE,
+    ) -> None:
+        self.name = check_name(name)
+        self.topo = topology
+        self.agents = agent.agent_available() if agents is None else agents
+        self.echo: Echo = echo or (lambda _line: None)
+        self.run_dir = run_dir_of(name, run_base)
+        self.state_file = self.run_dir / "state.json"
+        self.prefix = ns_prefix(name)
+        self.phase = "new"
+        self.namespaces: list[str] = []
+        self.procs: dict[str, ProcRecord] = {}
+        self.links: dict[int, LinkState] = {}
+        self.timings: dict[str, float] = {}
+        self._t0 = _now()
+
+    # -- naming ----------------------------------------------------------------------------------
+
+    def ns(self, node: str) -> str:
+        """Namespace of a node (or of the internet namespace)."""
+        return f"{self.prefix}{node}"
+
+    @property
+    def t(self) -> Topology:
+        if self.topo is None:
+            raise LabError(f"lab {self.name!r} has no topology", "run `mutualmesh lab up` first")
+        return self.topo
+
+    def node_names(self, with_internet: bool = False) -> list[str]:
+        names = self.t.names
+        if with_internet and self.t.gateways:
+            names.append(INTERNET)
+        return names
+
+    def _check_node(self, node: str, allow_internet: bool = False) -> str:
+        if node in self.t.names or (allow_internet and node == INTERNET and self.t.gateways):
+            return node
+        raise LabError(
+            f"lab {self.name!r} has no node {node!r}",
+            f"use one of: {', '.join(self.node_names(allow_internet))}",
+        )
+
+    def link(self, a: str, b: str) -> Link:
+        self._check_node(a)
+        self._check_node(b)
+        try:
+            link = self.t.link_between(a, b)
+        except KeyError:
+            raise LabError(
+                f"there is no link between {a} and {b}",
+                f"{a} is linked to: {', '.join(self.t.neighbours(a)) or 'nothing'}",
+            ) from None
+        if link.kind != "mesh":
+            raise LabError(f"{a}-{b} is an uplink, not a mesh link")
+        return link
+
+    def addr(self, node: str) -> str:
+        return INTERNET_V4 if node == INTERNET else self.t.node(node).v4
+
+    def addr6(self, node: str) -> str:
+        return INTERNET_V6 if node == INTERNET else self.t.node(node).v6
+
+    # -- state file ------------------------------------------------------------------------------
+
+    def save(self) -> None:
+        """Write the state atomically; called before each step that creates something."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        data = {
+            "version": STATE_VERSION,
+            "name": self.name,
+            "phase": self.phase,
+            "agents": self.agents,
+            "created": time.time(),
+            "prefix": self.prefix,
+            "topology": topology_to_json(self.t) if self.topo else None,
+            "namespaces": self.namespaces,
+            "procs": {k: r.to_json() for k, r in self.procs.items()},
+            "links": {
+                str(i): {**impairment_to_json(s.impairment, s.sender), "cut": s.cut}
+                for i, s in self.links.items()
+            },
+            "timings": self.timings,
+        }
+        tmp = self.state_file.with_name(f".state.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+        os.replace(tmp, self.state_file)
+
+    @classmethod
+    def load(cls, name: str, *, echo: Echo | None = None, run_base: Path = RUN_BASE) -> Lab:
+        """The lab called `name` as a previous `lab up` left it."""
+        lab = cls(check_name(name), None, agents=False, echo=echo, run_base=run_base)
+        try:
+            data = json.loads(lab.state_file.read_text())
+        except FileNotFoundError:
+            others = [n for n in list_labs(run_base) if n != name]
+            raise LabError(
+                f"no lab called {name!r} is up",
+                f"start one with `mutualmesh lab up --name {name}`"
+                + (f" (labs here: {', '.join(others)})" if others else ""),
+            ) from None
+        except (OSError, ValueError) as exc:
+            raise LabError(
+                f"the state of lab {name!r} cannot be read ({exc})",
+                f"remove it with `mutualmesh lab down --name {name}`",
+            ) from None
+        lab.phase = str(data.get("phase", "unknown"))
+        lab.agents = bool(data.get("agents", False))
+        lab.namespaces = [str(n) for n in data.get("namespaces", [])]
+        lab.procs = {k: ProcRecord.from_json(v) for k, v in data.get("procs", {}).items()}
+        lab.timings = {str(k): float(v) for k, v in data.get("timings", {}).items()}
+        if data.get("topology"):
+            lab.topo = topology_from_json(data["topology"])
+        for key, s in data.get("links", {}).items():
+            imp = Impairment(
+                float(s["loss"]), int(s["rate_bps"]), float(s["delay_ms"]), bool(s["one_way"])
+            )
+            lab.links[int(key)] = LinkState(imp, str(s["from"]), bool(s["cut"]))
+        return lab
+
+    @contextlib.contextmanager
+    def locked(self, wait: float = 30.0) -> Iterator[None]:
+        """Serialise commands that change the same lab (a crashed holder releases it)."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.run_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        deadline = _now() + wait
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if _now() > deadline:
+                        break  # proceed: a stuck holder must not make the lab unmanageable
+                    time.sleep(0.05)
+            yield
+        finally:
+            os.close(fd)
+
+    def require_up(self) -> None:
+        if self.phase != "up":
+            raise LabError(
+                f"lab {self.name!r} is not fully up (state: {self.phase})",
+                f"run `mutualmesh lab down --name {self.name}` and then `lab up` again",
+            )
+
+    # -- progress --------------------------------------------------------------------------------
+
+    def _step(self, what: str) -> None:
+        self.echo(f"[{_now() - self._t0:6.2f}s] {what}")
+
+    # -- up --------------------------------------------------------------------------------------
+
+    def up(self, timeout: float = 60.0) -> None:
+        """Build the whole lab and wait until it is converged; on any failure, remove it again."""
+        missing = missing_requirements()
+        if missing:
+            raise LabError(
+                "the lab cannot run here; missing: " + "; ".join(missing),
+                "run it as root on Linux, e.g. `sudo .venv/bin/mutualmesh lab up`"
+                " (scripts/setup installs the tools)",
+            )
+        topo = self.t
+        if self.state_file.exists() or any(ns.startswith(self.prefix) for ns in netns.list_netns()):
+            raise LabError(
+                f"a lab called {self.name!r} already exists",
+                f"remove it with `mutualmesh lab down --name {self.name}`, or pick --name",
+            )
+        self._t0 = _now()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with self.locked():
+            previous = signal.getsignal(signal.SIGTERM)
+            signal.signal(signal.SIGTERM, _raise_interrupt)
+            try:
+                self.phase = "building"
+                self.namespaces = [self.ns(n) for n in self.node_names(with_internet=True)]
+                self.save()
+                self._build_network(topo)
+                self._start_daemons(topo)
+                self._wait_ready(topo, timeout)
+                self._apply_initial_impairments(topo)
+                if self.agents:
+                    self._start_agents(topo)
+                self.phase = "up"
+                self.timings["up"] = round(_now() - self._t0, 3)
+                self.save()
+                self._step(f"lab {self.name!r} is up: {len(topo.nodes)} nodes converged")
+            except BaseException as exc:
+                self._step(f"build failed ({type(exc).__name__}: {exc}); removing what was built")
+                self._teardown()
+                if isinstance(exc, netns.CommandError | babel.BabelError | OSError):
+                    raise LabError(
+                        f"lab up failed: {exc}", "see the message above; nothing was left behind"
+                    ) from exc
+                raise
+            finally:
+                signal.signal(signal.SIGTERM, previous)
+
+    def _build_network(self, topo: Topology) -> None:
+        for name in self.node_names(with_internet=True):
+            netns.add(self.ns(name))
+        self._step(f"{len(self.namespaces)} namespaces created")
+        veths = [
+            # Distinct ifindexes on the two ends: the kernel delays carrier events by up to 1 s
+            # (linkwatch) for a veth whose ifindex equals its peer's, as happens in fresh netns.
+            f"link add {k.if_a} index {1000 + 2 * k.index} netns {self.ns(k.a)} type veth"
+            f" peer name {k.if_b} index {1001 + 2 * k.index} netns {self.ns(k.b)}"
+            for k in topo.links
+        ]
+        netns.batch(None, veths)
+        per_ns: dict[str, list[str]] = {name: [] for name in self.node_names(with_internet=True)}
+        for n in topo.nodes:
+            per_ns[n.name] += [f"addr add {n.v4}/32 dev lo", f"addr add {n.v6}/128 dev lo"]
+        if topo.gateways:
+            per_ns[INTERNET] += [
+                f"addr add {INTERNET_V4}/32 dev lo",
+                f"addr add {INTERNET_V6}/128 dev lo",
+            ]
+        for k in topo.links:
+            per_ns[k.a] += [f"addr add {k.v4_a}/{k.v4_plen} dev {k.if_a}", f"link set {k.if_a} up"]
+            per_ns[k.b] += [f"addr add {k.v4_b}/{k.v4_plen} dev {k.if_b}", f"link set {k.if_b} up"]
+            if k.v6_a and k.v6_b:
+                per_ns[k.a].append(f"addr add {k.v6_a}/64 dev {k.if_a} nodad")
+                per_ns[k.b].append(f"addr add {k.v6_b}/64 dev {k.if_b} nodad")
+        for k in topo.links:
+            if k.kind == "uplink" and k.v6_b:
+                per_ns[k.a] += [
+                    f"route add default via {k.v4_b} dev {k.if_a} proto static onlink",
+                    f"route add ::/0 via {k.v6_b} dev {k.if_a} proto static onlink",
+                ]
+        for name, cmds in per_ns.items():
+            netns.batch(self.ns(name), cmds)
+        for gw in topo.gateways:
+            uplink = topo.uplink(gw)
+            assert uplink is not None
+            nat = (
+                f"table inet {NAT_TABLE} {{\n  chain postrouting {{\n"
+                "    type nat hook postrouting priority 100; policy accept;\n"
+                f'    oifname "{uplink.if_a}" masquerade\n  }}\n}}\n'
+            )
+            netns.run(netns.nsexec(self.ns(gw), "nft", "-f", "-"), input_text=nat)
+        self._step(f"{len(topo.links)} links configured")
+        deadline = _now() + 10
+        for name in self.node_names(with_internet=True):
+            ifaces = [k.side(name)[0] for k in topo.links if name in k.ends()]
+            while not netns.links_ready(self.ns(name), ifaces):
+                if _now() > deadline:
+                    raise LabError(f"links of {name} did not come up within 10 s")
+                time.sleep(0.02)
+        self._step("all links up with IPv6 link-local addresses")
+
+    def _conf_path(self, node: str, what: str) -> Path:
+        return self.run_dir / f"{what}-{node}.conf"
+
+    def _log_path(self, node: str, what: str) -> Path:
+        return self.run_dir / f"{what}-{node}.log"
+
+    def _spawn(self, key: str, node: str, argv: Sequence[str], log: Path) -> ProcRecord:
+        rec = procs.spawn(key, self.ns(node), argv, log)
+        self.procs[key] = rec
+        self.save()
+        return rec
+
+    def _start_babeld(self, topo: Topology, node: str) -> None:
+        n = topo.node(node)
+        conf = self._conf_path(node, "babeld")
+        conf.write_text(
+            babel.config(v4=n.v4, v6=n.v6, run_dir=self.run_dir, node=node, gateway=n.gateway)
+        )
+        (self.run_dir / f"babel-{node}.pid").unlink(missing_ok=True)
+        ifaces = [k.side(node)[0] for k in topo.mesh_links(node)]
+        state = self.links
+        for k in topo.mesh_links(node):
+            if k.index in state and state[k.index].delayed:
+                ifaces.append(k.side(node)[1])
+        self._spawn(
+            f"{node}/babeld", node, babel.argv(conf, ifaces), self._log_path(node, "babeld")
+        )
+
+    def _start_mosquitto(self, node: str) -> None:
+        conf = self._conf_path(node, "mosquitto")
+        log = self._log_path(node, "mosquitto")
+        conf.write_text(broker.config(node=node, log_file=log))
+        self._spawn(f"{node}/mosquitto", node, broker.argv(conf), log)
+
+    def _start_daemons(self, topo: Topology) -> None:
+        for n in topo.nodes:
+            self._start_babeld(topo, n.name)
+            self._start_mosquitto(n.name)
+        if topo.gateways:
+            self._spawn(
+                f"{INTERNET}/sink",
+                INTERNET,
+                ["iperf3", "-s", "-p", str(SINK_PORT)],
+                self._log_path(INTERNET, "sink"),
+            )
+        self._step(f"babeld and mosquitto started in {len(topo.nodes)} nodes")
+
+    def _dead_daemons(self) -> list[str]:
+        return [k for k, r in self.procs.items() if not procs.alive(r)]
+
+    def _raise_if_dead(self) -> None:
+        dead = self._dead_daemons()
+        if dead:
+            rec = self.procs[dead[0]]
+            raise LabError(
+                f"{', '.join(dead)} exited; last log lines of {rec.name}:\n"
+                + procs.log_tail(rec.log)
+            )
+
+    def _wait_ready(self, topo: Topology, timeout: float) -> None:
+        deadline = _now() + timeout
+        pending = set(topo.names)
+        while pending:
+            self._raise_if_dead()
+            pending = {
+                n
+                for n in pending
+                if not netns.tcp_accepts(self.ns(n), topo.node(n).v4, broker.BROKER_PORT, 0.2)
+            }
+            if pending and _now() > deadline:
+                raise LabError(f"brokers of {', '.join(sorted(pending))} do not accept TCP")
+            if pending:
+                time.sleep(0.05)
+        self._step("all brokers accept connections")
+        missing = self.wait_converged(deadline - _now())
+        self.timings["converged"] = round(_now() - self._t0, 3)
+        if missing:
+            raise LabError("routes did not converge: " + "; ".join(missing[:5]))
+        self._step("routes converged between all pairs of nodes")
+
+    # -- convergence -----------------------------------------------------------------------------
+
+    def dumps(self) -> dict[str, babel.Dump | None]:
+        out: dict[str, babel.Dump | None] = {}
+        for n in self.t.names:
+            try:
+                out[n] = babel.dump(self.ns(n))
+            except (babel.BabelError, OSError):
+                out[n] = None
+        return out
+
+    def missing_routes(self, dumps: dict[str, babel.Dump | None] | None = None) -> list[str]:
+        """What keeps the lab from being converged (empty when every pair has routes both ways)."""
+        topo = self.t
+        dumps = dumps if dumps is not None else self.dumps()
+        missing: list[str] = []
+        for n in topo.nodes:
+            d = dumps.get(n.name)
+            if d is None:
+                missing.append(f"{n.name}: babeld does not answer")
+                continue
+            have = d.installed()
+            wanted = [f"{m.v4}/32" for m in topo.nodes if m is not n]
+            wanted += [f"{m.v6}/128" for m in topo.nodes if m is not n]
+            if topo.gateways and not n.gateway:
+                wanted += ["0.0.0.0/0", "::/0"]
+            lacking = [w for w in wanted if w not in have]
+            if lacking:
+                missing.append(f"{n.name} lacks {', '.join(lacking[:4])}")
+        return missing
+
+    def wait_converged(self, timeout: float = 30.0) -> list[str]:
+        """Poll babeld until all pairs have routes; returns what was still missing at timeout."""
+        deadline = _now() + timeout
+        while True:
+            missing = self.missing_routes()
+            if not missing or _now() > deadline:
+                return missing
+            time.sleep(0.1)
+
+    def wait_neighbours(self, a: str, b: str, timeout: float = 20.0) -> bool:
+        """Poll until `a` and `b` see each other as usable babel neighbours on their link."""
+        link = self.link(a, b)
+        deadline = _now() + timeout
+        while True:
+            ok = True
+            for node in (a, b):
+                iface = self._active_iface(link, node)
+                try:
+                    d = babel.dump(self.ns(node))
+                except (babel.BabelError, OSError):
+                    ok = False
+                    break
+                if not any(nb.iface == iface and nb.cost < 65535 for nb in d.neighbours):
+                    ok = False
+                    break
+            if ok:
+                return True
+            if _now() > deadline:
+                return False
+            time.sleep(0.1)
+
+    # -- initial impairments and agents ----------------------------------------------------------
+
+    def _apply_initial_impairments(self, topo: Topology) -> None:
+        """Apply impairments a YAML topology sets (the topology from state has none)."""
+        count = 0
+        for k in topo.links:
+            imp: LinkImpairment = k.impairment
+            if k.kind == "mesh" and not imp.empty:
+                self._impair_link(
+                    k,
+                    k.a,
+                    Impairment(
+                        impair.check_loss(imp.loss),
+                        impair.parse_rate(imp.rate) if imp.rate else 0,
+                        impair.check_delay(imp.delay_ms),
+                        imp.one_way,
+                    ),
+                )
+                count += 1
+        if count:
+            self._step(f"impairments from the topology applied to {count} links")
+
+    def _start_agents(self, topo: Topology) -> None:
+        if not agent.meshd_path().exists():
+            raise LabError(
+                f"agents were asked for but {agent.meshd_path()} does not exist",
+                "run scripts/setup, or use `lab up --no-agents`",
+            )
+        agent.provision_identities(topo, self.run_dir)
+        for n in topo.nodes:
+            self.start_agent(n.name)
+        self._step(f"meshd started in {len(topo.nodes)} nodes")
+
+    def start_agent(self, node: str) -> ProcRecord:
+        """Run the node agent inside `node`'s namespace (flags from `agent.agent_argv`)."""
+        argv = agent.agent_argv(self.t, self.run_dir, node)
+        return self._spawn(f"{node}/agent", node, argv, self._log_path(node, "agent"))
+
+    def agent_argv(self, node: str) -> list[str]:
+        return agent.agent_argv(self.t, self.run_dir, node)
+
+    # -- down ------------------------------------------------------------------------------------
+
+    def down(self) -> list[str]:
+        """Remove every process, namespace and file of this lab; safe to call any number of times.
+
+        Returns the namespaces that were deleted.
+        """
+        with self.locked(wait=3.0):
+            return self._teardown()
+
+    def _teardown(self) -> list[str]:
+        t0 = _now()
+        # 1. the processes we recorded (only if they are still ours: pid + start time match)
+        procs.stop(self.procs.values(), grace=1.0)
+        # 2. anything else still living in our namespaces (e.g. started before it was recorded)
+        ours = sorted(
+            set(self.namespaces) | {ns for ns in netns.list_netns() if ns.startswith(self.prefix)}
+        )
+        stray = [pid for ns in ours for pid in netns.pids(ns)]
+        if stray:
+            procs.stop_pids(stray, grace=0.5)
+        # 3. the namespaces; veths, TAPs and nftables tables inside them go with them
+        for ns in ours:
+            netns.delete(ns)
+        left = [ns for ns in netns.list_netns() if ns.startswith(self.prefix)]
+        if left:
+            raise LabError(f"namespaces could not be deleted: {', '.join(left)}")
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+        self.procs.clear()
+        self.namespaces = []
+        self.phase = "down"
+        self.timings["down"] = round(_now() - t0, 3)
+        return ours
+
+    # -- status ----------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """Nodes, their processes and routes, and the links with their impairments and costs."""
+        topo = self.t
+        dumps = self.dumps()
+        nodes = []
+        for n in topo.nodes:
+            d = dumps.get(n.name)
+            installed = d.installed() if d else {}
+            others = [m for m in topo.nodes if m is not n]
+            nodes.append(
+                {
+                    "node": n.name,
+                    "namespace": self.ns(n.name),
+                    "v4": n.v4,
+                    "v6": n.v6,
+                    "gateway": n.gateway,
+                    "processes": {
+                        key.split("/", 1)[1]: procs.alive(r)
+                        for key, r in self.procs.items()
+                        if key.startswith(f"{n.name}/")
+                    },
+                    "neighbours": len([nb for nb in d.neighbours if nb.cost < 65535]) if d else 0,
+                    "routes": sum(1 for m in others if f"{m.v4}/32" in installed),
+                    "routes_expected": len(others),
+                    "default_route": "0.0.0.0/0" in installed or n.gateway,
+                }
+            )
+        links = []
+        for k in topo.mesh_links():
+            state = self.links.get(k.index)
+            costs = {}
+            for node in k.ends():
+                d = dumps.get(node)
+                iface = self._active_iface(k, node)
+                nb = [x for x in d.neighbours if x.iface == iface] if d else []
+                costs[node] = nb[0].cost if nb else None
+            links.append(
+                {
+                    "link": f"{k.a}-{k.b}",
+                    "ifaces": [k.if_a, k.if_b],
+                    "cut": bool(state and state.cut),
+                    "impairment": state.impairment.describe() if state else "none",
+                    "from": state.sender if state else None,
+                    "cost": costs,
+                }
+            )
+        return {
+            "name": self.name,
+            "phase": self.phase,
+            "topology": topo.spec,
+            "agents": self.agents,
+            "nodes": nodes,
+            "links": links,
+            "missing_routes": self.missing_routes(dumps),
+            "internet": {
+                "namespace": self.ns(INTERNET),
+                "v4": INTERNET_V4,
+                "sink": procs.alive(self.procs[f"{INTERNET}/sink"]),
+            }
+            if f"{INTERNET}/sink" in self.procs
+            else None,
+        }
+
+    # -- impairment ------------------------------------------------------------------------------
+
+    def _active_iface(self, link: Link, node: str) -> str:
+        state = self.links.get(link.index)
+        iface, tap, _ = link.side(node)
+        return tap if state is not None and state.delayed else iface
+
+    def impair(
+        self,
+        a: str,
+        b: str,
+        *,
+        loss: float | None = None,
+        rate: str | None = None,
+        delay_ms: float | None = None,
+        one_way: bool = False,
+    ) -> Impairment:
+        """Set loss / rate / delay on link a-b (unset values keep what was there)."""
+        self.require_up()
+        link = self.link(a, b)
+        old = self.links.get(link.index)
+        base = old.impairment if old else Impairment()
+        if old and old.sender != a and old.impairment.one_way and not one_way:
+            base = Impairment()
+        new = Impairment(
+            impair.check_loss(loss) if loss is not None else base.loss,
+            impair.parse_rate(rate) if rate is not None else base.rate_bps,
+            impair.check_delay(delay_ms) if delay_ms is not None else base.delay_ms,
+            one_way,
+        )
+        with self.locked():
+            self._impair_link(link, a, new)
+        return new
+
+    def heal(self, a: str, b: str) -> None:
+        """Remove every impairment from link a-b (a cut stays cut)."""
+        self.require_up()
+        link = self.link(a, b)
+        with self.locked():
+            self._impair_link(link, a, Impairment())
+
+    def _impair_link(self, link: Link, sender: str, new: Impairment) -> None:
+        old = self.links.get(link.index)
+        cut = bool(old and old.cut)
+        was_delayed = bool(old and old.delayed)
+        if new.empty and not cut:
+            self.links.pop(link.index, None)
+        else:
+            self.links[link.index] = LinkState(new, sender, cut)
+        self.save()
+        if new.delay_ms > 0 and not was_delayed:
+            self._start_relay(link, sender, new, cut)
+        elif new.delay_ms > 0:
+            self._write_relay_params(link, sender, new)
+            rec = self.procs.get(self._relay_key(link))
+            if rec is not None:
+                procs.send(rec, signal.SIGUSR1)
+        elif was_delayed:
+            self._stop_relay(link, cut)
+        for node in link.ends():
+            self._apply_nft(node)
+        self._apply_rate(link)
+        self.save()
+
+    def _relay_key(self, link: Link) -> str:
+        return f"link/{link.a}-{link.b}/relay"
+
+    def _relay_params_path(self, link: Link) -> Path:
+        return self.run_dir / f"relay-{link.a}-{link.b}.json"
+
+    def _write_relay_params(self, link: Link, sender: str, imp: Impairment) -> None:
+        params = impair.relay_params(imp.delay_ms, imp.one_way)
+        if sender != link.a:  # the params are written from a's point of view
+            params = {"a_to_b": params["b_to_a"], "b_to_a": params["a_to_b"]}
+        self._relay_params_path(link).write_text(json.dumps(params))
+
+    def _start_relay(self, link: Link, sender: str, imp: Impairment, cut: bool) -> None:
+        """Move the link onto a TAP pair joined by the delay relay (the veth goes down)."""
+        self._write_relay_params(link, sender, imp)
+        ns_a, ns_b = self.ns(link.a), self.ns(link.b)
+        argv = [
+            sys.executable, "-m", "cli.lab.relay",
+            "--a", f"{ns_a}:{link.tap_a}", "--b", f"{ns_b}:{link.tap_b}",
+            "--params", str(self._relay_params_path(link)),
+        ]  # fmt: skip
+        key = self._relay_key(link)
+        rec = self._spawn(key, link.a, argv, self.run_dir / f"relay-{link.a}-{link.b}.log")
+        deadline = _now() + 10
+        while not (netns.iface_exists(ns_a, link.tap_a) and netns.iface_exists(ns_b, link.tap_b)):
+            if not procs.alive(rec):
+                raise LabError("the delay relay exited:\n" + procs.log_tail(rec.log))
+            if _now() > deadline:
+                raise LabError("the delay relay did not create its TAP devices within 10 s")
+            time.sleep(0.02)
+        state = "down" if cut else "up"
+        for node, ns in ((link.a, ns_a), (link.b, ns_b)):
+            iface, tap, v4 = link.side(node)
+            netns.batch(
+                ns,
+                [
+                    f"link set {iface} down",
+                    f"addr add {v4}/{link.v4_plen} dev {tap}",
+                    f"link set {tap} {state}",
+                ],
+            )
+            babel.request(ns, babel.runtime_interface(tap))
+
+    def _stop_relay(self, link: Link, cut: bool) -> None:
+        """Back from the TAP pair to the veth."""
+        rec = self.procs.pop(self._relay_key(link), None)
+        if rec is not None:
+            procs.stop([rec])
+        self._relay_params_path(link).unlink(missing_ok=True)
+        for node in link.ends():
+            iface, tap, _ = link.side(node)
+            with contextlib.suppress(babel.BabelError, OSError):
+                babel.request(self.ns(node), f"flush interface {tap}")
+            if not cut:
+                netns.run(["ip", "-n", self.ns(node), "link", "set", iface, "up"])
+
+    def _apply_nft(self, node: str) -> None:
+        """Rebuild `node`'s loss table from the state of all its links."""
+        drops: dict[str, float] = {}
+        for k in self.t.mesh_links(node):
+            s = self.links.get(k.index)
+            if s is None or not s.impairment.loss:
+                continue
+            forward, backward = impair.per_direction_loss(s.impairment.loss, s.impairment.one_way)
+            receiver_prob = forward if node != s.sender else backward
+            if receiver_prob > 0:
+                drops[self._active_iface(k, node)] = receiver_prob
+        netns.run(
+            netns.nsexec(self.ns(node), "nft", "-f", "-"), input_text=impair.nft_script(drops)
+        )
+
+    def _apply_rate(self, link: Link) -> None:
+        s = self.links.get(link.index)
+        for node in link.ends():
+            iface, tap, _ = link.side(node)
+            ns = self.ns(node)
+            active = self._active_iface(link, node)
+            shaped = (
+                s is not None
+                and s.impairment.rate_bps > 0
+                and (not s.impairment.one_way or node == s.sender)
+            )
+            for dev in (iface, tap):
+                if dev == active and shaped and s is not None:
+                    netns.run(netns.nsexec(ns, *impair.tbf_argv(dev, s.impairment.rate_bps)))
+                elif netns.iface_exists(ns, dev):
+                    netns.run(netns.nsexec(ns, *impair.tbf_clear_argv(dev)), check=False)
+
+    # -- cut / restore ---------------------------------------------------------------------------
+
+    def cut(self, a: str, b: str) -> None:
+        """Take link a-b down at both ends (as if the radio path were blocked)."""
+        self.require_up()
+        link = self.link(a, b)
+        with self.locked():
+            s = self.links.get(link.index) or LinkState(Impairment(), a)
+            s.cut = True
+            self.links[link.index] = s
+            self.save()
+            for node in link.ends():
+                self._set_link(link, node, "down")
+
+    def _set_link(self, link: Link, node: str, state: str) -> None:
+        iface = self._active_iface(link, node)
+        netns.run(["ip", "-n", self.ns(node), "link", "set", iface, state])
+
+    def restore(self, a: str, b: str, wait: bool = True) -> bool:
+        """Bring a cut link back up; with `wait`, until babeld uses it again."""
+        self.require_up()
+        link = self.link(a, b)
+        with self.locked():
+            s = self.links.get(link.index)
+            if s is not None:
+                s.cut = False
+                if s.impairment.empty:
+                    self.links.pop(link.index)
+            self.save()
+            for node in link.ends():
+                self._set_link(link, node, "up")
+        return self.wait_neighbours(a, b) if wait else True
+
+    # -- exec, ping, traffic ---------------------------------------------------------------------
+
+    def exec(self, node: str, argv: Sequence[str]) -> int:
+        """Run a command inside a node (or the internet) with this terminal; return its status."""
+        self._check_node(node, allow_internet=True)
+        if not argv:
+            raise LabError("no command given", f"e.g. `mutualmesh lab exec {node} -- ip route`")
+        try:
+            return subprocess.run(netns.nsexec(self.ns(node), *argv), check=False).returncode
+        except FileNotFoundError as exc:
+            raise LabError(f"cannot run {argv[0]}: {exc}") from exc
+
+    def popen(self, node: str, argv: Sequence[str]) -> subprocess.Popen[str]:
+        """Start a command inside a node with its output captured (for parallel measurements)."""
+        self._check_node(node, allow_internet=True)
+        return subprocess.Popen(
+            netns.nsexec(self.ns(node), *argv),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    def ping_argv(self, dst: str, count: int, interval: float) -> list[str]:
+        return ["ping", "-q", "-n", "-c", str(count), "-i", f"{interval:g}", "-W", "1", dst]
+
+    def ping(self, node: str, dst: str, count: int = 5, interval: float = 0.2) -> PingResult:
+        """Ping an address from inside a node and return loss and RTTs."""
+        p = self.popen(node, self.ping_argv(dst, count, interval))
+        out, _ = p.communicate(timeout=count * interval + 30)
+        return parse_ping(out)
+
+    def traffic(self, a: str, b: str, seconds: float = 3.0, *, omit: int = 0) -> TrafficResult:
+        """Real TCP traffic from node a to node b (or `internet`) with iperf3."""
+        self._check_node(a)
+        self._check_node(b, allow_internet=True)
+        if a == b:
+            raise LabError("traffic needs two different nodes")
+        if not 0 < seconds <= 3600:
+            raise LabError("--seconds must be between 0 and 3600")
+        server: subprocess.Popen[str] | None = None
+        port = SINK_PORT
+        if b != INTERNET:
+            port = 20000 + (os.getpid() + int(time.time() * 1000)) % 20000
+            server = self.popen(b, ["iperf3", "-s", "-1", "-p", str(port)])
+            deadline = _now() + 10
+            while not netns.listening(self.ns(b), port):
+                if server.poll() is not None or _now() > deadline:
+                    out = server.communicate()[0] if server.poll() is not None else ""
+                    server.kill()
+                    raise LabError(f"iperf3 server in {b} did not start: {out.strip()}")
+                time.sleep(0.02)
+        try:
+            argv = [
+                "iperf3", "-c", self.addr(b), "-B", self.addr(a), "-p", str(port),
+                "-t", f"{seconds:g}", "-J", "--connect-timeout", "5000",
+            ]  # fmt: skip
+            if omit:
+                argv += ["-O", str(omit)]
+            client = self.popen(a, argv)
+            out, _ = client.communicate(timeout=seconds + omit + 30)
+            try:
+                return parse_iperf3(out)
+            except ValueError as exc:
+                raise LabError(f"traffic {a} -> {b} failed: {exc}") from None
+        finally:
+            if server is not None:
+                if server.poll() is None:
+                    server.kill()
+                server.communicate()
+
+    # -- kill / start ----------------------------------------------------------------------------
+
+    def node_procs(self, node: str) -> dict[str, ProcRecord]:
+        return {k.split("/", 1)[1]: r for k, r in self.procs.items() if k.startswith(f"{node}/")}
+
+    def kill(self, node: str, what: str = "agent") -> list[str]:
+        """Stop processes of a node (`agent`, `babeld`, `mosquitto` or `all`), as a crash would."""
+        self.require_up()
+        self._check_node(node)
+        if what not in ("agent", "babeld", "mosquitto", "all"):
+            raise LabError(f"--what {what!r} unknown", "use agent, babeld, mosquitto or all")
+        mine = self.node_procs(node)
+        if what == "agent" and "agent" not in mine:
+            raise LabError(
+                f"{node} runs no agent in this lab",
+                "start the lab with --agents, or use --what all",
+            )
+        targets = [r for k, r in mine.items() if what in ("all", k)]
+        stopped = [r.name for r in targets if procs.alive(r)]
+        with self.locked():
+            procs.stop_pids([r.pid for r in targets if procs.alive(r)], grace=0.0)
+        return stopped
+
+    def start(self, node: str) -> list[str]:
+        """Start whatever of a node's processes is not running (after `kill`)."""
+        self.require_up()
+        self._check_node(node)
+        topo = self.t
+        started = []
+        with self.locked():
+            mine = self.node_procs(node)
+
+            def down(what: str) -> bool:
+                return what not in mine or not procs.alive(mine[what])
+
+            if down("babeld"):
+                self._start_babeld(topo, node)
+                started.append("babeld")
+            if down("mosquitto"):
+                self._start_mosquitto(node)
+                started.append("mosquitto")
+            if self.agents and down("agent"):
+                self.start_agent(node)
+                started.append("agent")
+        return started
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def down_by_name(name: str, *, run_base: Path = RUN_BASE, echo: Echo | None = None) -> list[str]:
+    """`lab down` for a lab that may be half-built, crashed or already gone (idempotent)."""
+    missing = missing_requirements()
+    if missing and os.geteuid() != 0:
+        raise LabError(
+            "lab down needs root (it deletes network namespaces)",
+            f"run `sudo .venv/bin/mutualmesh lab down --name {name}`",
+        )
+    try:
+        lab = Lab.load(name, echo=echo, run_base=run_base)
+    except LabError:
+        lab = Lab(name, None, agents=False, echo=echo, run_base=run_base)
+    return lab.down()

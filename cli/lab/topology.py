@@ -1,0 +1,378 @@
+"""Lab topologies: parse a spec into nodes, links and addresses (pure, no root needed).
+
+Specs are `chain:N`, `ring:N`, `grid:RxC`, `neighbourhood` (the 7-node demo street) or a YAML file.
+The address plan is fixed so every lab (and every test) can predict addresses without asking the
+kernel, and so that nothing here can ever collide with the host: everything lives in 10.77.0.0/16
+and fd77::/48, and those addresses only exist inside the lab's namespaces.
+
+- node *i* (1-based): 10.77.0.i/32 and fd77::i/128 on `lo` (the address babeld announces);
+- mesh or uplink link *k* (0-based): 10.77.128.0/17 cut into /30s, `a` end .1, `b` end .2;
+- uplink *k* also gets fd77:0:0:f<k>::/64 so a gateway has an IPv6 default next hop;
+- the "internet" namespace has 10.77.254.1/32 and fd77:0:0:ff::1/128 on `lo` (the traffic sink).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+MAX_NODES = 200
+MAX_LINKS = 4000
+INTERNET = "internet"
+NODE_NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,9}$")
+INTERNET_V4 = "10.77.254.1"
+INTERNET_V6 = "fd77:0:0:ff::1"
+MESH_V4 = "10.77.0.0/16"
+MESH_V6 = "fd77::/48"
+_LINK_BASE = int(ipaddress.IPv4Address("10.77.128.0"))
+
+
+class TopologyError(ValueError):
+    """A topology spec or file the user gave cannot be turned into a mesh."""
+
+
+@dataclass(frozen=True)
+class Node:
+    """One router of the mesh; `index` fixes its addresses."""
+
+    name: str
+    index: int
+    gateway: bool = False
+
+    @property
+    def v4(self) -> str:
+        return f"10.77.0.{self.index}"
+
+    @property
+    def v6(self) -> str:
+        return f"fd77::{self.index:x}"
+
+
+@dataclass(frozen=True)
+class LinkImpairment:
+    """Impairment a YAML topology asks for at start-up (same meaning as `lab impair`)."""
+
+    loss: float = 0.0
+    rate: str | None = None
+    delay_ms: float = 0.0
+    one_way: bool = False
+
+    @property
+    def empty(self) -> bool:
+        return not self.loss and not self.rate and not self.delay_ms
+
+
+@dataclass(frozen=True)
+class Link:
+    """A point-to-point link between `a` and `b` (a veth pair, or an uplink to the internet)."""
+
+    index: int
+    a: str
+    b: str
+    kind: str = "mesh"  # "mesh" or "uplink"
+    impairment: LinkImpairment = field(default_factory=LinkImpairment)
+
+    @property
+    def if_a(self) -> str:
+        """Interface name on `a`'s side (<= 15 chars: names are <= 10, prefix 3)."""
+        return "up0" if self.kind == "uplink" else f"to-{self.b}"
+
+    @property
+    def if_b(self) -> str:
+        return f"to-{self.a}"
+
+    @property
+    def tap_a(self) -> str:
+        """Name of the delay relay's TAP on `a`'s side, used while the link is delayed."""
+        return f"td-{self.b}"
+
+    @property
+    def tap_b(self) -> str:
+        return f"td-{self.a}"
+
+    def _addr(self, offset: int) -> str:
+        return str(ipaddress.IPv4Address(_LINK_BASE + 4 * self.index + offset))
+
+    @property
+    def v4_a(self) -> str:
+        return self._addr(1)
+
+    @property
+    def v4_b(self) -> str:
+        return self._addr(2)
+
+    @property
+    def v4_plen(self) -> int:
+        return 30
+
+    @property
+    def v6_a(self) -> str | None:
+        return f"fd77:0:0:f{self.index:03x}::1" if self.kind == "uplink" else None
+
+    @property
+    def v6_b(self) -> str | None:
+        return f"fd77:0:0:f{self.index:03x}::2" if self.kind == "uplink" else None
+
+    def ends(self) -> tuple[str, str]:
+        return (self.a, self.b)
+
+    def joins(self, x: str, y: str) -> bool:
+        return {x, y} == {self.a, self.b}
+
+    def side(self, node: str) -> tuple[str, str, str]:
+        """(interface, tap interface, v4 address) of this link on `node`'s side."""
+        if node == self.a:
+            return self.if_a, self.tap_a, self.v4_a
+        if node == self.b:
+            return self.if_b, self.tap_b, self.v4_b
+        raise KeyError(node)
+
+    def peer(self, node: str) -> str:
+        return self.b if node == self.a else self.a
+
+
+@dataclass(frozen=True)
+class Topology:
+    """The whole mesh; links never include the uplinks until `with_gateways` adds them."""
+
+    spec: str
+    nodes: tuple[Node, ...]
+    links: tuple[Link, ...]
+
+    def node(self, name: str) -> Node:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+    @property
+    def names(self) -> list[str]:
+        return [n.name for n in self.nodes]
+
+    @property
+    def gateways(self) -> list[str]:
+        return [n.name for n in self.nodes if n.gateway]
+
+    def mesh_links(self, node: str | None = None) -> list[Link]:
+        return [
+            link
+            for link in self.links
+            if link.kind == "mesh" and (node is None or node in link.ends())
+        ]
+
+    def link_between(self, x: str, y: str) -> Link:
+        for link in self.links:
+            if link.joins(x, y):
+                return link
+        raise KeyError(f"{x}-{y}")
+
+    def uplink(self, node: str) -> Link | None:
+        for link in self.links:
+            if link.kind == "uplink" and link.a == node:
+                return link
+        return None
+
+    def with_gateways(self, gateways: list[str] | tuple[str, ...]) -> Topology:
+        """Mark nodes as gateways and add one uplink each to the internet namespace."""
+        wanted = list(dict.fromkeys(list(self.gateways) + list(gateways)))
+        for gw in wanted:
+            if gw not in self.names:
+                raise TopologyError(f"gateway {gw!r} is not a node of {self.spec}")
+        nodes = tuple(Node(n.name, n.index, gateway=n.name in wanted) for n in self.nodes)
+        links = [link for link in self.links if link.kind == "mesh"]
+        for gw in wanted:
+            links.append(Link(len(links), gw, INTERNET, kind="uplink"))
+        return Topology(self.spec, nodes, tuple(links))
+
+    def neighbours(self, node: str) -> list[str]:
+        return [link.peer(node) for link in self.mesh_links(node)]
+
+    def is_connected(self) -> bool:
+        if not self.nodes:
+            return False
+        seen = {self.nodes[0].name}
+        todo = [self.nodes[0].name]
+        while todo:
+            for peer in self.neighbours(todo.pop()):
+                if peer not in seen:
+                    seen.add(peer)
+                    todo.append(peer)
+        return len(seen) == len(self.nodes)
+
+
+def _numbered(n: int) -> list[Node]:
+    return [Node(f"n{i}", i) for i in range(1, n + 1)]
+
+
+def _count(text: str, spec: str, low: int) -> int:
+    if not text.isdigit():
+        raise TopologyError(f"{spec!r}: {text!r} is not a whole number")
+    n = int(text)
+    if n < low:
+        raise TopologyError(f"{spec!r}: needs at least {low} nodes")
+    if n > MAX_NODES:
+        raise TopologyError(f"{spec!r}: at most {MAX_NODES} nodes")
+    return n
+
+
+def _from_pairs(spec: str, nodes: list[Node], pairs: list[tuple[str, str]]) -> Topology:
+    links = tuple(Link(k, a, b) for k, (a, b) in enumerate(pairs))
+    return Topology(spec, tuple(nodes), links)
+
+
+def chain(n: int) -> Topology:
+    nodes = _numbered(n)
+    return _from_pairs(f"chain:{n}", nodes, [(f"n{i}", f"n{i + 1}") for i in range(1, n)])
+
+
+def ring(n: int) -> Topology:
+    nodes = _numbered(n)
+    pairs = [(f"n{i}", f"n{i + 1}") for i in range(1, n)] + [(f"n{n}", "n1")]
+    return _from_pairs(f"ring:{n}", nodes, pairs)
+
+
+def grid(rows: int, cols: int) -> Topology:
+    """Row-major numbering: node n(r*cols+c+1), links to the right and downwards."""
+    nodes = _numbered(rows * cols)
+    pairs: list[tuple[str, str]] = []
+    for r in range(rows):
+        for c in range(cols):
+            here = r * cols + c + 1
+            if c + 1 < cols:
+                pairs.append((f"n{here}", f"n{here + 1}"))
+            if r + 1 < rows:
+                pairs.append((f"n{here}", f"n{here + cols}"))
+    return _from_pairs(f"grid:{rows}x{cols}", nodes, pairs)
+
+
+def neighbourhood() -> Topology:
+    """The demo street: a ring of six houses with a seventh across the road linking n3 and n6."""
+    nodes = _numbered(7)
+    pairs = [(f"n{i}", f"n{i % 6 + 1}") for i in range(1, 7)] + [("n3", "n7"), ("n7", "n6")]
+    return _from_pairs("neighbourhood", nodes, pairs).with_gateways(["n1"])
+
+
+def parse(spec: str) -> Topology:
+    """Turn `chain:N`, `ring:N`, `grid:RxC`, `neighbourhood` or a YAML path into a topology."""
+    spec = spec.strip()
+    kind, _, arg = spec.partition(":")
+    if kind == "chain" and arg:
+        return chain(_count(arg, spec, 2))
+    if kind == "ring" and arg:
+        return ring(_count(arg, spec, 3))
+    if kind == "grid" and arg:
+        rows, x, cols = arg.partition("x")
+        if not x:
+            raise TopologyError(f"{spec!r}: write a grid as grid:RxC, e.g. grid:2x3")
+        r, c = _count(rows, spec, 1), _count(cols, spec, 1)
+        if r * c < 2 or r * c > MAX_NODES:
+            raise TopologyError(f"{spec!r}: a grid needs 2 to {MAX_NODES} nodes")
+        return grid(r, c)
+    if spec == "neighbourhood":
+        return neighbourhood()
+    if spec.endswith((".yaml", ".yml")) or "/" in spec:
+        path = Path(spec)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise TopologyError(f"cannot read {spec}: {exc.strerror}") from exc
+        return from_yaml_text(text, spec)
+    raise TopologyError(
+        f"unknown topology {spec!r}: use chain:N, ring:N, grid:RxC, neighbourhood or FILE.yaml"
+    )
+
+
+def _check_name(name: object, where: str) -> str:
+    if not isinstance(name, str) or not NODE_NAME_RE.match(name) or name == INTERNET:
+        raise TopologyError(
+            f"{where}: node name {name!r} must be 1-10 lowercase letters/digits starting with a"
+            f" letter (and not {INTERNET!r})"
+        )
+    return name
+
+
+def _impairment(entry: dict[str, Any], where: str) -> LinkImpairment:
+    loss = entry.get("loss", 0)
+    delay = entry.get("delay", 0)
+    rate = entry.get("rate")
+    one_way = entry.get("one_way", False)
+    if not isinstance(loss, int | float) or not 0 <= loss < 100:
+        raise TopologyError(f"{where}: loss must be a percentage in [0, 100)")
+    if not isinstance(delay, int | float) or not 0 <= delay <= 10_000:
+        raise TopologyError(f"{where}: delay must be milliseconds in [0, 10000]")
+    if rate is not None and not isinstance(rate, str):
+        raise TopologyError(f"{where}: rate must be a string like 10mbit")
+    if not isinstance(one_way, bool):
+        raise TopologyError(f"{where}: one_way must be true or false")
+    return LinkImpairment(float(loss), rate, float(delay), one_way)
+
+
+def from_yaml_text(text: str, spec: str = "<yaml>") -> Topology:
+    """Parse a YAML topology.
+
+    ```yaml
+    nodes: [alice, bob, carol]          # optional: nodes named by links are added in order
+    links:
+      - [alice, bob]
+      - {a: bob, b: carol, loss: 10, rate: 5mbit, delay: 20, one_way: false}
+    gateways: [alice]
+    ```
+    """
+    import yaml  # local: the pure parsers above must not need PyYAML
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise TopologyError(f"{spec}: not valid YAML ({exc})") from exc
+    if not isinstance(data, dict):
+        raise TopologyError(f"{spec}: expected a mapping with 'links' (and optional 'nodes')")
+    unknown = set(data) - {"nodes", "links", "gateways"}
+    if unknown:
+        raise TopologyError(f"{spec}: unknown keys {sorted(unknown)}")
+    names: list[str] = []
+    raw_nodes = data.get("nodes") or []
+    if not isinstance(raw_nodes, list):
+        raise TopologyError(f"{spec}: 'nodes' must be a list of names")
+    for n in raw_nodes:
+        name = _check_name(n, spec)
+        if name in names:
+            raise TopologyError(f"{spec}: node {name!r} listed twice")
+        names.append(name)
+    raw_links = data.get("links")
+    if not isinstance(raw_links, list) or not raw_links:
+        raise TopologyError(f"{spec}: 'links' must be a non-empty list")
+    links: list[Link] = []
+    seen: set[frozenset[str]] = set()
+    for i, entry in enumerate(raw_links):
+        where = f"{spec}: links[{i}]"
+        if isinstance(entry, list) and len(entry) == 2:
+            a, b, imp = entry[0], entry[1], LinkImpairment()
+        elif isinstance(entry, dict) and "a" in entry and "b" in entry:
+            extra = set(entry) - {"a", "b", "loss", "rate", "delay", "one_way"}
+            if extra:
+                raise TopologyError(f"{where}: unknown keys {sorted(extra)}")
+            a, b, imp = entry["a"], entry["b"], _impairment(entry, where)
+        else:
+            raise TopologyError(f"{where}: write a link as [a, b] or {{a: .., b: ..}}")
+        a, b = _check_name(a, where), _check_name(b, where)
+        if a == b:
+            raise TopologyError(f"{where}: a link needs two different nodes")
+        pair = frozenset((a, b))
+        if pair in seen:
+            raise TopologyError(f"{where}: {a}-{b} is listed twice (parallel links unsupported)")
+        seen.add(pair)
+        for name in (a, b):
+            if name not in names:
+                names.append(name)
+        links.append(Link(len(links), a, b, impairment=imp))
+    if len(names) > MAX_NODES or len(links) > MAX_LINKS:
+        raise TopologyError(f"{spec}: at most {MAX_NODES} nodes and {MAX_LINKS} links")
+    nodes = tuple(Node(name, i + 1) for i, name in enumerate(names))
+    topo = Topology(spec, nodes, tuple(links))
+    gateways = data.get("gateways") or []
+    if not isinstance(gateways, list):
+        raise TopologyError(f"{spec}: 'gateways' must be a list of node names")
+    return topo.with_gateways([_check_name(g, spec) for g in gateways]) if gateways else topo
