@@ -1,0 +1,434 @@
+"""`mutualmesh lab`: build, break and inspect a real mesh of namespaces on this machine."""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from cli.errors import ExitStatus, UserError
+
+F = TypeVar("F", bound=Callable[..., Any])
+DEFAULT_NAME = os.environ.get("MUTUALMESH_LAB", "lab")
+ADMIN_VIEWS = ("nodes", "links", "contrib")
+
+
+def _user_errors(func: F) -> F:
+    """Turn the lab's own errors into what/fix messages with a non-zero exit, no traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from cli.lab.impair import ImpairError
+        from cli.lab.lab import LabError
+        from cli.lab.topology import TopologyError
+
+        try:
+            return func(*args, **kwargs)
+        except LabError as exc:
+            raise UserError(exc.what, fix=exc.fix, status=ExitStatus.ERROR) from None
+        except (TopologyError, ImpairError) as exc:
+            raise UserError(str(exc), fix="see `mutualmesh lab --help`") from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _name_option(func: F) -> F:
+    return click.option(
+        "--name",
+        default=DEFAULT_NAME,
+        show_default=True,
+        help="Which lab (1-8 lowercase letters/digits); several labs can run side by side.",
+    )(func)
+
+
+def _require_root(action: str, argv_hint: str) -> None:
+    from cli.lab.lab import missing_requirements
+
+    missing = missing_requirements()
+    if missing:
+        raise UserError(
+            f"`lab {action}` cannot run here; missing: " + "; ".join(missing),
+            fix=f"run it as root on Linux: sudo {sys.executable.rsplit('/', 1)[0]}/mutualmesh "
+            f"lab {argv_hint}",
+            status=ExitStatus.ERROR,
+        )
+
+
+def _load(name: str) -> Any:
+    from cli.lab.lab import Lab
+
+    return Lab.load(name, echo=click.echo)
+
+
+@click.group()
+def lab() -> None:
+    """Run a real mesh of network namespaces on this machine (needs root).
+
+    Each node is a namespace with its own babeld and mosquitto (and meshd with --agents);
+    links are veth pairs that `impair`, `cut` and `restore` can break in real ways.
+    """
+
+
+@lab.command()
+@click.option(
+    "--topology",
+    "-t",
+    default="chain:3",
+    show_default=True,
+    help="chain:N, ring:N, grid:RxC, neighbourhood, or a YAML file.",
+)
+@click.option(
+    "--gateway", "-g", multiple=True, help="Node with an uplink to the internet (repeat)."
+)
+@click.option(
+    "--agents/--no-agents",
+    default=None,
+    help="Run meshd in every node [default: on if the node agent is installed].",
+)
+@click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for routes.")
+@_name_option
+@_user_errors
+def up(
+    topology: str, gateway: tuple[str, ...], agents: bool | None, timeout: float, name: str
+) -> None:
+    """Build the lab and wait until every node has a route to every other node."""
+    from cli.lab.lab import Lab, check_name
+    from cli.lab.topology import parse
+
+    check_name(name)
+    topo = parse(topology)
+    if gateway:
+        topo = topo.with_gateways(list(gateway))
+    _require_root("up", f"up --topology {topology} --name {name}")
+    the_lab = Lab(name, topo, agents=agents, echo=click.echo)
+    click.echo(
+        f"building lab {name!r}: {topo.spec}, {len(topo.nodes)} nodes, "
+        f"{len(topo.mesh_links())} links, gateways: {', '.join(topo.gateways) or 'none'}, "
+        f"agents: {'on' if the_lab.agents else 'off'}"
+    )
+    the_lab.up(timeout=timeout)
+    _hints(the_lab)
+
+
+def _hints(the_lab: Any) -> None:
+    nodes = the_lab.t.names
+    a, b = nodes[0], nodes[1]
+    far = nodes[-1]
+    flag = "" if the_lab.name == "lab" else f" --name {the_lab.name}"
+    click.echo("\nnext:")
+    click.echo(f"  mutualmesh lab status{flag}")
+    click.echo(f"  mutualmesh lab exec {a}{flag} -- ping -c 3 {the_lab.addr(far)}")
+    click.echo(f"  mutualmesh lab traffic {a} {far} --seconds 3{flag}")
+    click.echo(f"  mutualmesh lab impair {a} {b} --loss 20 --delay 25{flag}")
+    click.echo(f"  mutualmesh lab cut {a} {b}{flag}   (and: lab restore {a} {b})")
+    click.echo(f"  mutualmesh lab down{flag}")
+
+
+@lab.command()
+@_name_option
+@_user_errors
+def down(name: str) -> None:
+    """Remove every namespace, process and file of the lab (works after a crash; idempotent)."""
+    from cli.lab.lab import check_name, down_by_name
+
+    check_name(name)
+    t0 = time.monotonic()
+    removed = down_by_name(name, echo=click.echo)
+    took = time.monotonic() - t0
+    if removed:
+        click.echo(f"lab {name!r} removed: {len(removed)} namespaces in {took:.2f}s")
+    else:
+        click.echo(f"lab {name!r}: nothing to remove")
+
+
+@lab.command("list")
+def list_() -> None:
+    """List the labs on this machine."""
+    from cli.lab.lab import list_labs
+
+    for n in list_labs():
+        click.echo(n)
+
+
+@lab.command()
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@_name_option
+@_user_errors
+def status(as_json: bool, name: str) -> None:
+    """Nodes, whether their processes run, routes, and link impairments and costs."""
+    _require_root("status", f"status --name {name}")
+    st = _load(name).status()
+    if as_json:
+        click.echo(json.dumps(st, indent=2, sort_keys=True))
+        return
+    _print_status(st)
+
+
+def _yn(value: bool | None) -> str:
+    return "-" if value is None else ("up" if value else "DOWN")
+
+
+def _print_status(st: dict[str, Any]) -> None:
+    click.echo(
+        f"lab {st['name']!r}: {st['topology']}, state {st['phase']}, "
+        f"agents {'on' if st['agents'] else 'off'}"
+    )
+    head = (
+        "node",
+        "address",
+        "gw",
+        "babeld",
+        "mosquitto",
+        "agent",
+        "neighbours",
+        "routes",
+        "default",
+    )
+    rows = [head]
+    for n in st["nodes"]:
+        p = n["processes"]
+        rows.append(
+            (
+                n["node"],
+                n["v4"],
+                "yes" if n["gateway"] else "",
+                _yn(p.get("babeld")),
+                _yn(p.get("mosquitto")),
+                _yn(p.get("agent")),
+                str(n["neighbours"]),
+                f"{n['routes']}/{n['routes_expected']}",
+                "yes" if n["default_route"] else "no",
+            )
+        )
+    _table(rows)
+    click.echo("")
+    link_rows: list[tuple[str, ...]] = [("link", "state", "impairment", "babel cost (each end)")]
+    for k in st["links"]:
+        costs = ", ".join(f"{node} {c if c is not None else '-'}" for node, c in k["cost"].items())
+        imp = k["impairment"] + (f" (from {k['from']})" if k["impairment"] != "none" else "")
+        link_rows.append((k["link"], "CUT" if k["cut"] else "up", imp, costs))
+    _table(link_rows)
+    if st.get("internet"):
+        i = st["internet"]
+        click.echo(f"\ninternet: {i['v4']} in {i['namespace']}, sink {_yn(i['sink'])}")
+    missing = st["missing_routes"]
+    click.echo("\nhealth: " + ("all pairs routed" if not missing else "; ".join(missing[:5])))
+
+
+def _table(rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+
+
+@lab.command()
+@click.argument("a")
+@click.argument("b")
+@click.option("--loss", type=float, help="Percent of pings lost over the link (split each way).")
+@click.option("--rate", help="Bandwidth per direction, e.g. 10mbit, 500kbit.")
+@click.option("--delay", type=float, help="One-way delay in ms per direction (TAP relay).")
+@click.option("--one-way", is_flag=True, help="Impair only the direction from A to B.")
+@_name_option
+@_user_errors
+def impair(
+    a: str,
+    b: str,
+    loss: float | None,
+    rate: str | None,
+    delay: float | None,
+    one_way: bool,
+    name: str,
+) -> None:
+    """Make link A-B lossy, slow or long (values not given stay as they were)."""
+    if loss is None and rate is None and delay is None:
+        raise UserError(
+            "nothing to do", fix="give --loss, --rate and/or --delay (or use `lab heal`)"
+        )
+    _require_root("impair", f"impair {a} {b} --name {name}")
+    imp = _load(name).impair(a, b, loss=loss, rate=rate, delay_ms=delay, one_way=one_way)
+    click.echo(f"{a}-{b}: {imp.describe()}")
+
+
+@lab.command()
+@click.argument("a")
+@click.argument("b")
+@_name_option
+@_user_errors
+def heal(a: str, b: str, name: str) -> None:
+    """Remove loss, rate limit and delay from link A-B."""
+    _require_root("heal", f"heal {a} {b} --name {name}")
+    the_lab = _load(name)
+    the_lab.heal(a, b)
+    ok = the_lab.wait_neighbours(a, b, timeout=15)
+    click.echo(f"{a}-{b}: healed" + ("" if ok else " (babeld does not use it yet)"))
+
+
+@lab.command()
+@click.argument("a")
+@click.argument("b")
+@_name_option
+@_user_errors
+def cut(a: str, b: str, name: str) -> None:
+    """Take link A-B down at both ends."""
+    _require_root("cut", f"cut {a} {b} --name {name}")
+    _load(name).cut(a, b)
+    click.echo(f"{a}-{b}: cut")
+
+
+@lab.command()
+@click.argument("a")
+@click.argument("b")
+@_name_option
+@_user_errors
+def restore(a: str, b: str, name: str) -> None:
+    """Bring a cut link A-B back and wait until babeld uses it."""
+    _require_root("restore", f"restore {a} {b} --name {name}")
+    t0 = time.monotonic()
+    ok = _load(name).restore(a, b)
+    took = time.monotonic() - t0
+    click.echo(
+        f"{a}-{b}: restored, babel neighbours again after {took:.1f}s"
+        if ok
+        else f"{a}-{b}: up, but babeld does not use it yet"
+    )
+
+
+@lab.command("exec", context_settings={"ignore_unknown_options": True})
+@click.argument("node")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED, required=True)
+@_name_option
+@_user_errors
+def exec_(node: str, command: tuple[str, ...], name: str) -> None:
+    """Run COMMAND inside NODE (or `internet`), e.g. `lab exec n1 -- ip route`."""
+    _require_root("exec", f"exec {node} -- {' '.join(command)}")
+    sys.exit(_load(name).exec(node, list(command)))
+
+
+@lab.command()
+@click.argument("a")
+@click.argument("b")
+@click.option("--seconds", "-s", default=3.0, show_default=True, help="How long to send.")
+@_name_option
+@_user_errors
+def traffic(a: str, b: str, seconds: float, name: str) -> None:
+    """Send real TCP traffic from node A to node B (or `internet`) with iperf3."""
+    from cli.lab.measure import human_bytes
+
+    _require_root("traffic", f"traffic {a} {b} --name {name}")
+    the_lab = _load(name)
+    the_lab.require_up()
+    r = the_lab.traffic(a, b, seconds)
+    click.echo(
+        f"{a} -> {b}: sent {r.sent_bytes} bytes ({human_bytes(r.sent_bytes)}), received "
+        f"{r.received_bytes} bytes in {r.seconds:.1f}s = {r.receiver_mbps:.1f} Mbit/s"
+    )
+
+
+@lab.command()
+@click.argument("node")
+@click.option(
+    "--what",
+    type=click.Choice(["agent", "babeld", "mosquitto", "all"]),
+    default="agent",
+    show_default=True,
+)
+@_name_option
+@_user_errors
+def kill(node: str, what: str, name: str) -> None:
+    """Kill a node's agent (or daemons) with SIGKILL, as a crash or power cut would."""
+    _require_root("kill", f"kill {node} --name {name}")
+    stopped = _load(name).kill(node, what)
+    click.echo(f"{node}: killed {', '.join(stopped) or 'nothing (not running)'}")
+
+
+@lab.command()
+@click.argument("node")
+@_name_option
+@_user_errors
+def start(node: str, name: str) -> None:
+    """Start whatever of a node's processes is not running."""
+    _require_root("start", f"start {node} --name {name}")
+    started = _load(name).start(node)
+    click.echo(f"{node}: started {', '.join(started) or 'nothing (all running)'}")
+
+
+@lab.command()
+@click.option("--agents/--no-agents", default=None, help="Run meshd in every node.")
+@click.option("--seconds", default=2.0, show_default=True, help="Seconds of each traffic flow.")
+@_name_option
+@_user_errors
+def demo(agents: bool | None, seconds: float, name: str) -> None:
+    """A 7-node neighbourhood with one gateway: build it, send traffic, show what admins see."""
+    from cli.lab.lab import Lab, check_name
+    from cli.lab.measure import human_bytes
+    from cli.lab.topology import neighbourhood
+
+    check_name(name)
+    _require_root("demo", f"demo --name {name}")
+    topo = neighbourhood()
+    the_lab = Lab(name, topo, agents=agents, echo=click.echo)
+    click.echo(
+        f"demo: 7 houses in a street ({len(topo.mesh_links())} links), {topo.gateways[0]} "
+        "shares its internet uplink"
+    )
+    t0 = time.monotonic()
+    the_lab.up()
+    click.echo(f"converged in {time.monotonic() - t0:.2f}s\n")
+    flows = [("n4", "internet"), ("n7", "internet"), ("n2", "n5")]
+    for a, b in flows:
+        r = the_lab.traffic(a, b, seconds)
+        click.echo(
+            f"traffic {a} -> {b}: {human_bytes(r.sent_bytes)} sent, {r.receiver_mbps:.0f} Mbit/s"
+        )
+    click.echo("")
+    _print_status(the_lab.status())
+    click.echo("\nbytes each node carried on its mesh links (kernel counters, rx+tx):")
+    _print_carried(the_lab)
+    _admin_views(the_lab)
+    _hints(the_lab)
+
+
+def _print_carried(the_lab: Any) -> None:
+    from cli.lab import netns
+    from cli.lab.measure import human_bytes
+
+    rows: list[tuple[str, ...]] = [("node", "mesh rx", "mesh tx", "uplink tx")]
+    for n in the_lab.t.nodes:
+        counters = netns.iface_counters(the_lab.ns(n.name))
+        mesh = [k.side(n.name)[0] for k in the_lab.t.mesh_links(n.name)]
+        rx = sum(counters.get(i, {}).get("rx_bytes", 0) for i in mesh)
+        tx = sum(counters.get(i, {}).get("tx_bytes", 0) for i in mesh)
+        up = counters.get("up0", {}).get("tx_bytes", 0) if n.gateway else 0
+        rows.append((n.name, human_bytes(rx), human_bytes(tx), human_bytes(up) if up else ""))
+    _table(rows)
+
+
+def _admin_views(the_lab: Any) -> None:
+    """Show the admin CLI's views from inside a node once those commands exist."""
+    script = Path(sys.executable).parent / "mutualmesh"
+    views = [v for v in ADMIN_VIEWS if importlib.util.find_spec(f"cli.commands.{v}")]
+    if not views or not the_lab.agents:
+        click.echo(
+            "\n(admin views `nodes`, `links`, `contrib` appear here once meshd runs in the lab)"
+        )
+        return
+    node = the_lab.t.names[0]
+    for view in views:
+        click.echo(f"\n$ mutualmesh {view}   (from {node})")
+        proc = subprocess.run(
+            ["ip", "netns", "exec", the_lab.ns(node), str(script), view],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        click.echo((proc.stdout or proc.stderr).rstrip() or "(no output)")
