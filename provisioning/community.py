@@ -1,0 +1,263 @@
+"""The community folder: community.yaml (signed by k admins), nodes.yaml, revocations, secrets.
+
+Layout (the folder can live in git; `secrets/` and `build/` are git-ignored):
+
+    community.yaml          radio, addresses, routing, admins, threshold, signatures
+    nodes.yaml              the node registry: keys, slots, addresses, enrollment certificates
+    revocations/<host>.json signed revocations, ready for `mutualmesh publish`
+    secrets/<host>.key      node private keys (0600), so bundles can be rendered again
+    build/<host>/           Image Builder FILES= folder; build/<host>.tar.gz the same as a bundle
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import os
+import secrets
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from meshd.community import Community, parse_community
+from meshd.errors import CommunityError, Problem
+from meshd.ids import PublicKey, SigningKey
+from meshd.trust import admin_signature, community_message, valid_signers
+
+COMMUNITY_FILE = "community.yaml"
+NODES_FILE = "nodes.yaml"
+GITIGNORE = "secrets/\nbuild/\n"
+
+# Second octets of 10.x.0.0/16 seen often at home, in VPNs and in container platforms
+# (Apple/ISP routers 10.0/10.1, Comcast 10.1.10, OpenVPN 10.8, k3s 10.42/10.43, Kubernetes
+# 10.96-10.111, flannel 10.244, and round numbers people pick by hand).
+AVOID_SECOND_OCTET = frozenset(
+    {
+        0,
+        1,
+        2,
+        3,
+        4,
+        5,
+        8,
+        9,
+        10,
+        11,
+        12,
+        20,
+        42,
+        43,
+        50,
+        88,
+        99,
+        100,
+        101,
+        123,
+        128,
+        200,
+        244,
+        250,
+        253,
+        254,
+        255,
+    }
+    | set(range(96, 112))
+)
+CHANNELS_2G = (1, 6, 11)
+
+
+class ProvisionError(Exception):
+    """Something the admin must fix: what went wrong, where, and how to fix it (for the CLI)."""
+
+    def __init__(self, what: str, where: str, fix: str) -> None:
+        super().__init__(f"{where}: {what}")
+        self.what = what
+        self.where = where
+        self.fix = fix
+
+
+def ipv4_prefix_for(name: str) -> ipaddress.IPv4Network:
+    """A /16 inside 10/8 picked by a hash of the name, skipping ranges people already use."""
+    digest = hashlib.sha256(b"mutualmesh-ipv4\0" + name.encode()).digest()
+    candidates = [o for o in range(256) if o not in AVOID_SECOND_OCTET]
+    octet = candidates[int.from_bytes(digest[:4], "big") % len(candidates)]
+    return ipaddress.IPv4Network(f"10.{octet}.0.0/16")
+
+
+def random_ula() -> ipaddress.IPv6Network:
+    """RFC 4193: fd00::/8 plus a 40-bit random global id gives a /48."""
+    global_id = secrets.token_bytes(5)
+    return ipaddress.IPv6Network((b"\xfd" + global_id + bytes(10), 48))
+
+
+def random_passphrase(length: int = 32) -> str:
+    alphabet = string.ascii_letters + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(length))
+
+
+def new_community(
+    name: str,
+    *,
+    admin_name: str,
+    admin_key: SigningKey,
+    country: str,
+    routing: str = "babel",
+) -> dict[str, Any]:
+    """A fresh, signed community mapping; the only place its secrets are drawn."""
+    digest = hashlib.sha256(b"mutualmesh-channel\0" + name.encode()).digest()
+    data: dict[str, Any] = {
+        "name": name,
+        "mesh_id": name,
+        "radio": {
+            "country": country,
+            "sae_passphrase": random_passphrase(),
+            "bands": {
+                "2g": {"channel": CHANNELS_2G[digest[0] % 3], "htmode": "HT20"},
+                # 36-48 is one 80 MHz block without DFS radar waits, allowed nearly everywhere.
+                "5g": {"channel": 36, "htmode": "VHT80"},
+            },
+        },
+        "ipv4": {"prefix": str(ipv4_prefix_for(name))},
+        "ipv6": {"prefix": str(random_ula())},
+        "routing": {"protocol": routing},
+        "mqtt": {"port": 1883},
+        "admins": [{"name": admin_name, "key": admin_key.public.text}],
+        "threshold": 1,
+        "contribution": {
+            "base_share": 0.5,
+            "consumption_share": 0.5,
+            "relay_weight": 1.0,
+            "gateway_weight": 2.0,
+            "uptime_weight": 0.5,
+        },
+        "signatures": [],
+    }
+    return sign(data, admin_key)
+
+
+def sign(data: Mapping[str, Any], key: SigningKey) -> dict[str, Any]:
+    """Add (or refresh) this admin's signature; other admins' signatures are kept as they are."""
+    message = community_message(data)
+    others = [
+        s
+        for s in data.get("signatures") or []
+        if not (isinstance(s, dict) and s.get("admin") == key.public.text)
+    ]
+    return {**data, "signatures": [*others, admin_signature(key, message)]}
+
+
+@dataclass(frozen=True, slots=True)
+class SignatureStatus:
+    valid: frozenset[PublicKey]
+    present: int
+    threshold: int
+
+    @property
+    def enough(self) -> bool:
+        return len(self.valid) >= self.threshold
+
+
+def signature_status(data: Mapping[str, Any], community: Community) -> SignatureStatus:
+    raw = data.get("signatures") or []
+    try:
+        message = community_message(data)
+    except (TypeError, ValueError):
+        return SignatureStatus(frozenset(), len(raw), community.threshold)
+    signers = valid_signers(message, raw, community.trust.admins)
+    return SignatureStatus(signers, len(raw), community.threshold)
+
+
+def check(data: Any, *, require_signatures: bool = False) -> Community:
+    """parse_community plus k-of-n: signatures, when present, must reach the threshold."""
+    community = parse_community(data)
+    status = signature_status(data, community)
+    if (status.present or require_signatures) and not status.enough:
+        raise CommunityError(
+            [
+                Problem(
+                    "signatures",
+                    f"{len(status.valid)} distinct valid admin signature(s) of "
+                    f"{status.present} present, {status.threshold} needed "
+                    "(signatures cover the whole file: any change needs new ones)",
+                    "ask admins to run `mutualmesh community sign --dir DIR --admin-key KEY`",
+                )
+            ]
+        )
+    return community
+
+
+def load_yaml(path: Path) -> Any:
+    """Read a YAML file, turning every failure into what/where/fix."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise _file_error(
+            path, "file not found", "check the path, or create one with `mutualmesh community init`"
+        ) from None
+    except IsADirectoryError:
+        raise _file_error(
+            path, "is a directory", f"point to the file inside it, e.g. {path / COMMUNITY_FILE}"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _file_error(path, f"cannot read ({exc})", "check permissions") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ProvisionError(
+            f"YAML syntax error: {problem}",
+            where,
+            "fix the YAML at that line (indentation, a missing colon or quote)",
+        ) from None
+
+
+def _file_error(path: Path, what: str, fix: str) -> ProvisionError:
+    return ProvisionError(what, str(path), fix)
+
+
+def dump_yaml(data: Any) -> str:
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False)
+
+
+def write_text_atomic(path: Path, text: str, mode: int = 0o644) -> None:
+    """Write a file completely or not at all."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def load_community_dir(
+    directory: Path, *, require_signatures: bool = True
+) -> tuple[Community, dict[str, Any]]:
+    """The checked community of a folder and its raw mapping (kept for re-signing)."""
+    path = directory / COMMUNITY_FILE
+    if not directory.is_dir():
+        raise ProvisionError(
+            "community folder not found",
+            str(directory),
+            "pass --dir pointing to a folder made by `mutualmesh community init`",
+        )
+    data = load_yaml(path)
+    try:
+        community = check(data, require_signatures=require_signatures)
+    except CommunityError as exc:
+        first = exc.problems[0]
+        more = f" (and {len(exc.problems) - 1} more)" if len(exc.problems) > 1 else ""
+        raise ProvisionError(
+            f"{first.path}: {first.message}{more}",
+            str(path),
+            f"{first.fix}; run `mutualmesh community check {path}` to list every problem",
+        ) from None
+    return community, data

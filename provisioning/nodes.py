@@ -1,0 +1,161 @@
+"""The node registry (nodes.yaml): every enrolled node, its key, slot, addresses and certificate.
+
+Everything a bundle needs except the node's private key lives here, so rendering is a pure
+function of (community.yaml, nodes.yaml entry, key file) and can be repeated byte for byte.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from meshd import validate as v
+from meshd.errors import KeyFormatError
+from meshd.ids import PublicKey
+from meshd.trust import Enrollment
+from provisioning.addresses import AddressPlan, NodeAddresses
+from provisioning.community import NODES_FILE, ProvisionError, dump_yaml, load_yaml
+
+
+@dataclass(frozen=True, slots=True)
+class NodeEntry:
+    hostname: str
+    key: PublicKey
+    model: str
+    gateway: bool
+    location: tuple[float, float] | None
+    addresses: NodeAddresses
+    cert: Enrollment
+
+    @property
+    def node_id(self) -> str:
+        return self.key.node_id
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "hostname": self.hostname,
+            "node_id": self.node_id,
+            "key": self.key.text,
+            "model": self.model,
+            "gateway": self.gateway,
+            "location": list(self.location) if self.location else None,
+            "addresses": self.addresses.to_json(),
+            "cert": self.cert.to_json(),
+        }
+
+    @classmethod
+    def from_json(cls, value: Any, path: str, plan: AddressPlan) -> NodeEntry:
+        o = v.obj(
+            value,
+            path,
+            frozenset({"hostname", "node_id", "key", "model", "gateway", "addresses", "cert"}),
+            frozenset({"location"}),
+        )
+        try:
+            key = PublicKey.from_text(o["key"], f"{path}.key")
+        except KeyFormatError as exc:
+            raise v.Invalid(f"{path}.key", str(exc)) from None
+        if v.node_id(o["node_id"], f"{path}.node_id") != key.node_id:
+            raise v.Invalid(f"{path}.node_id", "does not match the key")
+        loc = o.get("location")
+        location = None
+        if loc is not None:
+            items = v.array(loc, f"{path}.location", 2)
+            location = (
+                v.number(items[0], f"{path}.location[0]", -90, 90),
+                v.number(items[1], f"{path}.location[1]", -180, 180),
+            )
+        addr = v.obj(
+            o["addresses"],
+            f"{path}.addresses",
+            frozenset({"slot", "ipv4", "ipv4_client", "ipv6", "ipv6_client"}),
+        )
+        slot = v.integer(addr["slot"], f"{path}.addresses.slot", 0, max(0, plan.capacity - 1))
+        expected = plan.addresses(slot)
+        if expected.to_json() != dict(addr):
+            raise v.Invalid(
+                f"{path}.addresses", f"do not match slot {slot} of the community's address plan"
+            )
+        cert = Enrollment.from_json(o["cert"], f"{path}.cert")
+        hostname = v.hostname(o["hostname"], f"{path}.hostname")
+        if cert.hostname != hostname or cert.key != key:
+            raise v.Invalid(f"{path}.cert", "is for another hostname or key")
+        return cls(
+            hostname=hostname,
+            key=key,
+            model=v.string(o["model"], f"{path}.model", max_len=64, min_len=1),
+            gateway=v.boolean(o["gateway"], f"{path}.gateway"),
+            location=location,
+            addresses=expected,
+            cert=cert,
+        )
+
+
+def parse_location(text: str) -> tuple[float, float]:
+    """'LAT,LON' in degrees; ValueError with a readable message otherwise."""
+    parts = text.split(",")
+    if len(parts) != 2:
+        raise ValueError("write it as LAT,LON, e.g. 52.52,13.40")
+    try:
+        lat, lon = float(parts[0]), float(parts[1])
+    except ValueError:
+        raise ValueError("LAT and LON must be decimal numbers, e.g. 52.52,13.40") from None
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        raise ValueError("latitude must be within ±90 and longitude within ±180")
+    return (lat, lon)
+
+
+class Registry:
+    """nodes.yaml, checked on load: no duplicate hostnames, keys or slots."""
+
+    def __init__(self, plan: AddressPlan, nodes: Iterable[NodeEntry] = ()) -> None:
+        self.plan = plan
+        self.nodes: dict[str, NodeEntry] = {}
+        for node in nodes:
+            self.add(node)
+
+    def add(self, node: NodeEntry) -> None:
+        if node.hostname in self.nodes:
+            raise ValueError(f"hostname {node.hostname!r} is already in the registry")
+        for other in self.nodes.values():
+            if other.key == node.key:
+                raise ValueError(f"{node.hostname}: same key as {other.hostname}")
+            if other.addresses.slot == node.addresses.slot:
+                raise ValueError(
+                    f"{node.hostname}: address slot {node.addresses.slot} already used by "
+                    f"{other.hostname}"
+                )
+        self.nodes[node.hostname] = node
+
+    def used_slots(self) -> set[int]:
+        return {n.addresses.slot for n in self.nodes.values()}
+
+    def to_yaml(self) -> str:
+        return dump_yaml({"nodes": [self.nodes[h].to_json() for h in sorted(self.nodes)]})
+
+    @classmethod
+    def load(cls, directory: Path, plan: AddressPlan) -> Registry:
+        path = directory / NODES_FILE
+        if not path.exists():
+            return cls(plan)
+        data = load_yaml(path)
+        if data is None:
+            return cls(plan)
+        where = str(path)
+        try:
+            top = v.obj(data, "nodes.yaml", frozenset({"nodes"}))
+            items = v.array(top["nodes"], "nodes", 1_000_000)
+            registry = cls(plan)
+            for i, item in enumerate(items):
+                registry.add(NodeEntry.from_json(item, f"nodes[{i}]", plan))
+        except v.Invalid as exc:
+            raise ProvisionError(
+                str(exc), where, "restore nodes.yaml from git, or fix the entry by hand"
+            ) from None
+        except ValueError as exc:
+            raise ProvisionError(
+                str(exc), where, "remove the duplicate entry (git history shows which is newer)"
+            ) from None
+        return registry

@@ -1,0 +1,616 @@
+"""Render one node's OpenWrt configuration: a pure function of the stored community and node.
+
+Board-specific parts of OpenWrt's config (radio `path`, switch ports of `br-lan`, the `wan`
+device) are never written by us: the first-boot script (`meshd-apply` in the package feed) merges
+our `network` and `wireless` sections into the board's defaults, mapping our `mm_radio_<band>`
+placeholders onto whichever radio reports that band. `firewall`, `dhcp`, `babeld` and `meshd` are
+ours entirely and replace the defaults.
+
+netjsonconfig's OpenWrt backend builds the wireless and interface sections; our UCI writer
+(provisioning.uci) turns its intermediate data into text, because netjsonconfig does not escape
+single quotes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from netjsonconfig import OpenWrt
+
+from meshd.community import Community
+from meshd.ids import SigningKey
+from provisioning import uci
+from provisioning.community import dump_yaml
+from provisioning.keys import KEY_HEADER
+from provisioning.nodes import NodeEntry
+from provisioning.profiles import DeviceProfile
+
+BABEL_LOCAL_PORT = 33123  # babeld's read-only local socket, polled by the agent
+METRICS_PORT = 9274
+PROBE_PORT = 6699
+BABEL_PORT = 6696  # the Babel protocol itself
+MDNS_PORT = 5353
+APPLY_SRC = "/etc/meshd/uci"
+
+_PROTOCOL = {"2g": "802.11n", "5g": "802.11ac", "6g": "802.11ax"}
+
+
+@dataclass(frozen=True, slots=True)
+class BundleFile:
+    data: bytes
+    mode: int = 0o644
+
+
+def mesh_ifname(band: str) -> str:
+    return f"mesh{band}"
+
+
+def _width(htmode: str) -> int:
+    return int("".join(ch for ch in htmode if ch.isdigit()) or 20)
+
+
+def _protocol(band: str, htmode: str) -> str:
+    if htmode.startswith("HE"):
+        return "802.11ax"
+    if htmode.startswith("VHT"):
+        return "802.11ac"
+    return "802.11n" if band == "2g" else _PROTOCOL[band]
+
+
+def node_bands(community: Community, profile: DeviceProfile) -> list[str]:
+    """Bands the mesh uses on this model: the model's radios that the community configures."""
+    return [b for b in profile.bands if b in community.bands]
+
+
+def _netjson(community: Community, node: NodeEntry, bands: list[str]) -> dict[str, Any]:
+    addr = node.addresses
+    babel = community.routing == "babel"
+    radios = []
+    interfaces: list[dict[str, Any]] = []
+    for band in bands:
+        spec = community.bands[band]
+        radios.append(
+            {
+                "name": f"mm_radio_{band}",
+                "protocol": _protocol(band, spec.htmode),
+                "channel": spec.channel,
+                "channel_width": _width(spec.htmode),
+                "country": community.country,
+            }
+        )
+        mesh: dict[str, Any] = {
+            "name": mesh_ifname(band),
+            "type": "wireless",
+            "network": f"mesh_{band}",
+            "wireless": {
+                "radio": f"mm_radio_{band}",
+                "mode": "802.11s",
+                "mesh_id": community.mesh_id,
+                "network": [f"mesh_{band}"],
+                "encryption": {
+                    "protocol": "wpa3_personal",
+                    "cipher": "ccmp",
+                    "key": community.sae_passphrase,
+                    "ieee80211w": "2",
+                },
+            },
+        }
+        if babel:
+            mesh["addresses"] = [
+                {"proto": "static", "family": "ipv4", "address": str(addr.ipv4), "mask": 32},
+                {"proto": "static", "family": "ipv6", "address": str(addr.ipv6), "mask": 128},
+            ]
+        interfaces.append(mesh)
+        interfaces.append(
+            {
+                "name": f"ap{band}",
+                "type": "wireless",
+                "wireless": {
+                    "radio": f"mm_radio_{band}",
+                    "mode": "access_point",
+                    "ssid": community.name,
+                    "network": ["lan"],
+                },
+            }
+        )
+    if babel:
+        client_v4 = addr.ipv4_client
+        lan_v4 = {
+            "proto": "static",
+            "family": "ipv4",
+            "address": str(client_v4.network_address + 1),
+            "mask": client_v4.prefixlen,
+        }
+        lan_v6 = {
+            "proto": "static",
+            "family": "ipv6",
+            "address": str(addr.ipv6_client.network_address + 1),
+            "mask": 64,
+        }
+    else:
+        # batman-adv: one layer-2 cloud; each node serves DHCP from its own block of the prefix.
+        lan_v4 = {
+            "proto": "static",
+            "family": "ipv4",
+            "address": str(addr.ipv4),
+            "mask": community.ipv4.prefixlen,
+        }
+        lan_v6 = {
+            "proto": "static",
+            "family": "ipv6",
+            "address": str(addr.ipv6),
+            "mask": 64,
+        }
+    interfaces.append(
+        {"name": "br-lan", "type": "ethernet", "network": "lan", "addresses": [lan_v4, lan_v6]}
+    )
+    return {"radios": radios, "interfaces": interfaces}
+
+
+def _netjsonconfig_packages(
+    community: Community, node: NodeEntry, bands: list[str]
+) -> dict[str, uci.Package]:
+    backend = OpenWrt(_netjson(community, node, bands))
+    backend.validate()
+    backend.to_intermediate()
+    data: Mapping[str, Any] = backend.intermediate_data
+    out = {name: uci.from_intermediate(name, blocks) for name, blocks in data.items()}
+    # Radios ship disabled in OpenWrt's defaults; ours must come up.
+    wireless = out["wireless"]
+    out["wireless"] = uci.Package(
+        "wireless",
+        tuple(
+            uci.Section(s.type, s.name, (*s.options, ("disabled", "0")))
+            if s.type == "wifi-device"
+            else s
+            for s in wireless.sections
+        ),
+    )
+    return out
+
+
+def _network(community: Community, node: NodeEntry, bands: list[str]) -> uci.Package:
+    base = _netjsonconfig_packages(community, node, bands)["network"]
+    if community.routing == "babel":
+        return base
+    extra = [
+        uci.section("interface", "bat0", proto="batadv", routing_algo="BATMAN_IV", gw_mode="off")
+    ]
+    sections = []
+    for sec in base.sections:
+        if sec.name and sec.name.startswith("mesh_"):
+            ifname = sec.get("device")
+            sections.append(
+                uci.section(
+                    "interface", sec.name, proto="batadv_hardif", master="bat0", device=ifname
+                )
+            )
+        else:
+            sections.append(sec)
+    return uci.Package("network", (*extra, *sections))
+
+
+def _wireless(community: Community, node: NodeEntry, bands: list[str]) -> uci.Package:
+    return _netjsonconfig_packages(community, node, bands)["wireless"]
+
+
+def _firewall(community: Community, node: NodeEntry, bands: list[str]) -> uci.Package:
+    mesh_networks = [f"mesh_{b}" for b in bands]
+    if community.routing == "batman-adv":
+        mesh_networks.append("bat0")
+    s = uci.section
+    sections = [
+        s(
+            "defaults",
+            None,
+            input="REJECT",
+            output="ACCEPT",
+            forward="REJECT",
+            synflood_protect=True,
+        ),
+        # Mesh input is closed except what the mesh needs: routing, discovery, records, probes.
+        s(
+            "zone",
+            "mesh",
+            name="mesh",
+            network=mesh_networks,
+            input="REJECT",
+            output="ACCEPT",
+            forward="ACCEPT",
+        ),
+        s(
+            "zone",
+            "client",
+            name="client",
+            network=["lan"],
+            input="ACCEPT",
+            output="ACCEPT",
+            forward="REJECT",
+        ),
+        s("forwarding", "client_mesh", src="client", dest="mesh"),
+        s("forwarding", "mesh_client", src="mesh", dest="client"),
+        s(
+            "rule",
+            "mesh_babel",
+            name="Allow-Babel",
+            src="mesh",
+            proto="udp",
+            dest_port=str(BABEL_PORT),
+            target="ACCEPT",
+        ),
+        s(
+            "rule",
+            "mesh_mdns",
+            name="Allow-mDNS",
+            src="mesh",
+            proto="udp",
+            dest_port=str(MDNS_PORT),
+            target="ACCEPT",
+        ),
+        s(
+            "rule",
+            "mesh_mqtt",
+            name="Allow-meshd-MQTT",
+            src="mesh",
+            proto="tcp",
+            dest_port=str(community.mqtt_port),
+            target="ACCEPT",
+        ),
+        s(
+            "rule",
+            "mesh_probe",
+            name="Allow-meshd-probe",
+            src="mesh",
+            proto="udp",
+            dest_port=str(PROBE_PORT),
+            target="ACCEPT",
+        ),
+        s("rule", "mesh_icmp", name="Allow-mesh-ICMP", src="mesh", proto="icmp", target="ACCEPT"),
+        s(
+            "rule",
+            "mesh_icmpv6",
+            name="Allow-mesh-ICMPv6",
+            src="mesh",
+            proto="icmpv6",
+            target="ACCEPT",
+        ),
+        # Routed clients cannot leak DHCP or RAs into the mesh; these make it explicit.
+        s(
+            "rule",
+            "client_no_dhcp_mesh",
+            name="Block-client-DHCP-to-mesh",
+            src="client",
+            dest="mesh",
+            proto="udp",
+            dest_port="67-68 546-547",
+            target="REJECT",
+        ),
+        s(
+            "rule",
+            "mesh_no_dhcp_in",
+            name="Block-mesh-DHCP-server",
+            src="mesh",
+            proto="udp",
+            dest_port="67 547",
+            target="DROP",
+        ),
+        s(
+            "rule",
+            "mesh_no_ra_in",
+            name="Block-mesh-RA",
+            src="mesh",
+            proto="icmpv6",
+            icmp_type=["router-advertisement", "router-solicitation"],
+            target="DROP",
+        ),
+    ]
+    if node.gateway:
+        sections += [
+            s(
+                "zone",
+                "uplink",
+                name="uplink",
+                network=["wan", "wan6"],
+                input="REJECT",
+                output="ACCEPT",
+                forward="REJECT",
+                masq=True,
+                mtu_fix=True,
+            ),
+            s("forwarding", "client_uplink", src="client", dest="uplink"),
+            s("forwarding", "mesh_uplink", src="mesh", dest="uplink"),
+            s(
+                "rule",
+                "uplink_dhcp",
+                name="Allow-DHCP-Renew",
+                src="uplink",
+                proto="udp",
+                dest_port="68",
+                family="ipv4",
+                target="ACCEPT",
+            ),
+            s(
+                "rule",
+                "uplink_ping",
+                name="Allow-Ping",
+                src="uplink",
+                proto="icmp",
+                icmp_type=["echo-request"],
+                family="ipv4",
+                target="ACCEPT",
+            ),
+            s(
+                "rule",
+                "uplink_dhcpv6",
+                name="Allow-DHCPv6",
+                src="uplink",
+                proto="udp",
+                dest_port="546",
+                family="ipv6",
+                target="ACCEPT",
+            ),
+            s(
+                "rule",
+                "uplink_icmpv6",
+                name="Allow-ICMPv6-Input",
+                src="uplink",
+                proto="icmpv6",
+                icmp_type=[
+                    "echo-request",
+                    "destination-unreachable",
+                    "packet-too-big",
+                    "time-exceeded",
+                    "bad-header",
+                    "unknown-header-type",
+                    "router-advertisement",
+                    "neighbour-solicitation",
+                    "neighbour-advertisement",
+                ],
+                family="ipv6",
+                target="ACCEPT",
+            ),
+        ]
+    if community.routing == "batman-adv":
+        sections.append(
+            s(
+                "include",
+                "meshd_bridge",
+                type="nftables",
+                path="/etc/meshd/bridge-filter.nft",
+                position="ruleset-post",
+            )
+        )
+    return uci.Package("firewall", tuple(sections))
+
+
+def _dhcp(community: Community, node: NodeEntry, bands: list[str]) -> uci.Package:
+    s = uci.section
+    babel = community.routing == "babel"
+    dnsmasq: dict[str, object] = {
+        "domainneeded": True,
+        "localise_queries": True,
+        "rebind_protection": True,
+        "rebind_localhost": True,
+        "local": "/lan/",
+        "domain": "lan",
+        "expandhosts": True,
+        "authoritative": True,
+        "readethers": True,
+        "leasefile": "/tmp/dhcp.leases",
+        "localservice": True,
+        "ednspacket_max": "1232",
+    }
+    if node.gateway:
+        dnsmasq["resolvfile"] = "/tmp/resolv.conf.d/resolv.conf.auto"
+    else:
+        # No uplink of its own: ask public resolvers through the mesh's default route.
+        dnsmasq["noresolv"] = True
+        dnsmasq["server"] = ["9.9.9.9", "2620:fe::fe"]
+    if babel:
+        start, limit = 2, node.addresses.ipv4_client.num_addresses - 3
+    else:
+        # Own block of the shared prefix: offset of the block from the prefix start.
+        start = int(node.addresses.ipv4_client.network_address) - int(
+            community.ipv4.network_address
+        )
+        limit = node.addresses.ipv4_client.num_addresses - 1
+    sections = [
+        s("dnsmasq", "dnsmasq", **dnsmasq),
+        s(
+            "dhcp",
+            "lan",
+            interface="lan",
+            start=str(start),
+            limit=str(limit),
+            leasetime="1h",
+            dhcpv4="server",
+            dhcpv6="server" if babel else "disabled",
+            ra="server" if babel else "disabled",
+        ),
+    ]
+    for band in bands:
+        sections.append(
+            s(
+                "dhcp",
+                f"mesh_{band}",
+                interface=f"mesh_{band}",
+                ignore=True,
+                dhcpv4="disabled",
+                dhcpv6="disabled",
+                ra="disabled",
+                ndp="disabled",
+            )
+        )
+    sections += [
+        s("dhcp", "wan", interface="wan", ignore=True),
+        s(
+            "odhcpd",
+            "odhcpd",
+            maindhcp=False,
+            leasefile="/tmp/hosts/odhcpd",
+            leasetrigger="/usr/sbin/odhcpd-update",
+            loglevel="4",
+        ),
+    ]
+    return uci.Package("dhcp", tuple(sections))
+
+
+def _babeld(community: Community, node: NodeEntry, bands: list[str]) -> uci.Package:
+    s = uci.section
+    sections = [s("general", "general", local_port=str(BABEL_LOCAL_PORT), ipv6_subtrees=True)]
+    sections += [s("interface", f"mesh_{b}", ifname=mesh_ifname(b)) for b in bands]
+    sections += [
+        s("filter", "own_ipv4", type="redistribute", ip=str(community.ipv4), action="allow"),
+        s("filter", "own_ipv6", type="redistribute", ip=str(community.ipv6), action="allow"),
+    ]
+    if node.gateway:
+        sections += [
+            s(
+                "filter",
+                "default_ipv4",
+                type="redistribute",
+                ip="0.0.0.0/0",
+                eq="0",
+                action="allow",
+            ),
+            s("filter", "default_ipv6", type="redistribute", ip="::/0", eq="0", action="allow"),
+        ]
+    sections += [
+        s("filter", "no_other_local", type="redistribute", local=True, action="deny"),
+        s("filter", "no_other", type="redistribute", action="deny"),
+    ]
+    return uci.Package("babeld", tuple(sections))
+
+
+def _meshd(community: Community, node: NodeEntry, bands: list[str]) -> uci.Package:
+    options: dict[str, object] = {
+        "enabled": True,
+        "key": "/etc/meshd/node.key",
+        "cert": "/etc/meshd/cert.json",
+        "community_file": "/etc/meshd/community.yaml",
+        "state_dir": "/etc/meshd/state",
+        "status_file": "/tmp/meshd/status.json",
+        "mesh_iface": [mesh_ifname(b) for b in bands],
+        "address": [str(node.addresses.ipv4), str(node.addresses.ipv6)],
+        "hostname": node.hostname,
+        "model": node.model,
+        "broker_port": str(community.mqtt_port),
+        "babel_port": str(BABEL_LOCAL_PORT),
+        "metrics_port": str(METRICS_PORT),
+        "probe_port": str(PROBE_PORT),
+        "client_network": "lan",
+        "gateway_network": "wan" if node.gateway else None,
+        "log_level": "info",
+    }
+    return uci.Package("meshd", (uci.section("meshd", "main", **options),))
+
+
+def _mosquitto(community: Community, node: NodeEntry) -> str:
+    port = community.mqtt_port
+    lines = [
+        f"# mutualmesh: broker of {node.hostname}. Rendered by `mutualmesh node add`;",
+        "# edits are lost when the node is rendered again.",
+        "per_listener_settings true",
+        "persistence false",
+        "max_queued_messages 1000",
+        "",
+        "# The local agent: the only writer.",
+        f"listener {port} 127.0.0.1",
+        "allow_anonymous true",
+        "acl_file /etc/mosquitto/meshd-local.acl",
+    ]
+    for address in (node.addresses.ipv4, node.addresses.ipv6):
+        lines += [
+            "",
+            "# Neighbours' agents: read only.",
+            f"listener {port} {address}",
+            "allow_anonymous true",
+            "acl_file /etc/mosquitto/meshd-mesh.acl",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _bridge_filter() -> str:
+    return """# mutualmesh: clients' DHCP and router advertisements stay off the batman-adv mesh.
+table bridge meshd_filter
+delete table bridge meshd_filter
+table bridge meshd_filter {
+\tchain forward {
+\t\ttype filter hook forward priority 0; policy accept;
+\t\toifname "bat0" udp dport { 67, 68, 546, 547 } drop
+\t\toifname "bat0" icmpv6 type { nd-router-advert, nd-router-solicit } drop
+\t}
+\tchain output {
+\t\ttype filter hook output priority 0; policy accept;
+\t\toifname "bat0" udp sport { 67, 547 } drop
+\t\toifname "bat0" icmpv6 type nd-router-advert drop
+\t}
+}
+"""
+
+
+UCI_DEFAULTS = """#!/bin/sh
+# mutualmesh: merge this node's rendered configuration into the board defaults on first boot.
+# Idempotent; the logic lives in the meshd package so image and `node push` share it.
+[ -x /usr/libexec/meshd-apply ] || exit 1
+exec /usr/libexec/meshd-apply /etc/meshd/uci
+"""
+
+
+def render_node(
+    community: Community,
+    community_data: Mapping[str, Any],
+    node: NodeEntry,
+    node_key: SigningKey,
+    profile: DeviceProfile,
+) -> dict[str, BundleFile]:
+    """Every file of the node's bundle, keyed by path relative to the router's root."""
+    if node_key.public != node.key:
+        raise ValueError(f"{node.hostname}: the key file does not match the registry")
+    bands = node_bands(community, profile)
+    packages = [
+        _network(community, node, bands),
+        _wireless(community, node, bands),
+        _firewall(community, node, bands),
+        _dhcp(community, node, bands),
+    ]
+    if community.routing == "babel":
+        packages.append(_babeld(community, node, bands))
+    files: dict[str, BundleFile] = {
+        f"{APPLY_SRC.lstrip('/')}/{p.name}": BundleFile(uci.dumps(p).encode()) for p in packages
+    }
+    files["etc/config/meshd"] = BundleFile(uci.dumps(_meshd(community, node, bands)).encode())
+    files["etc/meshd/node.key"] = BundleFile(
+        (KEY_HEADER + node_key.seed_text + "\n").encode(), 0o600
+    )
+    files["etc/meshd/cert.json"] = BundleFile(
+        (json.dumps(node.cert.to_json(), indent=2, sort_keys=True) + "\n").encode()
+    )
+    files["etc/meshd/community.yaml"] = BundleFile(dump_yaml(dict(community_data)).encode(), 0o600)
+    files["etc/mosquitto/mosquitto.conf"] = BundleFile(_mosquitto(community, node).encode())
+    files["etc/mosquitto/meshd-local.acl"] = BundleFile(b"topic readwrite mesh/v1/#\n")
+    files["etc/mosquitto/meshd-mesh.acl"] = BundleFile(
+        f"topic read mesh/v1/{community.name}/#\n".encode()
+    )
+    # mosquitto binds to the router address before Wi-Fi is up.
+    files["etc/sysctl.d/90-meshd.conf"] = BundleFile(
+        b"net.ipv4.ip_nonlocal_bind=1\nnet.ipv6.ip_nonlocal_bind=1\n"
+    )
+    files["etc/uci-defaults/90-meshd-node"] = BundleFile(UCI_DEFAULTS.encode(), 0o755)
+    if community.routing == "batman-adv":
+        files["etc/meshd/bridge-filter.nft"] = BundleFile(_bridge_filter().encode())
+    return files
+
+
+def image_packages(community: Community, node: NodeEntry) -> list[str]:
+    """Packages to add to the Image Builder's defaults (a leading '-' removes one)."""
+    routing = (
+        ["babeld"]
+        if community.routing == "babel"
+        else ["kmod-batman-adv", "batctl-default", "kmod-nft-bridge"]
+    )
+    # 802.11s with SAE needs a wpad with mesh support; the default basic one has none.
+    return ["meshd", "mosquitto-nossl", *routing, "-wpad-basic-mbedtls", "wpad-mesh-mbedtls"]

@@ -1,0 +1,402 @@
+"""The admin workflows behind `mutualmesh community ...` and `mutualmesh node ...`.
+
+Each function checks everything before it writes anything, and leaves no partial files when a
+write fails, so a failed command can simply be run again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from meshd import validate as v
+from meshd.ids import PublicKey, SigningKey
+from meshd.trust import Enrollment, Revocation
+from provisioning import bundle
+from provisioning.addresses import AddressPlan, PoolFull
+from provisioning.community import (
+    COMMUNITY_FILE,
+    GITIGNORE,
+    NODES_FILE,
+    ProvisionError,
+    check,
+    dump_yaml,
+    load_community_dir,
+    new_community,
+    sign,
+    signature_status,
+    write_text_atomic,
+)
+from provisioning.keys import KeyFileError, load_private_key, write_private_key
+from provisioning.nodes import NodeEntry, Registry
+from provisioning.profiles import DeviceProfile, UnknownModel, lookup
+from provisioning.render import BundleFile, image_packages, render_node
+
+CERT_DAYS = 5 * 365
+
+
+def default_admin_key(name: str) -> Path:
+    return Path.home() / ".config" / "mutualmesh" / f"admin-{name}.key"
+
+
+def _key_error(exc: KeyFileError) -> ProvisionError:
+    return ProvisionError(exc.what, str(exc.path), exc.fix)
+
+
+def load_admin_key(path: Path) -> SigningKey:
+    try:
+        return load_private_key(path)
+    except KeyFileError as exc:
+        raise _key_error(exc) from None
+
+
+def init_community(
+    directory: Path,
+    name: str,
+    *,
+    admin_key_path: Path,
+    admin_name: str,
+    country: str,
+    routing: str,
+) -> tuple[dict[str, Any], bool]:
+    """Create DIR/community.yaml; returns the mapping and whether a new admin key was made."""
+    target = directory / COMMUNITY_FILE
+    if target.exists():
+        raise ProvisionError(
+            "a community already exists here", str(target), "pick another --dir, or edit it"
+        )
+    if admin_key_path.resolve().is_relative_to(directory.resolve()):
+        raise ProvisionError(
+            "the admin key would be inside the community folder (which is shared, e.g. in git)",
+            str(admin_key_path),
+            f"keep it outside, e.g. --admin-key {default_admin_key(name)}",
+        )
+    if directory.exists() and not directory.is_dir():
+        raise ProvisionError("not a folder", str(directory), "pick a folder path for --dir")
+    created = not admin_key_path.exists()
+    admin_key = SigningKey.generate() if created else load_admin_key(admin_key_path)
+    data = new_community(
+        name, admin_name=admin_name, admin_key=admin_key, country=country, routing=routing
+    )
+    # Validate the generated file through the same checker every reader uses.
+    check(data, require_signatures=True)
+    made_dir = not directory.exists()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        if created:
+            write_private_key(admin_key_path, admin_key)
+        write_text_atomic(directory / ".gitignore", GITIGNORE)
+        write_text_atomic(target, dump_yaml(data))
+    except OSError as exc:
+        if created:
+            admin_key_path.unlink(missing_ok=True)
+        (directory / ".gitignore").unlink(missing_ok=True)
+        if made_dir:
+            shutil.rmtree(directory, ignore_errors=True)
+        raise ProvisionError(
+            f"cannot write ({exc.strerror})", str(exc.filename or directory), "pick a writable path"
+        ) from None
+    except KeyFileError as exc:
+        raise _key_error(exc) from None
+    return data, created
+
+
+def _check_hostname(hostname: str) -> str:
+    try:
+        return v.hostname(hostname, "hostname")
+    except v.Invalid:
+        raise ProvisionError(
+            f"invalid hostname {hostname!r}",
+            "HOSTNAME",
+            "use 1-63 lowercase letters, digits and inner hyphens, e.g. bakery-roof",
+        ) from None
+
+
+def check_profile(model: str) -> DeviceProfile:
+    try:
+        profile = lookup(model)
+    except UnknownModel as exc:
+        raise ProvisionError(
+            f"unknown model {model!r}",
+            "--model",
+            (f"did you mean {', '.join(exc.suggestions)}? " if exc.suggestions else "")
+            + "list known models with `mutualmesh node models`",
+        ) from None
+    why = profile.why_not()
+    if why:
+        raise ProvisionError(
+            why,
+            "--model",
+            "pick a router with at least 16 MB flash and 128 MB RAM (`mutualmesh node models`)",
+        )
+    return profile
+
+
+@dataclass(frozen=True, slots=True)
+class Built:
+    node: NodeEntry
+    profile: DeviceProfile
+    files: dict[str, BundleFile]
+    tarball: bytes
+    tar_path: Path
+    tree_path: Path
+    packages: list[str]
+
+
+def _admin_for(directory: Path, admin_key_path: Path, admins: frozenset[PublicKey]) -> SigningKey:
+    admin = load_admin_key(admin_key_path)
+    if admin.public not in admins:
+        raise ProvisionError(
+            "this key is not an admin of the community",
+            str(admin_key_path),
+            "use a key listed under admins in community.yaml, or have it added "
+            "with `mutualmesh community add-admin`",
+        )
+    return admin
+
+
+def _stage_outputs(
+    out: Path, hostname: str, files: dict[str, BundleFile], tarball: bytes
+) -> tuple[Path, Path]:
+    """Write the bundle next to its final place; nothing is visible under the final names yet."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        tmp_tar = out / f".{hostname}.tar.gz.tmp-{os.getpid()}"
+        tmp_tree = out / f".{hostname}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp_tree, ignore_errors=True)
+        tmp_tar.write_bytes(tarball)
+        bundle.write_tree(tmp_tree, files)
+    except OSError as exc:
+        raise ProvisionError(
+            f"cannot write the output ({exc.strerror})",
+            str(exc.filename or out),
+            "pass --out pointing to a writable folder",
+        ) from None
+    return tmp_tar, tmp_tree
+
+
+def _publish_outputs(out: Path, hostname: str, tmp_tar: Path, tmp_tree: Path) -> tuple[Path, Path]:
+    tar_path, tree_path = out / f"{hostname}.tar.gz", out / hostname
+    os.replace(tmp_tar, tar_path)
+    bundle.replace_tree(tree_path, tmp_tree)
+    return tar_path, tree_path
+
+
+def add_node(
+    directory: Path,
+    hostname: str,
+    *,
+    model: str,
+    gateway: bool,
+    location: tuple[float, float] | None,
+    admin_key_path: Path,
+    out: Path | None,
+    now: int,
+) -> Built:
+    hostname = _check_hostname(hostname)
+    profile = check_profile(model)
+    community, data = load_community_dir(directory)
+    plan = AddressPlan(community.ipv4, community.ipv6)
+    registry = Registry.load(directory, plan)
+    if hostname in registry.nodes:
+        raise ProvisionError(
+            f"a node called {hostname!r} already exists",
+            str(directory / NODES_FILE),
+            "pick another hostname, or render the existing one with `mutualmesh node render`",
+        )
+    key_path = directory / "secrets" / f"{hostname}.key"
+    if key_path.exists():
+        raise ProvisionError(
+            "a key file for this hostname exists but the node is not in nodes.yaml",
+            str(key_path),
+            "remove the stale key file (left by an interrupted run) and try again",
+        )
+    admin = _admin_for(directory, admin_key_path, community.trust.admins)
+    node_key = SigningKey.generate()
+    try:
+        addresses = plan.allocate(node_key.public.raw, registry.used_slots())
+    except PoolFull as exc:
+        raise ProvisionError(
+            str(exc),
+            f"{directory / COMMUNITY_FILE}: ipv4.prefix",
+            "widen ipv4.prefix (e.g. a /15) and have the admins sign again, "
+            "or remove nodes that are gone from nodes.yaml",
+        ) from None
+    cert = Enrollment.issue(
+        admin,
+        community=community.name,
+        hostname=hostname,
+        key=node_key.public,
+        expires=now + CERT_DAYS * 86400,
+    )
+    node = NodeEntry(hostname, node_key.public, profile.profile, gateway, location, addresses, cert)
+    registry.add(node)
+    files = render_node(community, data, node, node_key, profile)
+    tarball = bundle.tar_gz(files)
+    out = out or directory / "build"
+    tmp_tar, tmp_tree = _stage_outputs(out, hostname, files, tarball)
+    wrote_key = False
+    try:
+        write_private_key(key_path, node_key)
+        wrote_key = True
+        write_text_atomic(directory / NODES_FILE, registry.to_yaml())
+        tar_path, tree_path = _publish_outputs(out, hostname, tmp_tar, tmp_tree)
+    except (OSError, KeyFileError) as exc:
+        tmp_tar.unlink(missing_ok=True)
+        shutil.rmtree(tmp_tree, ignore_errors=True)
+        if wrote_key:
+            key_path.unlink(missing_ok=True)
+        raise ProvisionError(
+            f"cannot save the node ({exc})", str(directory), "check the folder is writable"
+        ) from None
+    return Built(
+        node, profile, files, tarball, tar_path, tree_path, image_packages(community, node)
+    )
+
+
+def render_stored(directory: Path, hostname: str, out: Path | None = None) -> Built:
+    """Render an existing node again from what is stored; same inputs give the same bytes."""
+    hostname = _check_hostname(hostname)
+    community, data = load_community_dir(directory)
+    registry = Registry.load(directory, AddressPlan(community.ipv4, community.ipv6))
+    node = registry.nodes.get(hostname)
+    if node is None:
+        raise ProvisionError(
+            f"no node called {hostname!r}",
+            str(directory / NODES_FILE),
+            "check the name (`mutualmesh node list`), or create it with `mutualmesh node add`",
+        )
+    profile = check_profile(node.model)
+    key_path = directory / "secrets" / f"{hostname}.key"
+    try:
+        node_key = load_private_key(key_path)
+    except KeyFileError as exc:
+        raise _key_error(exc) from None
+    try:
+        files = render_node(community, data, node, node_key, profile)
+    except ValueError as exc:
+        raise ProvisionError(
+            str(exc), str(key_path), "restore the node's key from backup"
+        ) from None
+    tarball = bundle.tar_gz(files)
+    out = out or directory / "build"
+    tmp_tar, tmp_tree = _stage_outputs(out, hostname, files, tarball)
+    tar_path, tree_path = _publish_outputs(out, hostname, tmp_tar, tmp_tree)
+    return Built(
+        node, profile, files, tarball, tar_path, tree_path, image_packages(community, node)
+    )
+
+
+def list_nodes(directory: Path) -> list[NodeEntry]:
+    community, _ = load_community_dir(directory, require_signatures=False)
+    registry = Registry.load(directory, AddressPlan(community.ipv4, community.ipv6))
+    return [registry.nodes[h] for h in sorted(registry.nodes)]
+
+
+def revoke_node(
+    directory: Path,
+    hostname: str,
+    *,
+    admin_key_paths: Sequence[Path],
+    reason: str,
+    now: int,
+) -> tuple[Path, Revocation, str | None]:
+    """Write or co-sign revocations/<host>.json; returns it and why it is not yet valid (if so)."""
+    hostname = _check_hostname(hostname)
+    community, _ = load_community_dir(directory)
+    registry = Registry.load(directory, AddressPlan(community.ipv4, community.ipv6))
+    node = registry.nodes.get(hostname)
+    if node is None:
+        raise ProvisionError(
+            f"no node called {hostname!r}", str(directory / NODES_FILE), "check the hostname"
+        )
+    admins = [_admin_for(directory, p, community.trust.admins) for p in admin_key_paths]
+    path = directory / "revocations" / f"{hostname}.json"
+    if path.exists():
+        try:
+            revocation = Revocation.from_json(json.loads(path.read_text()))
+        except (OSError, ValueError) as exc:
+            raise ProvisionError(
+                f"cannot read the existing revocation ({exc})",
+                str(path),
+                "remove it and revoke again",
+            ) from None
+        have = {s.get("admin") for s in revocation.sigs}
+        for admin in admins:
+            if admin.public.text not in have:
+                revocation = revocation.add_signature(admin)
+    else:
+        revocation = Revocation.issue(
+            admins, community=community.name, key=node.key, issued_at=now, reason=reason
+        )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(path, json.dumps(revocation.to_json(), indent=2, sort_keys=True) + "\n")
+    except OSError as exc:
+        raise ProvisionError(
+            f"cannot write ({exc.strerror})", str(path), "check the folder is writable"
+        ) from None
+    return path, revocation, revocation.problem(community.trust)
+
+
+def _save_community(directory: Path, data: dict[str, Any]) -> None:
+    path = directory / COMMUNITY_FILE
+    try:
+        write_text_atomic(path, dump_yaml(data))
+    except OSError as exc:
+        raise ProvisionError(
+            f"cannot write ({exc.strerror})", str(path), "check the folder is writable"
+        ) from None
+
+
+def add_admin(directory: Path, name: str, key: PublicKey, threshold: int | None) -> dict[str, Any]:
+    """Add an admin (and maybe change k). Old signatures no longer match and are dropped."""
+    community, data = load_community_dir(directory, require_signatures=False)
+    if any(a.key == key for a in community.admins):
+        raise ProvisionError(
+            "this key is already an admin", str(directory / COMMUNITY_FILE), "nothing to do"
+        )
+    if any(a.name == name for a in community.admins):
+        raise ProvisionError(
+            f"an admin called {name!r} exists", str(directory / COMMUNITY_FILE), "pick another name"
+        )
+    admins = [*data["admins"], {"name": name, "key": key.text}]
+    new = {**data, "admins": admins, "signatures": []}
+    if threshold is not None:
+        new["threshold"] = threshold
+    check(new)  # k must stay within 1..n
+    _save_community(directory, new)
+    return new
+
+
+def sign_community(directory: Path, admin_key_path: Path) -> tuple[dict[str, Any], int, int]:
+    """Add this admin's signature; returns the data, valid signature count and k."""
+    community, data = load_community_dir(directory, require_signatures=False)
+    admin = _admin_for(directory, admin_key_path, community.trust.admins)
+    signed = sign(data, admin)
+    status = signature_status(signed, community)
+    # Drop what no longer verifies (made before the last change), so the file stays tidy.
+    valid_texts = {k.text for k in status.valid}
+    signed["signatures"] = [
+        s for s in signed["signatures"] if isinstance(s, dict) and s.get("admin") in valid_texts
+    ]
+    _save_community(directory, signed)
+    return signed, len(status.valid), community.threshold
+
+
+__all__ = [
+    "Built",
+    "add_admin",
+    "add_node",
+    "image_packages",
+    "init_community",
+    "list_nodes",
+    "render_stored",
+    "revoke_node",
+    "sign_community",
+]
