@@ -232,6 +232,36 @@ def _firewall(community: Community, node: NodeEntry, bands: list[str]) -> uci.Pa
         ),
         s("forwarding", "client_mesh", src="client", dest="mesh"),
         s("forwarding", "mesh_client", src="mesh", dest="client"),
+        # Before the allow rules (first match wins): routed clients cannot leak DHCP or RAs
+        # into the mesh, and nothing on the mesh may act as our DHCP server or router.
+        s(
+            "rule",
+            "client_no_dhcp_mesh",
+            name="Block-client-DHCP-to-mesh",
+            src="client",
+            dest="mesh",
+            proto="udp",
+            dest_port="67-68 546-547",
+            target="REJECT",
+        ),
+        s(
+            "rule",
+            "mesh_no_dhcp_in",
+            name="Block-mesh-DHCP-server",
+            src="mesh",
+            proto="udp",
+            dest_port="67 547",
+            target="DROP",
+        ),
+        s(
+            "rule",
+            "mesh_no_ra_in",
+            name="Block-mesh-RA",
+            src="mesh",
+            proto="icmpv6",
+            icmp_type=["router-advertisement", "router-solicitation"],
+            target="DROP",
+        ),
         s(
             "rule",
             "mesh_babel",
@@ -276,35 +306,6 @@ def _firewall(community: Community, node: NodeEntry, bands: list[str]) -> uci.Pa
             src="mesh",
             proto="icmpv6",
             target="ACCEPT",
-        ),
-        # Routed clients cannot leak DHCP or RAs into the mesh; these make it explicit.
-        s(
-            "rule",
-            "client_no_dhcp_mesh",
-            name="Block-client-DHCP-to-mesh",
-            src="client",
-            dest="mesh",
-            proto="udp",
-            dest_port="67-68 546-547",
-            target="REJECT",
-        ),
-        s(
-            "rule",
-            "mesh_no_dhcp_in",
-            name="Block-mesh-DHCP-server",
-            src="mesh",
-            proto="udp",
-            dest_port="67 547",
-            target="DROP",
-        ),
-        s(
-            "rule",
-            "mesh_no_ra_in",
-            name="Block-mesh-RA",
-            src="mesh",
-            proto="icmpv6",
-            icmp_type=["router-advertisement", "router-solicitation"],
-            target="DROP",
         ),
     ]
     if node.gateway:
@@ -460,7 +461,7 @@ def _dhcp(community: Community, node: NodeEntry, bands: list[str]) -> uci.Packag
 
 def _babeld(community: Community, node: NodeEntry, bands: list[str]) -> uci.Package:
     s = uci.section
-    sections = [s("general", "general", local_port=str(BABEL_LOCAL_PORT), ipv6_subtrees=True)]
+    sections = [s("general", "general", local_port=str(BABEL_LOCAL_PORT))]
     sections += [s("interface", f"mesh_{b}", ifname=mesh_ifname(b)) for b in bands]
     sections += [
         s("filter", "own_ipv4", type="redistribute", ip=str(community.ipv4), action="allow"),
@@ -479,7 +480,7 @@ def _babeld(community: Community, node: NodeEntry, bands: list[str]) -> uci.Pack
             s("filter", "default_ipv6", type="redistribute", ip="::/0", eq="0", action="allow"),
         ]
     sections += [
-        s("filter", "no_other_local", type="redistribute", local=True, action="deny"),
+        s("filter", "no_other_local", type="redistribute", local="true", action="deny"),
         s("filter", "no_other", type="redistribute", action="deny"),
     ]
     return uci.Package("babeld", tuple(sections))

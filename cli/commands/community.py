@@ -1,0 +1,201 @@
+"""`mutualmesh community`: create, check and sign the community file."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from cli.errors import ExitStatus, UserError
+from meshd.community import ROUTING, parse_community
+from meshd.errors import CommunityError, KeyFormatError, Problem
+from meshd.ids import PublicKey, SigningKey
+from provisioning.community import ProvisionError, load_yaml, signature_status
+from provisioning.keys import KeyFileError, write_private_key
+from provisioning.workflow import (
+    add_admin,
+    default_admin_key,
+    init_community,
+    load_admin_key,
+    sign_community,
+)
+
+T = TypeVar("T")
+
+
+def run(action: Callable[[], T]) -> T:
+    """Turn a ProvisionError into the CLI's what/where/fix message."""
+    try:
+        return action()
+    except ProvisionError as exc:
+        raise UserError(exc.what, where=exc.where, fix=exc.fix or None) from None
+    except CommunityError as exc:
+        p = exc.problems[0]
+        raise UserError(f"{p.path}: {p.message}", fix=p.fix) from None
+
+
+@click.group()
+def community() -> None:
+    """Create, check and sign a community (community.yaml)."""
+
+
+@community.command()
+@click.argument("name")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Community folder to create (can be kept in git).",
+)
+@click.option(
+    "--admin-key",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Your admin private key, outside the folder "
+    "[default: ~/.config/mutualmesh/admin-NAME.key]. Reused if it exists.",
+)
+@click.option("--admin-name", default="admin", show_default=True, help="Your name as admin.")
+@click.option(
+    "--country",
+    default="DE",
+    show_default=True,
+    help="Two-letter country code: decides legal channels and power.",
+)
+@click.option("--routing", type=click.Choice(ROUTING), default="babel", show_default=True)
+def init(
+    name: str, directory: Path, admin_key: Path | None, admin_name: str, country: str, routing: str
+) -> None:
+    """Create community NAME with fresh secrets, an address plan and your admin key."""
+    key_path = admin_key or default_admin_key(name)
+    data, created = run(
+        lambda: init_community(
+            directory,
+            name,
+            admin_key_path=key_path,
+            admin_name=admin_name,
+            country=country.upper(),
+            routing=routing,
+        )
+    )
+    click.echo(f"community {name} created in {directory}")
+    click.echo(
+        f"  IPv4 {data['ipv4']['prefix']}  IPv6 {data['ipv6']['prefix']}  "
+        f"routing {routing}  country {data['radio']['country']}"
+    )
+    verb = "new admin key written to" if created else "existing admin key used from"
+    click.echo(f"  {verb} {key_path} (mode 0600: keep it secret, back it up)")
+    click.echo(
+        f"next: mutualmesh node add HOSTNAME --model MODEL --dir {directory} --admin-key {key_path}"
+    )
+
+
+def _load(file: Path) -> Any:
+    try:
+        return load_yaml(file)
+    except ProvisionError as exc:
+        raise UserError(exc.what, where=exc.where, fix=exc.fix) from None
+
+
+@community.command()
+@click.argument("file", type=click.Path(path_type=Path))
+def check(file: Path) -> None:
+    """Check FILE and list every problem with its field path; writes nothing.
+
+    Signatures, when present, must come from k distinct admins (k = threshold).
+    """
+    data = _load(file)
+    problems = []
+    community_obj = None
+    try:
+        community_obj = parse_community(data)
+    except CommunityError as exc:
+        problems = list(exc.problems)
+    status = None
+    if community_obj is not None:
+        status = signature_status(data, community_obj)
+        if status.present and not status.enough:
+            problems.append(
+                Problem(
+                    "signatures",
+                    f"{len(status.valid)} distinct valid admin signature(s) of {status.present} "
+                    f"present, {status.threshold} needed (any change to the file needs new ones)",
+                    "ask admins to run `mutualmesh community sign --dir DIR --admin-key KEY`",
+                )
+            )
+    if problems:
+        for p in problems:
+            click.echo(f"{p.path}: {p.message} (fix: {p.fix})", err=True)
+        click.echo(f"{file}: {len(problems)} problem(s)", err=True)
+        raise SystemExit(int(ExitStatus.USAGE))
+    assert community_obj is not None
+    assert status is not None
+    c = community_obj
+    signed = (
+        f"signed by {len(status.valid)} of {len(c.admins)} admin(s), {c.threshold} needed"
+        if status.present
+        else f"UNSIGNED: needs {c.threshold} admin signature(s) before nodes accept it"
+    )
+    click.echo(
+        f"{file}: ok — community {c.name}, {len(c.admins)} admin(s), threshold {c.threshold}, "
+        f"IPv4 {c.ipv4}, IPv6 {c.ipv6}, routing {c.routing}, bands {', '.join(sorted(c.bands))}; "
+        f"{signed}"
+    )
+
+
+@community.command("add-admin")
+@click.argument("name")
+@click.option("--key", "key_text", required=True, help="The new admin's public key.")
+@click.option("--dir", "directory", type=click.Path(path_type=Path), required=True)
+@click.option(
+    "--threshold",
+    type=int,
+    default=None,
+    help="New k: how many admins must sign changes and revocations.",
+)
+def add_admin_cmd(name: str, key_text: str, directory: Path, threshold: int | None) -> None:
+    """Add admin NAME; afterwards k admins must sign the file again."""
+    try:
+        key = PublicKey.from_text(key_text, "--key")
+    except KeyFormatError as exc:
+        raise UserError(
+            str(exc), where="--key", fix="paste the public key the new admin printed"
+        ) from None
+    data = run(lambda: add_admin(directory, name, key, threshold))
+    click.echo(f"admin {name} added; threshold {data['threshold']} of {len(data['admins'])}")
+    click.echo(
+        "signatures were cleared (they covered the old file): "
+        f"{data['threshold']} admin(s) must now run `mutualmesh community sign`"
+    )
+
+
+@community.command()
+@click.option("--dir", "directory", type=click.Path(path_type=Path), required=True)
+@click.option(
+    "--admin-key", type=click.Path(path_type=Path), required=True, help="Your admin private key."
+)
+def sign(directory: Path, admin_key: Path) -> None:
+    """Sign the community file with your admin key."""
+    _, valid, k = run(lambda: sign_community(directory, admin_key))
+    state = "valid" if valid >= k else f"needs {k - valid} more"
+    click.echo(f"signed: {valid} of {k} required signature(s) — {state}")
+
+
+@community.command("admin-key")
+@click.option("--admin-key", type=click.Path(path_type=Path), required=True)
+@click.option("--create", is_flag=True, help="Create the key file (0600) if it does not exist.")
+def admin_key_cmd(admin_key: Path, create: bool) -> None:
+    """Print the public key of an admin key file, to send to the other admins."""
+    if create and not admin_key.exists():
+        try:
+            write_private_key(admin_key, SigningKey.generate())
+        except (OSError, KeyFileError) as exc:
+            raise UserError(
+                f"cannot write the key ({exc})",
+                where=str(admin_key),
+                fix="pick a writable path outside the community folder",
+            ) from None
+    key = run(lambda: load_admin_key(admin_key))
+    click.echo(key.public.text)

@@ -1,0 +1,270 @@
+"""`mutualmesh node`: add, render, image, push, revoke routers; works offline."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import time
+from pathlib import Path
+
+import click
+
+from cli.commands.community import run
+from cli.errors import ExitStatus, UserError
+from provisioning.nodes import parse_location
+from provisioning.profiles import PROFILES
+from provisioning.workflow import (
+    Built,
+    add_node,
+    default_admin_key,
+    list_nodes,
+    render_stored,
+    revoke_node,
+)
+
+DIR_OPTION = click.option(
+    "--dir",
+    "directory",
+    type=click.Path(path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="The community folder.",
+)
+OUT_OPTION = click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where bundles go [default: DIR/build].",
+)
+
+
+def _admin_key(directory: Path, admin_key: Path | None) -> Path:
+    if admin_key is not None:
+        return admin_key
+    from provisioning.community import load_community_dir
+
+    community, _ = run(lambda: load_community_dir(directory, require_signatures=False))
+    return default_admin_key(community.name)
+
+
+@click.group()
+def node() -> None:
+    """Add, render, image, push and revoke routers."""
+
+
+def _report(built: Built, verb: str) -> None:
+    n = built.node
+    a = n.addresses
+    click.echo(
+        f"{verb} {n.hostname} ({n.node_id}), {built.profile.name}{', gateway' if n.gateway else ''}"
+    )
+    click.echo(f"  router {a.ipv4} / {a.ipv6}; clients {a.ipv4_client} / {a.ipv6_client}")
+    click.echo(f"  bundle {built.tar_path}")
+    click.echo(f"  Image Builder FILES= folder {built.tree_path}")
+
+
+@node.command()
+@click.argument("hostname")
+@click.option("--model", required=True, help="OpenWrt profile name (see `node models`).")
+@click.option("--gateway", is_flag=True, help="This node shares its uplink (WAN) with the mesh.")
+@click.option("--location", default=None, help="LAT,LON (shared only if you opt in).")
+@click.option(
+    "--admin-key",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Admin private key [default: ~/.config/mutualmesh/admin-COMMUNITY.key].",
+)
+@DIR_OPTION
+@OUT_OPTION
+def add(
+    hostname: str,
+    model: str,
+    gateway: bool,
+    location: str | None,
+    admin_key: Path | None,
+    directory: Path,
+    out: Path | None,
+) -> None:
+    """Enroll HOSTNAME: key pair, certificate, addresses and its OpenWrt configuration."""
+    loc = None
+    if location is not None:
+        try:
+            loc = parse_location(location)
+        except ValueError as exc:
+            raise UserError(
+                f"invalid --location {location!r}", where="--location", fix=str(exc)
+            ) from None
+    key_path = _admin_key(directory, admin_key)
+    built = run(
+        lambda: add_node(
+            directory,
+            hostname,
+            model=model,
+            gateway=gateway,
+            location=loc,
+            admin_key_path=key_path,
+            out=out,
+            now=int(time.time()),
+        )
+    )
+    _report(built, "added")
+    click.echo(
+        f"next: mutualmesh node image {hostname} --dir {directory} "
+        "--imagebuilder PATH (or `node push` to a running router)"
+    )
+
+
+@node.command()
+@click.argument("hostname")
+@DIR_OPTION
+@OUT_OPTION
+def render(hostname: str, directory: Path, out: Path | None) -> None:
+    """Render HOSTNAME's bundle again from the stored files (byte-identical for same inputs)."""
+    _report(run(lambda: render_stored(directory, hostname, out)), "rendered")
+
+
+@node.command("list")
+@DIR_OPTION
+def list_cmd(directory: Path) -> None:
+    """List the nodes in nodes.yaml."""
+    for n in run(lambda: list_nodes(directory)):
+        role = "gateway" if n.gateway else "node"
+        click.echo(f"{n.hostname:24} {n.node_id} {role:8} {n.addresses.ipv4!s:15} {n.model}")
+
+
+@node.command()
+def models() -> None:
+    """Routers we can build for, and whether the Python agent fits on them."""
+    for p in sorted(PROFILES.values(), key=lambda p: (not p.fits_agent, p.profile)):
+        fits = "ok" if p.fits_agent else "too small"
+        click.echo(
+            f"{p.profile:30} {p.target}/{p.subtarget:10} {'+'.join(p.bands):6} "
+            f"{p.flash_mb:>5} MB flash {p.ram_mb:>5} MB RAM  {fits:9} {p.name}"
+        )
+
+
+def _make_command(built: Built) -> list[str]:
+    return [
+        "make",
+        "image",
+        f"PROFILE={built.profile.profile}",
+        f"PACKAGES={' '.join(built.packages)}",
+        f"FILES={built.tree_path.resolve()}",
+    ]
+
+
+@node.command()
+@click.argument("hostname")
+@click.option(
+    "--imagebuilder",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="An unpacked OpenWrt Image Builder for the model's target.",
+)
+@DIR_OPTION
+@OUT_OPTION
+def image(hostname: str, imagebuilder: Path | None, directory: Path, out: Path | None) -> None:
+    """Build a firmware image for HOSTNAME, or print the exact command without --imagebuilder."""
+    built = run(lambda: render_stored(directory, hostname, out))
+    cmd = _make_command(built)
+    p = built.profile
+    if imagebuilder is None:
+        click.echo(f"target {p.target}/{p.subtarget}, profile {p.profile} ({p.name})")
+        click.echo(f"packages: {' '.join(built.packages)}")
+        click.echo(
+            "the meshd package must be in the Image Builder's packages/ folder "
+            "or a feed in repositories.conf (see openwrt/README.md)"
+        )
+        click.echo("in the Image Builder folder run:")
+        click.echo("  " + shlex.join(cmd))
+        return
+    if not (imagebuilder / "Makefile").is_file():
+        raise UserError(
+            "not an OpenWrt Image Builder folder (no Makefile)",
+            where=str(imagebuilder),
+            fix=f"unpack openwrt-imagebuilder-*-{p.target}-{p.subtarget}"
+            ".Linux-x86_64.tar.* and pass its folder",
+        )
+    click.echo(f"running in {imagebuilder}: {shlex.join(cmd)}")
+    result = subprocess.run(cmd, cwd=imagebuilder, check=False)
+    if result.returncode != 0:
+        raise UserError(
+            f"the Image Builder failed (exit {result.returncode})",
+            where=str(imagebuilder),
+            fix="read its output above; `make info` lists valid profiles",
+            status=ExitStatus.ERROR,
+        )
+    click.echo(f"images are in {imagebuilder / 'bin' / 'targets' / p.target / p.subtarget}")
+
+
+REMOTE_BUNDLE = "/tmp/meshd-bundle.tar.gz"
+REMOTE_APPLY = (
+    f"tar -xzf {REMOTE_BUNDLE} -C / && rm -f {REMOTE_BUNDLE}"
+    " && /etc/uci-defaults/90-meshd-node && rm -f /etc/uci-defaults/90-meshd-node"
+    " && sysctl -p /etc/sysctl.d/90-meshd.conf >/dev/null"
+    " && /etc/init.d/mosquitto restart && reload_config && wifi reload"
+    " && /etc/init.d/meshd restart"
+)
+
+
+@node.command()
+@click.argument("hostname")
+@click.option("--host", required=True, help="Address of the running OpenWrt router.")
+@click.option("--user", default="root", show_default=True)
+@click.option("--dry-run", is_flag=True, help="Print what would be done and stop.")
+@DIR_OPTION
+@OUT_OPTION
+def push(
+    hostname: str, host: str, user: str, dry_run: bool, directory: Path, out: Path | None
+) -> None:
+    """Copy HOSTNAME's bundle to a running router over ssh and apply it."""
+    built = run(lambda: render_stored(directory, hostname, out))
+    target = f"{user}@{host}"
+    # OpenWrt's dropbear has no sftp server: -O makes scp use the old protocol.
+    steps = [
+        ["scp", "-O", str(built.tar_path), f"{target}:{REMOTE_BUNDLE}"],
+        ["ssh", target, REMOTE_APPLY],
+    ]
+    click.echo(f"push {hostname} ({built.node.node_id}) to {target}:")
+    for step in steps:
+        click.echo("  " + shlex.join(step))
+    if dry_run:
+        click.echo("dry run: nothing was done")
+        return
+    for step in steps:
+        result = subprocess.run(step, check=False)
+        if result.returncode != 0:
+            raise UserError(
+                f"`{step[0]}` failed (exit {result.returncode})",
+                where=target,
+                fix="check the address, that ssh works as root, and that the "
+                "meshd package is installed",
+                status=ExitStatus.UNREACHABLE,
+            )
+    click.echo("applied; the router reloads its network (Wi-Fi drops for a few seconds)")
+
+
+@node.command()
+@click.argument("hostname")
+@click.option(
+    "--admin-key",
+    "admin_keys",
+    type=click.Path(path_type=Path),
+    multiple=True,
+    help="Admin private key; repeat for k admins, or run once per admin.",
+)
+@click.option("--reason", default="revoked by admins", show_default=True)
+@DIR_OPTION
+def revoke(hostname: str, admin_keys: tuple[Path, ...], reason: str, directory: Path) -> None:
+    """Write a signed revocation for HOSTNAME to revocations/HOSTNAME.json."""
+    keys = list(admin_keys) or [_admin_key(directory, None)]
+    path, revocation, problem = run(
+        lambda: revoke_node(
+            directory, hostname, admin_key_paths=keys, reason=reason, now=int(time.time())
+        )
+    )
+    click.echo(f"revocation of {hostname} ({revocation.node_id}) written to {path}")
+    if problem:
+        click.echo(f"not valid yet: {problem}; other admins run the same command with their key")
+        raise SystemExit(int(ExitStatus.ERROR))
+    click.echo(f"valid; put it on the mesh: mutualmesh publish {path} --broker ADDR")
