@@ -495,6 +495,7 @@ def _meshd(community: Community, node: NodeEntry, bands: list[str]) -> uci.Packa
         "state_dir": "/etc/meshd/state",
         "status_file": "/tmp/meshd/status.json",
         "mesh_iface": [mesh_ifname(b) for b in bands],
+        "mesh_network": [f"mesh_{b}" for b in bands],  # restart triggers
         "address": [str(node.addresses.ipv4), str(node.addresses.ipv6)],
         "hostname": node.hostname,
         "model": node.model,
