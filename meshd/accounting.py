@@ -46,7 +46,14 @@ class Meter:
     width: int = WIDTH_64
 
     def update(self, raw: int, epoch: str) -> int:
-        """Add the increase since the last read; a new epoch means the raw counter began at 0."""
+        """Add the increase since the last read; a new epoch means the raw counter began at 0.
+
+        The very first read only sets the baseline: bytes from before the meter existed (a
+        router up for weeks before the agent was installed) are not ours to claim.
+        """
+        if self.baseline is None:
+            self.epoch, self.baseline = epoch, raw
+            return 0
         if epoch != self.epoch:
             self.epoch, self.baseline = epoch, 0
         delta = counter_delta(self.baseline or 0, raw, self.width)

@@ -36,16 +36,17 @@ def test_negative_raw_is_refused():
 
 def test_meter_accumulates_over_wraps_and_resets():
     m = Meter(width=WIDTH_32)
-    m.update(2**32 - 1000, "boot1")  # first read in a fresh epoch counts from zero
-    assert m.total == 2**32 - 1000
+    m.update(2**32 - 1000, "boot1")  # first sight only sets the baseline
+    assert m.total == 0
     m.update(500, "boot1")  # wrapped
-    assert m.total == 2**32 + 500
+    assert m.total == 1500
     m.update(300, "boot2")  # reboot: raw restarted from zero
-    assert m.total == 2**32 + 800
+    assert m.total == 1800
 
 
 def test_resume_after_kill_counts_bytes_since_save_once():
     live = Ledger()
+    live.update("rx", 0, "boot-a/ifindex-3")
     live.update("rx", 1000, "boot-a/ifindex-3")
     saved = live.to_json()  # checkpoint
     live.update("rx", 1800, "boot-a/ifindex-3")  # published, then kill -9 before saving
@@ -58,6 +59,7 @@ def test_resume_after_kill_counts_bytes_since_save_once():
 
 def test_resume_after_reboot_takes_raw_from_zero():
     live = Ledger()
+    live.update("rx", 0, "boot-a")
     live.update("rx", 5000, "boot-a")
     restarted = Ledger.from_json(live.to_json())
     restarted.update("rx", 40, "boot-b")

@@ -1,0 +1,102 @@
+"""`meshd`: parse settings, load identity, run the agent until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import signal
+import sys
+
+from node_agent.config import Config, ConfigError, load
+
+log = logging.getLogger("meshd")
+
+
+def _load_identity(config: Config) -> tuple[object, object, object]:
+    from meshd.community import parse_community
+    from meshd.errors import CommunityError
+    from provisioning.keys import KeyFileError, load_certificate, load_private_key
+
+    try:
+        key = load_private_key(config.key)
+        cert = load_certificate(config.cert)
+    except KeyFileError as exc:
+        raise ConfigError(str(exc)) from None
+    import yaml  # community.yaml is YAML by definition
+
+    try:
+        data = yaml.safe_load(config.community_file.read_text())
+    except OSError as exc:
+        raise ConfigError(
+            f"{config.community_file}: cannot read ({exc.strerror}). Fix: check --community-file"
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{config.community_file}: not valid YAML ({exc})") from None
+    try:
+        community = parse_community(data)
+    except CommunityError as exc:
+        lines = "; ".join(f"{p.path}: {p.message} (fix: {p.fix})" for p in exc.problems)
+        raise ConfigError(f"{config.community_file}: {lines}") from None
+    if cert.key != key.public:
+        raise ConfigError(
+            f"{config.cert}: certificate is for another key than {config.key}. "
+            "Fix: pass the certificate issued for this node's key"
+        )
+    if cert.community != community.name:
+        raise ConfigError(
+            f"{config.cert}: certificate is for community {cert.community!r}, the community "
+            f"file is {community.name!r}. Fix: use matching files"
+        )
+    if cert.hostname != config.hostname:
+        log.warning(
+            "--hostname %s differs from the certificate's %s; using the certificate's",
+            config.hostname,
+            cert.hostname,
+        )
+        config.hostname = cert.hostname
+    return key, cert, community
+
+
+async def _main(config: Config) -> None:
+    from node_agent.agent import run
+
+    key, cert, community = _load_identity(config)
+    if config.start_delay > 0:
+        delay = random.uniform(0, config.start_delay)
+        log.info("start delay %.1f s", delay)
+        await asyncio.sleep(delay)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await run(config, key, cert, community, stop.wait)  # type: ignore[arg-type]
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        config = load(argv)
+    except ConfigError as exc:
+        print(f"meshd: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=config.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s meshd[%(name)s] %(levelname)s %(message)s",
+    )
+    logging.getLogger("zeroconf").setLevel(logging.WARNING)
+    try:
+        asyncio.run(_main(config))
+    except ConfigError as exc:
+        print(f"meshd: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"meshd: {exc}. Fix: check ports and permissions", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

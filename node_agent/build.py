@@ -1,0 +1,185 @@
+"""Record bodies and the metrics page from the agent's state (pure: no I/O, no clock)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from meshd.accounting import Ledger
+from meshd.community import Community
+from meshd.linkquality import LinkSample
+from meshd.records import (
+    MAX_ADDRESSES,
+    MAX_NEIGHBOURS,
+    LinkEntry,
+    LinksBody,
+    MeshConfig,
+    NeighbourCounters,
+    NodeBody,
+    TrafficBody,
+)
+from node_agent.neighbours import Neighbour
+from node_agent.parsers import BabelNeighbour, BabelTable
+
+Body = NodeBody | LinksBody | TrafficBody
+
+
+def _r(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def node_body(
+    *,
+    hostname: str,
+    model: str,
+    software: str,
+    addresses: Iterable[str],
+    gateway_kbit: int | None,
+    community: Community,
+) -> NodeBody:
+    channels = {band: b.channel for band, b in community.bands.items()}
+    return NodeBody(
+        hostname=hostname,
+        model=model[:64],
+        software=software,
+        addresses=tuple(addresses)[:MAX_ADDRESSES],
+        gateway_kbit=gateway_kbit,
+        config=MeshConfig(community.mesh_id, community.routing, channels),
+    )
+
+
+def babel_for(n: Neighbour, babel: BabelTable) -> BabelNeighbour | None:
+    """babeld's entry for a neighbour: by its link-local address, else the only one on the link."""
+    bare = n.address.split("%", 1)[0]
+    for address in (bare, *n.advertised):
+        found = babel.neighbour_at(address)
+        if found is not None:
+            return found
+    on_link = [b for b in babel.neighbours.values() if b.iface == n.iface]
+    return on_link[0] if len(on_link) == 1 else None
+
+
+def links_body(
+    neighbours: Iterable[Neighbour],
+    samples: Mapping[str, LinkSample],
+    babel: BabelTable,
+    medium: Callable[[str], str],
+) -> LinksBody:
+    entries = []
+    for n in sorted(neighbours, key=lambda x: x.node_id)[:MAX_NEIGHBOURS]:
+        s = samples.get(n.node_id)
+        b = babel_for(n, babel)
+        etx = s.etx if s else None
+        entries.append(
+            LinkEntry(
+                neighbour=n.node_id,
+                iface=n.iface,
+                medium=medium(n.iface),
+                up=n.up,
+                rxcost=b.rxcost if b else None,
+                txcost=b.txcost if b else None,
+                rtt_ms=_r(s.rtt_ms if s and s.rtt_ms is not None else (b.rtt_ms if b else None), 3),
+                delivery_rx=_r(s.delivery_rx) if s else None,
+                delivery_tx=_r(s.delivery_tx) if s else None,
+                loss=_r(s.loss) if s and s.loss is not None else None,
+                etx=_r(min(etx, 65535.0)) if etx is not None else None,
+            )
+        )
+    return LinksBody(tuple(entries))
+
+
+def traffic_body(
+    ledger: Ledger, neighbours: Iterable[Neighbour], *, boot_id: str, uptime_s: int, since: int
+) -> TrafficBody:
+    per: dict[tuple[str, str], dict[str, int]] = {}
+    for name, meter in ledger.meters.items():
+        parts = name.split("/")
+        if len(parts) == 4 and parts[0] == "nb":
+            per.setdefault((parts[1], parts[2]), {})[parts[3]] = meter.total
+    known = {n.node_id for n in neighbours}
+    rows = sorted(per.items(), key=lambda kv: (kv[0][0] not in known, kv[0]))[:MAX_NEIGHBOURS]
+    return TrafficBody(
+        boot_id=boot_id[:64] or "unknown",
+        uptime_s=uptime_s,
+        since=since,
+        neighbours=tuple(
+            NeighbourCounters(
+                neighbour=node_id,
+                iface=iface,
+                rx_bytes=c.get("rx_bytes", 0),
+                tx_bytes=c.get("tx_bytes", 0),
+                rx_packets=c.get("rx_packets", 0),
+                tx_packets=c.get("tx_packets", 0),
+            )
+            for (node_id, iface), c in sorted(rows)
+        ),
+        forwarded_bytes=ledger.total("nft/forwarded/bytes"),
+        forwarded_packets=ledger.total("nft/forwarded/packets"),
+        gateway_bytes=ledger.total("nft/gateway/bytes"),
+        client_bytes=ledger.total("nft/client/bytes"),
+    )
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
+
+
+def metrics_text(status: Mapping[str, Any]) -> str:
+    """Prometheus text exposition of the status dict."""
+    out: list[str] = []
+
+    def metric(name: str, kind: str, help_text: str, rows: list[tuple[str, float]]) -> None:
+        out.append(f"# HELP meshd_{name} {help_text}")
+        out.append(f"# TYPE meshd_{name} {kind}")
+        out.extend(f"meshd_{name}{labels} {value:g}" for labels, value in rows)
+
+    nbs = status.get("neighbours", [])
+    metric(
+        "neighbours_up",
+        "gauge",
+        "Neighbours currently heard.",
+        [("", sum(1 for n in nbs if n["up"]))],
+    )
+    for field, help_text in (
+        ("etx", "Expected transmission count to the neighbour."),
+        ("loss", "Mean one-way probe loss to the neighbour."),
+        ("rtt_ms", "Median probe round-trip time in milliseconds."),
+    ):
+        rows = [
+            (f'{{neighbour="{_label(n["node_id"])}",iface="{_label(n["iface"])}"}}', n[field])
+            for n in nbs
+            if n.get(field) is not None
+        ]
+        metric(f"link_{field}", "gauge", help_text, rows)
+    metric(
+        "neighbour_up",
+        "gauge",
+        "1 while the neighbour is heard.",
+        [(f'{{neighbour="{_label(n["node_id"])}"}}', 1.0 if n["up"] else 0.0) for n in nbs],
+    )
+    metric("records_held", "gauge", "Records in the store.", [("", status.get("records_held", 0))])
+    metric(
+        "nodes_known",
+        "gauge",
+        "Nodes with at least one record.",
+        [("", status.get("nodes_known", 0))],
+    )
+    metric(
+        "rejections_total",
+        "counter",
+        "Records refused, by reason.",
+        [(f'{{reason="{_label(r)}"}}', c) for r, c in sorted(status.get("rejections", {}).items())],
+    )
+    metric(
+        "counter_bytes_total",
+        "counter",
+        "Cumulative accounted bytes and packets.",
+        [(f'{{name="{_label(k)}"}}', v) for k, v in sorted(status.get("totals", {}).items())],
+    )
+    metric(
+        "events_total",
+        "counter",
+        "Agent events.",
+        [(f'{{name="{_label(k)}"}}', v) for k, v in sorted(status.get("counters", {}).items())],
+    )
+    return "\n".join(out) + "\n"

@@ -1,0 +1,192 @@
+"""Settings of the agent: every one is a flag (procd maps UCI options to flags), and an optional
+YAML file (`--config`) gives defaults that flags override. PyYAML is imported only then."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_PUBLISH_INTERVAL = 60.0
+DEFAULT_SAVE_INTERVAL = 900.0
+
+
+class ConfigError(Exception):
+    """A setting is unusable; the message says which, where, and how to fix it."""
+
+
+@dataclass
+class Config:
+    key: Path
+    cert: Path
+    community_file: Path
+    state_dir: Path
+    status_file: Path | None = None
+    mesh_ifaces: list[str] = field(default_factory=list)
+    addresses: list[str] = field(default_factory=list)
+    hostname: str = "node"
+    model: str = "unknown"
+    broker_port: int = 1883
+    babel_port: int = 33123
+    metrics_port: int = 9105
+    probe_port: int = 4243
+    gateway_iface: str | None = None
+    client_ifaces: list[str] = field(default_factory=list)
+    gateway_kbit: int | None = None
+    publish_interval: float = DEFAULT_PUBLISH_INTERVAL
+    probe_interval: float = 1.0
+    probe_window: int = 64
+    lost_after: float = 10.0
+    save_interval: float = DEFAULT_SAVE_INTERVAL
+    seq_block: int = 10_000
+    start_delay: float = 0.0
+    nft: bool = True
+    nft_table: str = "meshd_acct"
+    mdns: bool = True
+    mdns_fast: bool = False
+    neighbour_rate: float = 50.0
+    neighbour_burst: int = 2000
+    static_neighbours: list[str] = field(default_factory=list)
+    log_level: str = "info"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="meshd",
+        description="mutualmesh node agent: finds neighbours, measures links, counts traffic "
+        "and shares signed records with every node over MQTT.",
+    )
+    a = p.add_argument
+    a(
+        "--config",
+        type=Path,
+        help="YAML file with defaults for any flag below (keys as flag names "
+        "with underscores); flags given on the command line win",
+    )
+    a("--key", type=Path, help="node private key file (mode 0600)")
+    a("--cert", type=Path, help="enrollment certificate (JSON) signed by a community admin")
+    a("--community-file", type=Path, help="community.yaml")
+    a("--state-dir", type=Path, help="where seq and counter state survive restarts")
+    a("--status-file", type=Path, help="JSON status written every publish interval")
+    a("--mesh-iface", dest="mesh_ifaces", action="append", help="mesh interface (repeatable)")
+    a("--address", dest="addresses", action="append", help="this node's address (repeatable)")
+    a("--hostname", help="hostname, as in the enrollment certificate")
+    a("--model", help="hardware model")
+    a("--broker-port", type=int, help="local mosquitto port (default 1883)")
+    a("--babel-port", type=int, help="babeld local interface port on ::1 (default 33123)")
+    a("--metrics-port", type=int, help="Prometheus /metrics port, 0 = off (default 9105)")
+    a("--probe-port", type=int, help="UDP link probe port (default 4243)")
+    a("--gateway-iface", help="uplink interface, if this node offers a gateway")
+    a("--client-iface", dest="client_ifaces", action="append", help="client (LAN) interface")
+    a("--gateway-kbit", type=int, help="uplink capacity offered to the mesh")
+    a("--publish-interval", type=float, help="seconds between record publications (default 60)")
+    a("--probe-interval", type=float, help="seconds between link probes (default 1)")
+    a("--probe-window", type=int, help="probes per ETX window (default 64)")
+    a("--lost-after", type=float, help="seconds without probes before a neighbour is lost")
+    a("--save-interval", type=float, help="seconds between state saves to flash (default 900)")
+    a("--seq-block", type=int, help="sequence numbers reserved per state write (default 10000)")
+    a("--start-delay", type=float, help="wait a random 0..S seconds before starting (boot storms)")
+    a(
+        "--no-nft",
+        dest="nft",
+        action="store_false",
+        default=None,
+        help="do not create the nftables accounting table",
+    )
+    a("--nft-table", help="name of the agent's own nftables table (default meshd_acct)")
+    a(
+        "--no-mdns",
+        dest="mdns",
+        action="store_false",
+        default=None,
+        help="no zeroconf discovery (use --static-neighbour)",
+    )
+    a(
+        "--mdns-fast",
+        action="store_true",
+        default=None,
+        help="skip mDNS name probing (only where node names are unique, e.g. labs)",
+    )
+    a("--neighbour-rate", type=float, help="messages per second accepted from one neighbour")
+    a("--neighbour-burst", type=int, help="burst of messages accepted from one neighbour")
+    a(
+        "--static-neighbour",
+        dest="static_neighbours",
+        action="append",
+        help="NODE_ID@ADDRESS[%%IFACE]:PORT[/PROBEPORT], a neighbour known without mDNS "
+        "(repeatable)",
+    )
+    a("--log-level", choices=["debug", "info", "warning", "error"], help="default info")
+    return p
+
+
+_REQUIRED = ("key", "cert", "community_file", "state_dir")
+
+
+def load(argv: list[str] | None = None) -> Config:
+    """Flags over YAML file over defaults; raises ConfigError on anything unusable."""
+    ns = build_parser().parse_args(argv)
+    values: dict[str, Any] = {}
+    if ns.config is not None:
+        values.update(_read_yaml(ns.config))
+    for name, value in vars(ns).items():
+        if name != "config" and value is not None:
+            values[name] = value
+    missing = [n for n in _REQUIRED if values.get(n) is None]
+    if missing:
+        flags = ", ".join("--" + n.replace("_", "-") for n in missing)
+        raise ConfigError(f"missing {flags}. Fix: pass them as flags or in --config")
+    known = set(Config.__dataclass_fields__)
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(
+            f"{ns.config}: unknown setting(s) {', '.join(unknown)}. Fix: use the flag names "
+            "from `meshd --help` with underscores"
+        )
+    for name in ("key", "cert", "community_file", "state_dir", "status_file"):
+        if values.get(name) is not None:
+            values[name] = Path(values[name])
+    for name in ("mesh_ifaces", "addresses", "client_ifaces", "static_neighbours"):
+        if isinstance(values.get(name), str):
+            values[name] = [values[name]]
+    config = Config(**values)
+    _check(config)
+    return config
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    import yaml  # only here: keeps PyYAML out of the agent's memory unless asked for
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror}). Fix: check the path") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc}). Fix: correct the file") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: must be a mapping of settings. Fix: write `key: value` lines")
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def _check(c: Config) -> None:
+    for name in ("broker_port", "babel_port", "probe_port"):
+        port = getattr(c, name)
+        if not isinstance(port, int) or not 1 <= port <= 65535:
+            raise ConfigError(f"--{name.replace('_', '-')} {port}: must be a port 1..65535")
+    if not isinstance(c.metrics_port, int) or not 0 <= c.metrics_port <= 65535:
+        raise ConfigError(f"--metrics-port {c.metrics_port}: must be 0 (off) or a port")
+    for name in ("publish_interval", "probe_interval", "lost_after", "save_interval"):
+        value = getattr(c, name)
+        if not isinstance(value, (int, float)) or value <= 0:
+            raise ConfigError(f"--{name.replace('_', '-')} {value}: must be a positive number")
+    if not 0 <= c.start_delay <= 600:
+        raise ConfigError(f"--start-delay {c.start_delay}: must be 0..600 seconds")
+    if not 2 <= c.probe_window <= 1024:
+        raise ConfigError(f"--probe-window {c.probe_window}: must be 2..1024")
+    if c.seq_block < 1:
+        raise ConfigError(f"--seq-block {c.seq_block}: must be at least 1")
+    if not c.mesh_ifaces and c.mdns:
+        raise ConfigError("no --mesh-iface given. Fix: name at least one mesh interface")

@@ -1,0 +1,122 @@
+"""The neighbour table and per-neighbour flood limits (pure: times are passed in).
+
+mDNS says a neighbour exists and where; it is not liveness (a crashed node's mDNS records live
+for minutes). Liveness comes from our own probes and the neighbour's MQTT status, so a neighbour
+is `up` while we hear it and `lost` once it has been silent for `lost_after` seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Event(StrEnum):
+    APPEARED = "appeared"
+    LOST = "lost"
+    MOVED = "moved"  # same node, new address or interface
+
+
+@dataclass
+class Neighbour:
+    node_id: str
+    iface: str
+    address: str  # where to reach it: IPv4 in the link's subnet, or fe80::…%iface
+    broker_port: int
+    fingerprint: str = ""
+    advertised: tuple[str, ...] = ()
+    up: bool = False
+    appeared_at: float = 0.0
+    heard_at: float | None = None
+    lost_at: float | None = None
+    probe_port: int = 0  # 0 = the same port as ours
+
+
+@dataclass
+class NeighbourTable:
+    lost_after: float = 10.0
+    forget_after: float = 600.0  # a lost neighbour stays listed (up=false) this long
+    entries: dict[str, Neighbour] = field(default_factory=dict)
+
+    def seen(
+        self,
+        node_id: str,
+        iface: str,
+        address: str,
+        broker_port: int,
+        now: float,
+        fingerprint: str = "",
+        advertised: tuple[str, ...] = (),
+    ) -> Event | None:
+        """Discovery found (or refreshed) a neighbour."""
+        n = self.entries.get(node_id)
+        if n is None:
+            self.entries[node_id] = Neighbour(
+                node_id, iface, address, broker_port, fingerprint, advertised, True, now, now
+            )
+            return Event.APPEARED
+        moved = (n.iface, n.address, n.broker_port) != (iface, address, broker_port)
+        n.iface, n.address, n.broker_port = iface, address, broker_port
+        n.fingerprint, n.advertised = fingerprint or n.fingerprint, advertised or n.advertised
+        # Discovery alone never brings a lost neighbour back: it must be heard again.
+        return Event.MOVED if moved else None
+
+    def heard(self, node_id: str, now: float) -> Event | None:
+        """A probe or echo arrived from the neighbour."""
+        n = self.entries.get(node_id)
+        if n is None:
+            return None
+        n.heard_at = now
+        if not n.up:
+            n.up, n.lost_at, n.appeared_at = True, None, now
+            return Event.APPEARED
+        return None
+
+    def gone(self, node_id: str, now: float) -> Event | None:
+        """Explicit goodbye (mDNS removal or MQTT status `offline`)."""
+        n = self.entries.get(node_id)
+        if n is None or not n.up:
+            return None
+        n.up, n.lost_at = False, now
+        return Event.LOST
+
+    def tick(self, now: float) -> list[tuple[str, Event]]:
+        """Mark silent neighbours lost; forget long-lost ones."""
+        events: list[tuple[str, Event]] = []
+        for node_id, n in list(self.entries.items()):
+            last = n.heard_at if n.heard_at is not None else n.appeared_at
+            if n.up and now - last > self.lost_after:
+                n.up, n.lost_at = False, now
+                events.append((node_id, Event.LOST))
+            elif not n.up and n.lost_at is not None and now - n.lost_at > self.forget_after:
+                del self.entries[node_id]
+        return events
+
+    def up(self) -> list[Neighbour]:
+        return [n for n in self.entries.values() if n.up]
+
+    def by_address(self, address: str) -> Neighbour | None:
+        for n in self.entries.values():
+            if n.address == address or address in n.advertised:
+                return n
+        return None
+
+
+@dataclass
+class TokenBucket:
+    """At most `rate` messages per second on average, `burst` at once (the retained replay)."""
+
+    rate: float
+    burst: float
+    tokens: float = -1.0
+    at: float = 0.0
+
+    def allow(self, now: float, cost: float = 1.0) -> bool:
+        if self.tokens < 0:
+            self.tokens, self.at = self.burst, now
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens >= cost:
+            self.tokens -= cost
+            return True
+        return False
