@@ -1,0 +1,139 @@
+"""Explain a path: per-hop metrics, the weakest hop, likely causes in plain words, next steps."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+from meshd.topology import Direction, LinkState, MeshView, shortest_path
+
+LOW_SIGNAL_DBM = -80
+SLOW_RTT_MS = 50.0
+
+
+@dataclass
+class Hop:
+    src: str
+    dst: str
+    out: Direction
+    back: Direction
+    state: LinkState
+    cost: int
+    causes: list[str] = field(default_factory=list)
+
+    def badness(self) -> float:
+        loss = max(self.out.loss or 0.0, self.back.loss or 0.0)
+        return loss * 10 + self.cost / 256 + (5 if self.state is not LinkState.GOOD else 0)
+
+
+@dataclass
+class Diagnosis:
+    a: str
+    b: str
+    path: list[str] | None
+    hops: list[Hop]
+    weakest: Hop | None
+    causes: list[str]
+    next_steps: list[str]
+
+
+def diagnose(view: MeshView, a: str, b: str) -> Diagnosis:
+    name = view.name
+    path = shortest_path(view.adjacency, a, b)
+    if path is None:
+        return Diagnosis(
+            a,
+            b,
+            None,
+            [],
+            None,
+            [f"there is no path between {name(a)} and {name(b)}: the mesh is split"],
+            ["run `mutualmesh audit` to see the partition and where it was attached"],
+        )
+    hops = []
+    for x, y in itertools.pairwise(path):
+        link = view.link(x, y)
+        assert link is not None
+        out, back = (link.ab, link.ba) if link.a == x else (link.ba, link.ab)
+        hop = Hop(x, y, out, back, link.state, link.cost)
+        hop.causes = _causes(view, hop)
+        hops.append(hop)
+    weakest = max(hops, key=lambda h: h.badness()) if hops else None
+    causes = [c for h in hops for c in h.causes]
+    steps = []
+    if weakest is not None and weakest.causes:
+        steps.append(
+            f"start with the hop {name(weakest.src)} → {name(weakest.dst)}: "
+            + "; ".join(weakest.causes)
+        )
+        steps.append(
+            f"run `mutualmesh links --node {name(weakest.src)}` to compare its other links"
+        )
+        steps.append(
+            f"probe the path MTU and route: `mutualmesh diagnose {name(a)} {name(b)} --mtu --trace`"
+        )
+    elif hops:
+        steps.append(
+            "the path looks healthy from the records; if users still complain, probe "
+            "it live with --mtu and --trace"
+        )
+    return Diagnosis(a, b, path, hops, weakest, causes, steps)
+
+
+def _causes(view: MeshView, hop: Hop) -> list[str]:
+    name = view.name
+    out: list[str] = []
+    lo, lb = hop.out.loss, hop.back.loss
+    if lo is not None and lb is not None and abs(lo - lb) >= 0.15:
+        worse, better = (
+            (name(hop.src), name(hop.dst)) if lo > lb else (name(hop.dst), name(hop.src))
+        )
+        out.append(
+            f"loss only one way ({max(lo, lb):.0%} from {worse} to {better}, {min(lo, lb):.0%} "
+            "back): interference near the receiver, or unequal transmit power"
+        )
+    elif max(lo or 0.0, lb or 0.0) >= 0.1:
+        out.append(f"{max(lo or 0.0, lb or 0.0):.0%} loss both ways: weak or obstructed radio path")
+    for d in (hop.out, hop.back):
+        if d.signal_dbm is not None and d.signal_dbm <= LOW_SIGNAL_DBM:
+            out.append(
+                f"low signal at {name(d.src)} ({d.signal_dbm} dBm): antennas, distance or obstacles"
+            )
+    rtt = hop.out.rtt_ms
+    if rtt is not None and rtt >= SLOW_RTT_MS and max(lo or 0.0, lb or 0.0) < 0.1:
+        out.append(f"high RTT ({rtt:.0f} ms) with little loss: congestion or bufferbloat")
+    if hop.state is LinkState.FLAPPING:
+        out.append("the link flaps, so the route changes: check power and cabling")
+    if hop.state is LinkState.ONE_SIDED:
+        out.append("only one end reports the link: a firewall or a one-way radio path")
+    if hop.out.entry is not None and hop.out.entry.medium == "tap":
+        out.append("a tunnel hop (tap): its MTU is smaller; probe with --mtu")
+    return out
+
+
+def diagnosis_json(view: MeshView, d: Diagnosis) -> dict[str, Any]:
+    name = view.name
+    return {
+        "from": name(d.a),
+        "to": name(d.b),
+        "path": None if d.path is None else [name(n) for n in d.path],
+        "hops": [
+            {
+                "from": name(h.src),
+                "to": name(h.dst),
+                "state": h.state.value,
+                "cost": h.cost,
+                "loss_out": h.out.loss,
+                "loss_back": h.back.loss,
+                "rtt_ms": h.out.rtt_ms,
+                "etx": h.out.etx,
+                "signal_dbm": h.out.signal_dbm,
+                "causes": h.causes,
+            }
+            for h in d.hops
+        ],
+        "weakest": None if d.weakest is None else [name(d.weakest.src), name(d.weakest.dst)],
+        "causes": d.causes,
+        "next_steps": d.next_steps,
+    }

@@ -1,0 +1,68 @@
+"""`mutualmesh audit`: findings with severity, subject, explanation and fix. Exit 3 if any."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from cli.analysis.pipeline import run_audit
+from cli.errors import ExitStatus
+from cli.mesh import MeshArgs, mesh_options, open_mesh
+from cli.output import emit_json, say, table
+from meshd.audit import AuditPolicy
+
+
+@click.command()
+@click.option(
+    "--stale-after",
+    type=click.IntRange(min=1),
+    default=600,
+    show_default=True,
+    help="Seconds without a record before a node is stale.",
+)
+@click.option("--explain/--short", default=True, help="Print each finding's explanation and fix.")
+@mesh_options
+def audit(stale_after: int, explain: bool, **kw: Any) -> None:
+    """Find what is wrong or concentrated in the mesh: unverified contribution claims, counter
+    regressions, one-sided and asymmetric links, stale nodes, unenrolled or revoked keys, address
+    conflicts, config drift, partitions, unreachable gateways, single points of failure and
+    concentration of power.
+
+    Exit status: 0 when clean, 3 when there are findings, 1/2/4 on errors.
+    """
+    args = MeshArgs(**kw)
+    mesh = open_mesh(args)
+    result = run_audit(mesh, args.archive, AuditPolicy(stale_after_s=stale_after))
+    if args.as_json:
+        emit_json(
+            {
+                "source": mesh.source,
+                "now": mesh.now,
+                "clean": not result.findings,
+                "stats": result.stats,
+                "findings": [f.to_json() for f in result.findings],
+            }
+        )
+    else:
+        s = result.stats
+        say(
+            f"{s['nodes']} nodes, {s['links']} links, {s['components']} part(s); "
+            f"{len(result.findings)} finding(s) from {mesh.source}"
+        )
+        if result.findings:
+            table(
+                ["severity", "code", "subject", "what"],
+                [[f.severity.value, f.code, f.subject, f.summary] for f in result.findings],
+            )
+            if explain:
+                seen: set[str] = set()
+                for f in result.findings:
+                    if f.code in seen:
+                        continue
+                    seen.add(f.code)
+                    say(f"\n{f.code}: {f.explanation}\n  fix: {f.fix}")
+        else:
+            say("clean: nothing to report", style="green")
+    if result.findings:
+        click.get_current_context().exit(int(ExitStatus.FINDINGS))

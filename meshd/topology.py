@@ -1,0 +1,521 @@
+"""The mesh as a graph, built from verified records, and the graph maths the audit needs.
+
+Pure Python on purpose: every node holds the whole picture, so a router may one day run the same
+audit, and routers cannot carry networkx (tens of MB resident) or rustworkx wheels. All algorithms
+here are linear (components, articulation points, bridges) or bounded by sampling (betweenness),
+which keeps a 10,000-node audit within seconds on one core.
+
+A link enters the graph only when both ends report it up (babel itself needs hellos both ways);
+when one end has published no `links` record at all, its neighbour's word is taken.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from meshd.codec import Envelope
+from meshd.records import Kind, LinkEntry, LinksBody, NodeBody, TrafficBody
+
+DEFAULT_COST = 256  # babel's cost of a perfect wired hop; used when no side reports a cost
+UNREACHABLE_COST = 0xFFFF
+
+Adjacency = Mapping[str, Mapping[str, int]]
+
+
+class LinkState(StrEnum):
+    GOOD = "good"
+    LOSSY = "lossy"
+    ASYMMETRIC = "asymmetric"
+    ONE_SIDED = "one-sided"
+    FLAPPING = "flapping"
+    DOWN = "down"
+
+
+@dataclass(frozen=True, slots=True)
+class LinkThresholds:
+    """When a link stops being called good. Loss is per direction, 0..1."""
+
+    lossy_loss: float = 0.10
+    lossy_etx: float = 1.5
+    asymmetric_loss_gap: float = 0.20  # one direction loses this much more than the other
+    asymmetric_cost_ratio: float = 2.0
+    flapping_changes: int = 3  # up/down changes seen across the archived history
+
+
+@dataclass(frozen=True, slots=True)
+class Direction:
+    """One direction of a link, `src` -> `dst`, from what both ends reported."""
+
+    src: str
+    dst: str
+    entry: LinkEntry | None  # the sender's own entry about the receiver
+    reverse: LinkEntry | None  # the receiver's entry about the sender
+
+    @property
+    def reported(self) -> bool:
+        return self.entry is not None and self.entry.up
+
+    @property
+    def loss(self) -> float | None:
+        """Loss src -> dst: the sender's delivery_tx, else the receiver's delivery_rx."""
+        if self.entry is not None and self.entry.delivery_tx is not None:
+            return 1.0 - self.entry.delivery_tx
+        if self.reverse is not None and self.reverse.delivery_rx is not None:
+            return 1.0 - self.reverse.delivery_rx
+        if self.entry is not None and self.entry.loss is not None:
+            return self.entry.loss
+        return None
+
+    @property
+    def cost(self) -> int | None:
+        """Babel's cost of sending src -> dst as src sees it (txcost, else rxcost)."""
+        if self.entry is None:
+            return None
+        return self.entry.txcost if self.entry.txcost is not None else self.entry.rxcost
+
+    @property
+    def etx(self) -> float | None:
+        return None if self.entry is None else self.entry.etx
+
+    @property
+    def rtt_ms(self) -> float | None:
+        return None if self.entry is None else self.entry.rtt_ms
+
+    @property
+    def signal_dbm(self) -> int | None:
+        return None if self.entry is None else self.entry.signal_dbm
+
+    @property
+    def bitrate_mbit(self) -> float | None:
+        return None if self.entry is None else self.entry.tx_bitrate_mbit
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """An undirected link a < b with both directions and a one-word state."""
+
+    a: str
+    b: str
+    ab: Direction
+    ba: Direction
+    state: LinkState
+    reason: str
+    in_graph: bool
+
+    @property
+    def cost(self) -> int:
+        """Graph weight: the worse of the two directions' babel costs (routes need both)."""
+        costs = [c for c in (self.ab.cost, self.ba.cost) if c is not None]
+        return max(costs) if costs else DEFAULT_COST
+
+    @property
+    def worst_loss(self) -> float | None:
+        losses = [x for x in (self.ab.loss, self.ba.loss) if x is not None]
+        return max(losses) if losses else None
+
+    def badness(self) -> float:
+        """Sort key for `links --worst`: states first, then loss and cost."""
+        rank = {
+            LinkState.DOWN: 6,
+            LinkState.ONE_SIDED: 5,
+            LinkState.FLAPPING: 4,
+            LinkState.ASYMMETRIC: 3,
+            LinkState.LOSSY: 2,
+            LinkState.GOOD: 0,
+        }[self.state]
+        return rank * 10.0 + (self.worst_loss or 0.0) * 5 + min(self.cost, 4096) / 4096
+
+
+@dataclass(slots=True)
+class NodeView:
+    """Everything the store holds about one node."""
+
+    node_id: str
+    node: Envelope | None = None
+    links: Envelope | None = None
+    traffic: Envelope | None = None
+    status: str | None = None  # retained online/offline from MQTT, when read from a broker
+
+    @property
+    def info(self) -> NodeBody | None:
+        body = None if self.node is None else self.node.body
+        return body if isinstance(body, NodeBody) else None
+
+    @property
+    def link_entries(self) -> tuple[LinkEntry, ...]:
+        body = None if self.links is None else self.links.body
+        return body.links if isinstance(body, LinksBody) else ()
+
+    @property
+    def counters(self) -> TrafficBody | None:
+        body = None if self.traffic is None else self.traffic.body
+        return body if isinstance(body, TrafficBody) else None
+
+    @property
+    def hostname(self) -> str:
+        if self.info is not None:
+            return self.info.hostname
+        for env in (self.links, self.traffic):
+            if env is not None:
+                return env.cert.hostname
+        return self.node_id
+
+    @property
+    def last_seen(self) -> int:
+        return max((e.issued_at for e in (self.node, self.links, self.traffic) if e), default=0)
+
+    @property
+    def is_gateway(self) -> bool:
+        return self.info is not None and bool(self.info.gateway_kbit)
+
+
+@dataclass
+class MeshView:
+    """Nodes and links of one community at one moment, from verified records only."""
+
+    now: float
+    nodes: dict[str, NodeView] = field(default_factory=dict)
+    links: dict[tuple[str, str], Link] = field(default_factory=dict)
+    adjacency: dict[str, dict[str, int]] = field(default_factory=dict)
+    unknown_neighbours: dict[str, set[str]] = field(default_factory=dict)  # id -> who reports it
+
+    @classmethod
+    def build(
+        cls,
+        envelopes: Iterable[Envelope],
+        now: float,
+        *,
+        statuses: Mapping[str, str] | None = None,
+        flaps: Mapping[tuple[str, str], int] | None = None,
+        thresholds: LinkThresholds = LinkThresholds(),
+    ) -> MeshView:
+        view = cls(now)
+        for env in envelopes:
+            nv = view.nodes.get(env.node_id)
+            if nv is None:
+                nv = view.nodes[env.node_id] = NodeView(env.node_id)
+            if env.kind is Kind.NODE:
+                nv.node = env
+            elif env.kind is Kind.LINKS:
+                nv.links = env
+            else:
+                nv.traffic = env
+        for node_id, status in (statuses or {}).items():
+            if node_id in view.nodes:
+                view.nodes[node_id].status = status
+        view._build_links(flaps or {}, thresholds)
+        return view
+
+    def _build_links(
+        self, flaps: Mapping[tuple[str, str], int], thresholds: LinkThresholds
+    ) -> None:
+        entries: dict[tuple[str, str], LinkEntry] = {}
+        for nv in self.nodes.values():
+            for entry in nv.link_entries:
+                if entry.neighbour == nv.node_id:
+                    continue
+                held = entries.get((nv.node_id, entry.neighbour))
+                # several interfaces to one neighbour: keep the best (up, then cheapest)
+                if held is None or _better(entry, held):
+                    entries[(nv.node_id, entry.neighbour)] = entry
+        adjacency: dict[str, dict[str, int]] = {node_id: {} for node_id in self.nodes}
+        for src, dst in entries:
+            if dst not in self.nodes:
+                self.unknown_neighbours.setdefault(dst, set()).add(src)
+                continue
+            a, b = (src, dst) if src < dst else (dst, src)
+            if (a, b) in self.links:
+                continue
+            ab = Direction(a, b, entries.get((a, b)), entries.get((b, a)))
+            ba = Direction(b, a, entries.get((b, a)), entries.get((a, b)))
+            silent = (self.nodes[a].links is None) or (self.nodes[b].links is None)
+            in_graph = (ab.reported and ba.reported) or (silent and (ab.reported or ba.reported))
+            state, reason = classify(ab, ba, flaps.get((a, b), 0), thresholds, silent)
+            link = Link(a, b, ab, ba, state, reason, in_graph)
+            self.links[(a, b)] = link
+            if in_graph:
+                adjacency[a][b] = link.cost
+                adjacency[b][a] = link.cost
+        self.adjacency = adjacency
+
+    # -- lookups ----------------------------------------------------------------------------
+
+    def find(self, name: str) -> NodeView | None:
+        """A node by hostname, full node id or unique node-id prefix."""
+        if name in self.nodes:
+            return self.nodes[name]
+        by_host = [n for n in self.nodes.values() if n.hostname == name]
+        if len(by_host) == 1:
+            return by_host[0]
+        by_prefix = [n for i, n in self.nodes.items() if len(name) >= 4 and i.startswith(name)]
+        return by_prefix[0] if len(by_prefix) == 1 else None
+
+    def link(self, x: str, y: str) -> Link | None:
+        return self.links.get((x, y) if x < y else (y, x))
+
+    def neighbours(self, node_id: str) -> list[str]:
+        return sorted(self.adjacency.get(node_id, {}))
+
+    def name(self, node_id: str) -> str:
+        nv = self.nodes.get(node_id)
+        return nv.hostname if nv is not None else node_id
+
+
+def _better(new: LinkEntry, held: LinkEntry) -> bool:
+    if new.up != held.up:
+        return new.up
+    new_cost = new.txcost if new.txcost is not None else UNREACHABLE_COST
+    held_cost = held.txcost if held.txcost is not None else UNREACHABLE_COST
+    return new_cost < held_cost
+
+
+def classify(
+    ab: Direction, ba: Direction, flaps: int, t: LinkThresholds, silent: bool = False
+) -> tuple[LinkState, str]:
+    """One word for a link, plus the plain reason behind it."""
+    if not ab.reported and not ba.reported:
+        return LinkState.DOWN, "both ends report the link down"
+    if not (ab.reported and ba.reported):
+        if silent:
+            return LinkState.ONE_SIDED, "only one end has published its links yet"
+        lone = ab if ab.reported else ba
+        return LinkState.ONE_SIDED, f"only {lone.src} reports this link; {lone.dst} does not"
+    if flaps >= t.flapping_changes:
+        return LinkState.FLAPPING, f"went up and down {flaps} times in the recorded history"
+    la, lb = ab.loss, ba.loss
+    if la is not None and lb is not None and abs(la - lb) >= t.asymmetric_loss_gap:
+        return LinkState.ASYMMETRIC, f"loss {la:.0%} one way, {lb:.0%} the other"
+    ca, cb = ab.cost, ba.cost
+    if ca and cb and max(ca, cb) / min(ca, cb) >= t.asymmetric_cost_ratio:
+        return LinkState.ASYMMETRIC, f"babel cost {ca} one way, {cb} the other"
+    worst = max((x for x in (la, lb) if x is not None), default=None)
+    if worst is not None and worst >= t.lossy_loss:
+        return LinkState.LOSSY, f"{worst:.0%} of packets lost"
+    etx = max((x for x in (ab.etx, ba.etx) if x is not None), default=None)
+    if etx is not None and etx >= t.lossy_etx:
+        return LinkState.LOSSY, f"ETX {etx:.2f}"
+    return LinkState.GOOD, "both directions deliver"
+
+
+# -- graph algorithms (adjacency: node -> {neighbour: cost}, undirected) ---------------------
+
+
+def components(adj: Adjacency) -> list[list[str]]:
+    """Connected components, largest first (ties by smallest member)."""
+    seen: set[str] = set()
+    out: list[list[str]] = []
+    for start in sorted(adj):
+        if start in seen:
+            continue
+        seen.add(start)
+        stack, comp = [start], []
+        while stack:
+            x = stack.pop()
+            comp.append(x)
+            for y in adj[x]:
+                if y not in seen:
+                    seen.add(y)
+                    stack.append(y)
+        out.append(sorted(comp))
+    out.sort(key=lambda c: (-len(c), c[0]))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class CutPoints:
+    """Single points of failure: how many nodes each one would cut off (the smaller side)."""
+
+    points: dict[str, int]  # articulation point -> nodes separated from the larger part
+    bridges: dict[tuple[str, str], int]  # link a < b -> nodes on its smaller side
+
+
+def cut_points(adj: Adjacency) -> CutPoints:
+    """Articulation points and bridges in one iterative Tarjan pass, O(V + E)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    size: dict[str, int] = {}
+    cut_off: dict[str, list[int]] = {}
+    bridge_sides: dict[tuple[str, str], int] = {}
+    points: dict[str, int] = {}
+    counter = 0
+    for root in sorted(adj):
+        if root in index:
+            continue
+        comp_bridges: dict[tuple[str, str], int] = {}
+        cut_off = {}
+        index[root] = low[root] = counter
+        counter += 1
+        comp_start = counter - 1
+        root_children: list[int] = []
+        stack: list[tuple[str, str | None, Iterator[str]]] = [(root, None, iter(adj[root]))]
+        size[root] = 1
+        while stack:
+            node, parent, it = stack[-1]
+            advanced = False
+            for nxt in it:
+                if nxt == parent:
+                    continue
+                if nxt in index:
+                    if index[nxt] < low[node]:
+                        low[node] = index[nxt]
+                    continue
+                index[nxt] = low[nxt] = counter
+                counter += 1
+                size[nxt] = 1
+                stack.append((nxt, node, iter(adj[nxt])))
+                advanced = True
+                break
+            if advanced:
+                continue
+            stack.pop()
+            if parent is None:
+                continue
+            size[parent] += size[node]
+            if low[node] < low[parent]:
+                low[parent] = low[node]
+            if low[node] > index[parent]:
+                key = (parent, node) if parent < node else (node, parent)
+                comp_bridges[key] = size[node]
+            if parent == root:
+                root_children.append(size[node])
+            elif low[node] >= index[parent]:
+                cut_off.setdefault(parent, []).append(size[node])
+        total = counter - comp_start
+        for bridge, side in comp_bridges.items():
+            bridge_sides[bridge] = min(side, total - side)
+        for node, parts in cut_off.items():
+            rest = total - 1 - sum(parts)
+            points[node] = sum(sorted([*parts, rest])[:-1])
+        if len(root_children) > 1:
+            points[root] = sum(sorted(root_children)[:-1])
+    return CutPoints(points, bridge_sides)
+
+
+def dijkstra(adj: Adjacency, source: str) -> tuple[dict[str, int], dict[str, str]]:
+    """Least-cost distances and one predecessor per node (ties broken by node id)."""
+    dist = {source: 0}
+    pred: dict[str, str] = {}
+    heap = [(0, source)]
+    done: set[str] = set()
+    while heap:
+        d, x = heapq.heappop(heap)
+        if x in done:
+            continue
+        done.add(x)
+        for y, w in adj[x].items():
+            nd = d + w
+            old = dist.get(y)
+            if old is None or nd < old or (nd == old and x < pred.get(y, x)):
+                dist[y] = nd
+                pred[y] = x
+                heapq.heappush(heap, (nd, y))
+    return dist, pred
+
+
+def shortest_path(adj: Adjacency, a: str, b: str) -> list[str] | None:
+    """The least-cost path a .. b as babel would pick it from these costs, or None."""
+    if a not in adj or b not in adj:
+        return None
+    _, pred = dijkstra(adj, a)
+    if a != b and b not in pred:
+        return None
+    path = [b]
+    while path[-1] != a:
+        path.append(pred[path[-1]])
+    return path[::-1]
+
+
+@dataclass(frozen=True, slots=True)
+class Betweenness:
+    """Share of shortest paths through each node; `sources` < nodes means it was sampled."""
+
+    share: dict[str, float]
+    sources: int
+    nodes: int
+
+    @property
+    def exact(self) -> bool:
+        return self.sources >= self.nodes
+
+    def top(self) -> tuple[str, float] | None:
+        if not self.share:
+            return None
+        node = max(self.share, key=lambda n: (self.share[n], n))
+        return node, self.share[node]
+
+
+def betweenness(adj: Adjacency, *, max_sources: int = 256, seed: int = 0) -> Betweenness:
+    """Brandes' weighted betweenness, exact up to `max_sources` nodes, else sampled sources.
+
+    The share of a node is the fraction of shortest paths between *other* pairs of the same
+    component that pass through it (1.0 = every path). Sampling picks sources spread evenly over
+    the node-id order (deterministic, so two runs agree); the estimate is unbiased.
+    """
+    nodes = sorted(adj)
+    n = len(nodes)
+    if n < 3:
+        return Betweenness(dict.fromkeys(nodes, 0.0), n, n)
+    if n <= max_sources:
+        sources = nodes
+    else:
+        step = n / max_sources
+        offset = seed % max(1, int(step))
+        sources = [nodes[min(n - 1, int(i * step) + offset)] for i in range(max_sources)]
+    score: dict[str, float] = dict.fromkeys(nodes, 0.0)
+    comp_size: dict[str, int] = {}
+    for comp in components(adj):
+        for x in comp:
+            comp_size[x] = len(comp)
+    for s in sources:
+        order: list[str] = []
+        preds: dict[str, list[str]] = {}
+        sigma: dict[str, int] = {s: 1}
+        final: dict[str, int] = {}
+        seen: dict[str, int] = {s: 0}
+        heap: list[tuple[int, str, str]] = [(0, s, s)]
+        while heap:
+            d, v, via = heapq.heappop(heap)
+            if v in final:
+                continue
+            if v != s:
+                sigma[v] += sigma[via]
+            order.append(v)
+            final[v] = d
+            for w, cost in adj[v].items():
+                nd = d + max(1, cost)
+                if w not in final and (w not in seen or nd < seen[w]):
+                    seen[w] = nd
+                    heapq.heappush(heap, (nd, w, v))
+                    sigma[w] = 0
+                    preds[w] = [v]
+                elif nd == seen.get(w):
+                    sigma[w] += sigma[v]
+                    preds[w].append(v)
+        delta = dict.fromkeys(order, 0.0)
+        for w in reversed(order):
+            coeff = (1.0 + delta[w]) / sigma[w]
+            for v in preds.get(w, ()):
+                delta[v] += sigma[v] * coeff
+            if w != s:
+                score[w] += delta[w]
+    scale = n / len(sources)
+    share: dict[str, float] = {}
+    for x in nodes:
+        k = comp_size[x]
+        pairs = (k - 1) * (k - 2)  # ordered pairs of other nodes in the component
+        share[x] = min(1.0, score[x] * scale / pairs) if pairs > 0 else 0.0
+    return Betweenness(share, len(sources), n)
+
+
+def gini(values: Iterable[float]) -> float:
+    """Gini coefficient: 0 = everybody carries the same, 1 = one node carries everything."""
+    xs = sorted(max(0.0, float(v)) for v in values)
+    n = len(xs)
+    total = sum(xs)
+    if n < 2 or total <= 0:
+        return 0.0
+    weighted = sum((i + 1) * x for i, x in enumerate(xs))
+    return (2 * weighted) / (n * total) - (n + 1) / n
