@@ -176,20 +176,23 @@ def _network(community: Community, node: NodeEntry, bands: list[str]) -> uci.Pac
     base = _netjsonconfig_packages(community, node, bands)["network"]
     if community.routing == "babel":
         return base
+    # netjsonconfig writes no interface for an address-less mesh: batman-adv hard interfaces
+    # are ours.
     extra = [
-        uci.section("interface", "bat0", proto="batadv", routing_algo="BATMAN_IV", gw_mode="off")
-    ]
-    sections = []
-    for sec in base.sections:
-        if sec.name and sec.name.startswith("mesh_"):
-            ifname = sec.get("device")
-            sections.append(
-                uci.section(
-                    "interface", sec.name, proto="batadv_hardif", master="bat0", device=ifname
-                )
+        uci.section("interface", "bat0", proto="batadv", routing_algo="BATMAN_IV", gw_mode="off"),
+        *(
+            uci.section(
+                "interface",
+                f"mesh_{band}",
+                proto="batadv_hardif",
+                master="bat0",
+                device=mesh_ifname(band),
+                mtu="1536",
             )
-        else:
-            sections.append(sec)
+            for band in bands
+        ),
+    ]
+    sections = [s for s in base.sections if not (s.name or "").startswith("mesh_")]
     return uci.Package("network", (*extra, *sections))
 
 

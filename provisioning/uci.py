@@ -160,7 +160,8 @@ def loads(text: str) -> Package:
         if current is not None:
             sections.append(Section(current[0], current[1], tuple(current[2])))
 
-    for lineno, line in enumerate(text.splitlines(), 1):
+    # Only "\n" ends a line in UCI; str.splitlines would also split on U+0085 and U+2028.
+    for lineno, line in enumerate(text.split("\n"), 1):
         toks = _tokens(line, lineno)
         if not toks:
             continue
