@@ -751,6 +751,17 @@ class Lab:
             self._apply_nft(node)
         self._apply_rate(link)
         self.save()
+        if (new.delay_ms > 0) != was_delayed and not cut:
+            self._settle(link)
+
+    def _settle(self, link: Link, timeout: float = 20.0) -> None:
+        """After the link moved between veth and TAP: wait until babeld routes over it again."""
+        t0 = _now()
+        if not self.wait_neighbours(link.a, link.b, timeout):
+            raise LabError(f"babeld does not use {link.a}-{link.b} again after {timeout:.0f} s")
+        missing = self.wait_converged(max(1.0, timeout - (_now() - t0)))
+        if missing:
+            raise LabError("routes did not converge again: " + "; ".join(missing[:3]))
 
     def _relay_key(self, link: Link) -> str:
         return f"link/{link.a}-{link.b}/relay"

@@ -1,0 +1,93 @@
+"""`lab down` removes everything: after a normal run, and after the CLI was SIGKILLed mid-build."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cli.lab import netns
+from cli.lab.lab import Lab, ns_prefix, run_dir_of
+from cli.lab.topology import chain
+from tests.lab.labkit import Snapshot, lab_name, netns_inodes, processes_in, skip_reason
+
+pytestmark = pytest.mark.lab
+MUTUALMESH = str(Path(sys.executable).parent / "mutualmesh")
+
+
+@pytest.fixture(autouse=True)
+def _needs_lab():
+    reason = skip_reason()
+    if reason:
+        pytest.skip(reason)
+
+
+def test_down_after_up_leaves_nothing():
+    name = lab_name("d")
+    before = Snapshot.take()
+    lab = Lab(name, chain(3).with_gateways(["n2"]), agents=False)
+    try:
+        lab.up()
+        inodes = netns_inodes(ns_prefix(name))
+        assert len(inodes) == 4
+        assert len(processes_in(inodes)) == 7  # 3 babeld, 3 mosquitto, 1 sink
+        assert lab.impair("n1", "n2", loss=5, delay_ms=5).delay_ms == 5  # nft table + relay
+    finally:
+        removed = lab.down()
+    print(f"\nlab down took {lab.timings['down']:.2f}s")
+    assert len(removed) == 4
+    assert before.leftovers(ns_prefix(name), run_dir_of(name), inodes) == []
+    again = subprocess.run(
+        [MUTUALMESH, "lab", "down", "--name", name], capture_output=True, text=True
+    )
+    assert again.returncode == 0
+    assert "nothing to remove" in again.stdout
+
+
+@pytest.mark.parametrize(
+    ("suffix", "kill_after"),
+    [("k1", "namespaces created"), ("k2", "babeld and mosquitto started")],
+)
+def test_down_after_the_cli_was_killed_mid_build(suffix: str, kill_after: str):
+    name = lab_name(suffix)
+    before = Snapshot.take()
+    cli = subprocess.Popen(
+        [MUTUALMESH, "lab", "up", "--topology", "grid:3x3", "--gateway", "n1", "--name", name],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    inodes: set[int] = set()
+    seen = []
+    try:
+        assert cli.stdout is not None
+        for line in cli.stdout:
+            seen.append(line.rstrip())
+            if kill_after in line:
+                inodes = netns_inodes(ns_prefix(name))
+                os.kill(cli.pid, signal.SIGKILL)
+                break
+        cli.wait(timeout=30)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+            cli.wait()
+    assert cli.returncode == -signal.SIGKILL, f"the CLI was not killed mid-build: {seen}"
+    assert "is up" not in "\n".join(seen)
+    assert inodes, "no namespaces existed when the CLI was killed"
+    # the build really was half-done: namespaces are there, nobody is cleaning up
+    assert any(ns.startswith(ns_prefix(name)) for ns in netns.list_netns())
+    t0 = time.monotonic()
+    down = subprocess.run(
+        [MUTUALMESH, "lab", "down", "--name", name], capture_output=True, text=True, timeout=60
+    )
+    print(
+        f"\nkilled after {kill_after!r}; lab down took {time.monotonic() - t0:.2f}s: {down.stdout}"
+    )
+    assert down.returncode == 0, down.stderr
+    assert before.leftovers(ns_prefix(name), run_dir_of(name), inodes) == []
