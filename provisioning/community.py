@@ -251,7 +251,11 @@ def load_community_dir(
         )
     data = load_yaml(path)
     try:
-        community = check(data, require_signatures=require_signatures)
+        # Without require_signatures only the structure is checked: signing and adding admins
+        # must work on a file that does not have its k signatures yet.
+        community = (
+            check(data, require_signatures=True) if require_signatures else parse_community(data)
+        )
     except CommunityError as exc:
         first = exc.problems[0]
         more = f" (and {len(exc.problems) - 1} more)" if len(exc.problems) > 1 else ""

@@ -1,0 +1,220 @@
+"""`mutualmesh node` and `publish`: add, bad input, render, image/push dry runs, revoke."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from cli.main import app
+from meshd.community import parse_community
+from meshd.ids import PublicKey
+from meshd.topics import revocation_topic
+from meshd.trust import Enrollment, Revocation
+from provisioning.keys import load_private_key
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture
+def comm(tmp_path):
+    key = tmp_path / "keys" / "ada.key"
+    result = invoke("community", "init", "riverside", "--dir", tmp_path / "c", "--admin-key", key)
+    assert result.exit_code == 0, result.output
+    return tmp_path / "c", key
+
+
+def add(comm, hostname, *extra):
+    directory, key = comm
+    return invoke("node", "add", hostname, "--dir", directory, "--admin-key", key, *extra)
+
+
+def snapshot(directory):
+    return sorted(str(p.relative_to(directory)) for p in directory.rglob("*"))
+
+
+def test_add_writes_registry_key_certificate_and_bundle(comm):
+    directory, _ = comm
+    result = add(
+        comm, "bakery", "--model", "cudy_wr3000-v1", "--gateway", "--location", "52.5,13.4"
+    )
+    assert result.exit_code == 0, result.output
+    registry = yaml.safe_load((directory / "nodes.yaml").read_text())["nodes"]
+    assert [n["hostname"] for n in registry] == ["bakery"]
+    entry = registry[0]
+    community = parse_community(yaml.safe_load((directory / "community.yaml").read_text()))
+    cert = Enrollment.from_json(entry["cert"])
+    assert cert.problem(community.trust, now=0) is None
+    node_key = load_private_key(directory / "secrets" / "bakery.key")
+    assert node_key.public == PublicKey.from_text(entry["key"]) == cert.key
+    assert entry["gateway"] is True and entry["location"] == [52.5, 13.4]
+    tree = directory / "build" / "bakery"
+    assert (tree / "etc/meshd/node.key").read_text().strip().endswith(node_key.seed_text)
+    assert (directory / "build" / "bakery.tar.gz").stat().st_size > 1000
+    meshd = (tree / "etc/config/meshd").read_text()
+    assert "option hostname 'bakery'" in meshd and "gateway_network 'wan'" in meshd
+
+
+def test_render_again_is_byte_identical(comm):
+    directory, _ = comm
+    assert add(comm, "bakery", "--model", "glinet_gl-b1300").exit_code == 0
+    first = (directory / "build" / "bakery.tar.gz").read_bytes()
+    result = invoke("node", "render", "bakery", "--dir", directory)
+    assert result.exit_code == 0, result.output
+    assert hashlib.sha256((directory / "build" / "bakery.tar.gz").read_bytes()).digest() == (
+        hashlib.sha256(first).digest()
+    )
+
+
+def test_several_real_adds_never_collide(comm):
+    directory, _ = comm
+    for i in range(6):
+        assert add(comm, f"n{i}", "--model", "zyxel_nwa50ax").exit_code == 0
+    nodes = yaml.safe_load((directory / "nodes.yaml").read_text())["nodes"]
+    for field in ("slot", "ipv4", "ipv4_client", "ipv6", "ipv6_client"):
+        values = [n["addresses"][field] for n in nodes]
+        assert len(set(values)) == len(values), field
+    clients = [ipaddress.ip_network(n["addresses"]["ipv4_client"]) for n in nodes]
+    assert not any(a.overlaps(b) for i, a in enumerate(clients) for b in clients[i + 1 :])
+
+
+@pytest.mark.parametrize(
+    ("args", "message", "fix"),
+    [
+        (["Bad_Host", "--model", "cudy_wr3000-v1"], "invalid hostname", "lowercase letters"),
+        (["ok", "--model", "cudy-wr3000"], "unknown model", "did you mean cudy_wr3000-v1"),
+        (["ok", "--model", "tplink_tl-wr841n-v14"], "4 MB flash", "16 MB flash and 128 MB RAM"),
+        (["ok", "--model", "glinet_gl-ar150"], "64 MB RAM", "128 MB RAM"),
+        (["ok", "--model", "cudy_wr3000-v1", "--location", "north"], "--location", "LAT,LON"),
+    ],
+)
+def test_bad_input_is_refused_and_nothing_is_written(comm, args, message, fix):
+    directory, _ = comm
+    before = snapshot(directory)
+    result = add(comm, *args)
+    assert result.exit_code == 2
+    assert message in result.output and fix in result.output
+    assert "Traceback" not in result.output
+    assert snapshot(directory) == before
+
+
+def test_duplicate_hostname(comm):
+    directory, _ = comm
+    assert add(comm, "bakery", "--model", "cudy_wr3000-v1").exit_code == 0
+    before = snapshot(directory)
+    result = add(comm, "bakery", "--model", "cudy_wr3000-v1")
+    assert result.exit_code == 2
+    assert "already exists" in result.output and "pick another hostname" in result.output
+    assert snapshot(directory) == before
+
+
+def test_missing_community(tmp_path):
+    result = invoke(
+        "node",
+        "add",
+        "x",
+        "--model",
+        "cudy_wr3000-v1",
+        "--dir",
+        tmp_path / "none",
+        "--admin-key",
+        tmp_path / "k",
+    )
+    assert result.exit_code == 2
+    assert "community folder not found" in result.output and "community init" in result.output
+    assert not (tmp_path / "none").exists()
+
+
+def test_unwritable_output_leaves_no_partial_files(comm, tmp_path):
+    directory, _ = comm
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, not a folder")
+    before = snapshot(directory)
+    result = add(comm, "bakery", "--model", "cudy_wr3000-v1", "--out", blocker / "out")
+    assert result.exit_code == 2
+    assert "cannot write the output" in result.output and "--out" in result.output
+    assert snapshot(directory) == before
+    assert blocker.read_text() == "a file, not a folder"
+
+
+def test_unsigned_change_blocks_node_add(comm):
+    directory, _ = comm
+    path = directory / "community.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["mqtt"]["port"] = 1884
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    result = add(comm, "bakery", "--model", "cudy_wr3000-v1")
+    assert result.exit_code == 2
+    assert "signatures" in result.output and "community sign" in result.output
+
+
+def test_image_without_imagebuilder_prints_the_command(comm):
+    directory, _ = comm
+    assert add(comm, "bakery", "--model", "tplink_archer-c7-v5").exit_code == 0
+    result = invoke("node", "image", "bakery", "--dir", directory)
+    assert result.exit_code == 0, result.output
+    assert "target ath79/generic" in result.output
+    assert "make image PROFILE=tplink_archer-c7-v5 'PACKAGES=meshd mosquitto-nossl babeld" in (
+        result.output
+    )
+    assert f"FILES={(directory / 'build' / 'bakery').resolve()}" in result.output
+
+
+def test_image_with_a_folder_that_is_not_an_imagebuilder(comm, tmp_path):
+    directory, _ = comm
+    assert add(comm, "bakery", "--model", "cudy_wr3000-v1").exit_code == 0
+    result = invoke("node", "image", "bakery", "--dir", directory, "--imagebuilder", tmp_path)
+    assert result.exit_code == 2
+    assert "not an OpenWrt Image Builder" in result.output
+
+
+def test_push_dry_run_only_prints(comm):
+    directory, _ = comm
+    assert add(comm, "bakery", "--model", "cudy_wr3000-v1").exit_code == 0
+    result = invoke(
+        "node", "push", "bakery", "--dir", directory, "--host", "192.0.2.1", "--dry-run"
+    )
+    assert result.exit_code == 0, result.output
+    assert "scp -O" in result.output and "root@192.0.2.1:/tmp/meshd-bundle.tar.gz" in result.output
+    assert "/etc/uci-defaults/90-meshd-node" in result.output
+    assert "dry run: nothing was done" in result.output
+
+
+def test_models_lists_profiles_and_marks_small_ones():
+    result = invoke("node", "models")
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    assert len(lines) >= 10
+    assert any("tplink_tl-wr841n-v14" in line and "too small" in line for line in lines)
+
+
+def test_revoke_then_publish_dry_run(comm):
+    directory, _ = comm
+    assert add(comm, "bakery", "--model", "cudy_wr3000-v1").exit_code == 0
+    result = invoke("node", "revoke", "bakery", "--dir", directory, "--admin-key", comm[1])
+    assert result.exit_code == 0, result.output
+    path = directory / "revocations" / "bakery.json"
+    revocation = Revocation.from_json(json.loads(path.read_text()))
+    community = parse_community(yaml.safe_load((directory / "community.yaml").read_text()))
+    assert revocation.problem(community.trust) is None
+    node_id = yaml.safe_load((directory / "nodes.yaml").read_text())["nodes"][0]["node_id"]
+    assert revocation.node_id == node_id
+    out = invoke("publish", path, "--broker", "[fd00::1]:1884", "--dry-run")
+    assert out.exit_code == 0, out.output
+    assert revocation_topic("riverside", node_id) in out.output
+    assert "fd00::1:1884" in out.output
+    assert revocation.encode().decode() in out.output
+
+
+def test_publish_rejects_bad_input(tmp_path):
+    bad = tmp_path / "r.json"
+    bad.write_text("{}")
+    assert invoke("publish", bad, "--broker", "h:99999").exit_code == 2
+    result = invoke("publish", bad, "--broker", "127.0.0.1")
+    assert result.exit_code == 2 and "not a valid revocation" in result.output
