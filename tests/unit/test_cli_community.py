@@ -175,7 +175,8 @@ def test_sign_command_reaches_the_threshold(two_of_three):
     directory, keys = two_of_three
     first = invoke("community", "sign", "--dir", directory, "--admin-key", keys["ada"])
     assert first.exit_code == 0
-    assert "1 of 2" in first.output and "needs 1 more" in first.output
+    assert "1 of 2" in first.output
+    assert "needs 1 more" in first.output
     again = invoke("community", "sign", "--dir", directory, "--admin-key", keys["ada"])
     assert "1 of 2" in again.output  # signing twice still counts once
     second = invoke("community", "sign", "--dir", directory, "--admin-key", keys["bea"])

@@ -53,12 +53,14 @@ def test_add_writes_registry_key_certificate_and_bundle(comm):
     assert cert.problem(community.trust, now=0) is None
     node_key = load_private_key(directory / "secrets" / "bakery.key")
     assert node_key.public == PublicKey.from_text(entry["key"]) == cert.key
-    assert entry["gateway"] is True and entry["location"] == [52.5, 13.4]
+    assert entry["gateway"] is True
+    assert entry["location"] == [52.5, 13.4]
     tree = directory / "build" / "bakery"
     assert (tree / "etc/meshd/node.key").read_text().strip().endswith(node_key.seed_text)
     assert (directory / "build" / "bakery.tar.gz").stat().st_size > 1000
     meshd = (tree / "etc/config/meshd").read_text()
-    assert "option hostname 'bakery'" in meshd and "gateway_network 'wan'" in meshd
+    assert "option hostname 'bakery'" in meshd
+    assert "gateway_network 'wan'" in meshd
 
 
 def test_render_again_is_byte_identical(comm):
@@ -99,7 +101,8 @@ def test_bad_input_is_refused_and_nothing_is_written(comm, args, message, fix):
     before = snapshot(directory)
     result = add(comm, *args)
     assert result.exit_code == 2
-    assert message in result.output and fix in result.output
+    assert message in result.output
+    assert fix in result.output
     assert "Traceback" not in result.output
     assert snapshot(directory) == before
 
@@ -110,7 +113,8 @@ def test_duplicate_hostname(comm):
     before = snapshot(directory)
     result = add(comm, "bakery", "--model", "cudy_wr3000-v1")
     assert result.exit_code == 2
-    assert "already exists" in result.output and "pick another hostname" in result.output
+    assert "already exists" in result.output
+    assert "pick another hostname" in result.output
     assert snapshot(directory) == before
 
 
@@ -127,7 +131,8 @@ def test_missing_community(tmp_path):
         tmp_path / "k",
     )
     assert result.exit_code == 2
-    assert "community folder not found" in result.output and "community init" in result.output
+    assert "community folder not found" in result.output
+    assert "community init" in result.output
     assert not (tmp_path / "none").exists()
 
 
@@ -138,7 +143,8 @@ def test_unwritable_output_leaves_no_partial_files(comm, tmp_path):
     before = snapshot(directory)
     result = add(comm, "bakery", "--model", "cudy_wr3000-v1", "--out", blocker / "out")
     assert result.exit_code == 2
-    assert "cannot write the output" in result.output and "--out" in result.output
+    assert "cannot write the output" in result.output
+    assert "--out" in result.output
     assert snapshot(directory) == before
     assert blocker.read_text() == "a file, not a folder"
 
@@ -151,7 +157,8 @@ def test_unsigned_change_blocks_node_add(comm):
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     result = add(comm, "bakery", "--model", "cudy_wr3000-v1")
     assert result.exit_code == 2
-    assert "signatures" in result.output and "community sign" in result.output
+    assert "signatures" in result.output
+    assert "community sign" in result.output
 
 
 def test_image_without_imagebuilder_prints_the_command(comm):
@@ -181,7 +188,8 @@ def test_push_dry_run_only_prints(comm):
         "node", "push", "bakery", "--dir", directory, "--host", "192.0.2.1", "--dry-run"
     )
     assert result.exit_code == 0, result.output
-    assert "scp -O" in result.output and "root@192.0.2.1:/tmp/meshd-bundle.tar.gz" in result.output
+    assert "scp -O" in result.output
+    assert "root@192.0.2.1:/tmp/meshd-bundle.tar.gz" in result.output
     assert "/etc/uci-defaults/90-meshd-node" in result.output
     assert "dry run: nothing was done" in result.output
 
@@ -217,4 +225,5 @@ def test_publish_rejects_bad_input(tmp_path):
     bad.write_text("{}")
     assert invoke("publish", bad, "--broker", "h:99999").exit_code == 2
     result = invoke("publish", bad, "--broker", "127.0.0.1")
-    assert result.exit_code == 2 and "not a valid revocation" in result.output
+    assert result.exit_code == 2
+    assert "not a valid revocation" in result.output
