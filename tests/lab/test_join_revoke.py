@@ -1,0 +1,120 @@
+"""A router made with `mutualmesh node add` joins a real lab mesh; after `node revoke` and
+`publish` its records vanish from every broker and new ones are refused.
+
+Real babeld, mosquitto and meshd agents in namespaces (the lab); the node's key and certificate
+come from the provisioning CLI, signed by the lab community's admin key.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cli.lab import agent as lab_agent
+from cli.lab.lab import Lab
+from cli.lab.topology import chain
+from cli.main import app
+from tests.lab.labkit import lab_name, skip_reason
+from tests.lab.test_agent_mesh import FAST, Watch
+
+pytestmark = pytest.mark.lab
+
+MUTUALMESH = str(Path(sys.executable).with_name("mutualmesh"))
+
+
+def wait_for(predicate, timeout: float, step: float = 0.5) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return predicate()
+
+
+def test_node_add_joins_and_revocation_removes_it(tmp_path):
+    reason = skip_reason()
+    if reason:
+        pytest.skip(reason)
+    lab = Lab(lab_name("j"), chain(3), agents=False, echo=print)
+    watches: dict[str, Watch] = {}
+    try:
+        lab.up(timeout=60)
+        nodes = lab.node_names()
+        joiner = nodes[-1]
+        lab_agent.provision_identities(lab.t, lab.run_dir)
+
+        # The community folder: the lab's signed community.yaml, the lab admin's key.
+        folder = tmp_path / "community"
+        folder.mkdir()
+        shutil.copy(lab.run_dir / "community.yaml", folder / "community.yaml")
+        admin_key = lab.run_dir / "admin.key"
+        runner = CliRunner()
+        added = runner.invoke(
+            app,
+            ["node", "add", joiner, "--model", "cudy_wr3000-v1", "--dir", str(folder),
+             "--admin-key", str(admin_key)],
+        )  # fmt: skip
+        assert added.exit_code == 0, added.output
+        bundle = folder / "build" / joiner / "etc" / "meshd"
+        files = lab_agent.AgentFiles.of(lab.run_dir, joiner)
+        files.key.write_bytes((bundle / "node.key").read_bytes())
+        files.key.chmod(0o600)
+        files.cert.write_bytes((bundle / "cert.json").read_bytes())
+        from provisioning.keys import load_private_key
+
+        joiner_id = load_private_key(files.key).node_id
+
+        watches = {n: Watch(lab, n) for n in nodes}
+        time.sleep(1.0)
+        for n in nodes:
+            lab.start_agent(n, FAST)
+
+        node_topic = f"mesh/v1/{lab_agent.COMMUNITY}/{joiner_id}/node"
+
+        def everywhere() -> bool:
+            return all(node_topic in w.latest() for w in watches.values())
+
+        assert wait_for(everywhere, 90), {n: sorted(w.latest()) for n, w in watches.items()}
+
+        revoked = runner.invoke(
+            app, ["node", "revoke", joiner, "--dir", str(folder), "--admin-key", str(admin_key)]
+        )
+        assert revoked.exit_code == 0, revoked.output
+        revocation = folder / "revocations" / f"{joiner}.json"
+        assert (
+            lab.exec(
+                nodes[0], [MUTUALMESH, "publish", str(revocation), "--broker", "127.0.0.1:1883"]
+            )
+            == 0
+        )
+        revoked_at = time.time()
+        prefix = f"mesh/v1/{lab_agent.COMMUNITY}/{joiner_id}/"
+
+        def gone() -> bool:
+            return all(
+                not any(t.startswith(prefix) for t in w.latest())
+                for n, w in watches.items()
+                if n != joiner
+            )
+
+        assert wait_for(gone, 60), {n: sorted(w.latest()) for n, w in watches.items()}
+        # The joiner keeps publishing; nobody else may take its records any more.
+        time.sleep(8)
+        for n, w in watches.items():
+            if n == joiner:
+                continue
+            late = [
+                topic
+                for t, topic, _, payload in list(w.messages)
+                if t > revoked_at + 5 and topic.startswith(prefix) and payload
+            ]
+            assert not late, (n, late)
+    finally:
+        for w in watches.values():
+            w.stop()
+        lab.down()
