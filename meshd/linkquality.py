@@ -31,10 +31,10 @@ def etx(df: float | None, dr: float | None) -> float | None:
 
 
 def loss(df: float | None, dr: float | None) -> float | None:
-    """Mean one-way loss: 1 - sqrt(df·dr), so 20 % loss each way reads as 0.20, not 0.36."""
+    """Round-trip loss 1 - df·dr: the share of probes that never come back, what ping reports."""
     if df is None or dr is None:
         return None
-    return 1.0 - math.sqrt(max(0.0, df) * max(0.0, dr))
+    return 1.0 - max(0.0, df) * max(0.0, dr)
 
 
 @dataclass(frozen=True, slots=True)
