@@ -20,17 +20,25 @@ class ExitStatus(IntEnum):
 class UserError(click.ClickException):
     """A mistake the user can fix: printed as what/where/fix, never as a traceback."""
 
-    exit_code = int(ExitStatus.USAGE)
-
-    def __init__(self, what: str, *, where: str | None = None, fix: str | None = None,
-                 status: ExitStatus = ExitStatus.USAGE) -> None:
+    def __init__(
+        self,
+        what: str,
+        *,
+        where: str | None = None,
+        fix: str | None = None,
+        status: ExitStatus = ExitStatus.USAGE,
+    ) -> None:
         parts = [what]
         if where:
             parts.append(f"  where: {where}")
         if fix:
             parts.append(f"  fix:   {fix}")
         super().__init__("\n".join(parts))
-        self.exit_code = int(status)
+        self.status = status
+
+    @property
+    def exit_code(self) -> int:  # type: ignore[override]  # click reads it for the exit status
+        return int(self.status)
 
     def show(self, file: object = None) -> None:
         click.echo(f"error: {self.format_message()}", err=True)
