@@ -369,7 +369,10 @@ def test_kill_9_mid_traffic_keeps_seq_growing_and_counters_steady(mesh: AgentLab
     victim = "n3"
     server = lab.popen("n4", ["iperf3", "-s", "-1"])
     time.sleep(0.5)
-    client = lab.popen("n2", ["iperf3", "-c", lab.addr("n4"), "-t", "6", "-b", "20M"])
+    client = lab.popen(
+        "n2",
+        ["iperf3", "-u", "-c", lab.addr("n4"), "-B", lab.addr("n2"), "-t", "8", "-b", "20M"],
+    )
     time.sleep(3)
 
     def totals(node: str) -> dict[str, int]:
@@ -397,6 +400,7 @@ def test_kill_9_mid_traffic_keeps_seq_growing_and_counters_steady(mesh: AgentLab
     # no jump: what was counted across the restart is what the wire carried meanwhile
     # (20 Mbit/s for ~3 s is at most ~8 MB; a double count would add everything since the start)
     assert jumps[fwd] < 12_000_000, jumps
+    assert after["totals"][fwd] > before_totals[fwd] > 0  # traffic was being counted
     later = wait_for(lambda: (s := mesh.status(victim)) and s["time"] > after["time"] + 2 and s, 10)
     assert later["totals"][fwd] >= after["totals"][fwd]
     env = mesh.record("n1", victim, Kind.TRAFFIC)
