@@ -390,7 +390,7 @@ class Agent:
                 async with aiomqtt.Client(
                     n.address,
                     n.broker_port,
-                    identifier=f"meshd-{self.node_id}-relay",
+                    identifier=f"meshd-{self.node_id}-{n.node_id[:8]}",
                     keepalive=10,
                     timeout=5,
                     max_queued_incoming_messages=5_000,
