@@ -20,6 +20,10 @@ from cli.errors import ExitStatus, UserError
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_NAME = os.environ.get("MUTUALMESH_LAB", "lab")
 ADMIN_VIEWS = ("nodes", "links", "contrib")
+# Agents publish every 15 s so the demo's traffic reaches their records soon; much faster and the
+# admin CLI's broker reader (it stops after a quiet moment) never sees the mesh fall quiet.
+DEMO_AGENT_ARGS = ("--publish-interval", "15")
+DEMO_LINK_RATE = "50mbit"
 
 
 def _user_errors(func: F) -> F:
@@ -94,11 +98,21 @@ def lab() -> None:
     default=None,
     help="Run meshd in every node [default: on if the node agent is installed].",
 )
+@click.option(
+    "--agent-arg",
+    multiple=True,
+    help="Extra meshd flag for every agent, e.g. --agent-arg=--publish-interval=5 (repeat).",
+)
 @click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for routes.")
 @_name_option
 @_user_errors
 def up(
-    topology: str, gateway: tuple[str, ...], agents: bool | None, timeout: float, name: str
+    topology: str,
+    gateway: tuple[str, ...],
+    agents: bool | None,
+    agent_arg: tuple[str, ...],
+    timeout: float,
+    name: str,
 ) -> None:
     """Build the lab and wait until every node has a route to every other node."""
     from cli.lab.lab import Lab, check_name
@@ -109,7 +123,7 @@ def up(
     if gateway:
         topo = topo.with_gateways(list(gateway))
     _require_root("up", f"up --topology {topology} --name {name}")
-    the_lab = Lab(name, topo, agents=agents, echo=click.echo)
+    the_lab = Lab(name, topo, agents=agents, agent_args=agent_arg, echo=click.echo)
     click.echo(
         f"building lab {name!r}: {topo.spec}, {len(topo.nodes)} nodes, "
         f"{len(topo.mesh_links())} links, gateways: {', '.join(topo.gateways) or 'none'}, "
@@ -375,25 +389,30 @@ def demo(agents: bool | None, seconds: float, name: str) -> None:
     check_name(name)
     _require_root("demo", f"demo --name {name}")
     topo = neighbourhood()
-    the_lab = Lab(name, topo, agents=agents, echo=click.echo)
+    # agents publish every few seconds so the demo's traffic shows up in their records quickly
+    the_lab = Lab(name, topo, agents=agents, agent_args=DEMO_AGENT_ARGS, echo=click.echo)
     click.echo(
         f"demo: 7 houses in a street ({len(topo.mesh_links())} links), {topo.gateways[0]} "
         "shares its internet uplink"
     )
     t0 = time.monotonic()
     the_lab.up()
-    click.echo(f"converged in {time.monotonic() - t0:.2f}s\n")
+    click.echo(f"converged in {time.monotonic() - t0:.2f}s")
+    for link in topo.mesh_links():
+        the_lab.impair(link.a, link.b, rate=DEMO_LINK_RATE)
+    click.echo(f"every mesh link shaped to {DEMO_LINK_RATE} each way, like a good 5 GHz hop\n")
     flows = [("n4", "internet"), ("n7", "internet"), ("n2", "n5")]
     for a, b in flows:
         r = the_lab.traffic(a, b, seconds)
         click.echo(
             f"traffic {a} -> {b}: {human_bytes(r.sent_bytes)} sent, {r.receiver_mbps:.0f} Mbit/s"
         )
+    traffic_ended = time.time()
     click.echo("")
     _print_status(the_lab.status())
     click.echo("\nbytes each node carried on its mesh links (kernel counters, rx+tx):")
     _print_carried(the_lab)
-    _admin_views(the_lab)
+    _admin_views(the_lab, traffic_ended)
     _hints(the_lab)
 
 
@@ -412,23 +431,49 @@ def _print_carried(the_lab: Any) -> None:
     _table(rows)
 
 
-def _admin_views(the_lab: Any) -> None:
-    """Show the admin CLI's views from inside a node once those commands exist."""
+def _admin_view(the_lab: Any, view: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    """Run an admin command inside the first node, against that node's own broker.
+
+    A view that does not answer within 30 s comes back as a failed run, not an exception.
+    """
+    node = the_lab.t.names[0]
     script = Path(sys.executable).parent / "mutualmesh"
+    argv = [str(script), view, "--broker", the_lab.addr(node)]
+    argv += ["--community", str(the_lab.run_dir / "community.yaml"), *extra]
+    full = ["ip", "netns", "exec", the_lab.ns(node), *argv]
+    try:
+        return subprocess.run(full, capture_output=True, text=True, timeout=30, check=False)
+    except subprocess.TimeoutExpired:
+        return subprocess.CompletedProcess(full, 124, "", f"(`{view}` did not answer in 30 s)")
+
+
+def _all_published_since(the_lab: Any, since: float) -> bool:
+    """True once every node's newest record was issued after `since` (wall-clock seconds)."""
+    proc = _admin_view(the_lab, "nodes", "--json")
+    try:
+        rows = json.loads(proc.stdout).get("nodes", [])
+    except ValueError:
+        return False
+    elapsed = time.time() - since
+    return len(rows) == len(the_lab.t.nodes) and all(
+        isinstance(r.get("age_s"), int | float) and r["age_s"] < elapsed for r in rows
+    )
+
+
+def _admin_views(the_lab: Any, traffic_ended: float) -> None:
+    """The admin CLI's own views, read from a node's broker once the agents' records are in."""
     views = [v for v in ADMIN_VIEWS if importlib.util.find_spec(f"cli.commands.{v}")]
     if not views or not the_lab.agents:
-        click.echo(
-            "\n(admin views `nodes`, `links`, `contrib` appear here once meshd runs in the lab)"
-        )
+        click.echo("\n(start the demo with --agents to see the admin views nodes, links, contrib)")
         return
-    node = the_lab.t.names[0]
+    t0 = time.monotonic()
+    click.echo("\nwaiting for every agent to publish its counters after the traffic ...")
+    while not _all_published_since(the_lab, traffic_ended) and time.monotonic() - t0 < 45:
+        time.sleep(1.0)
+    took = time.monotonic() - t0
+    click.echo(f"records from all nodes reached {the_lab.t.names[0]} ({took:.1f}s)")
+    flag = "" if the_lab.name == "lab" else f" --name {the_lab.name}"
     for view in views:
-        click.echo(f"\n$ mutualmesh {view}   (from {node})")
-        proc = subprocess.run(
-            ["ip", "netns", "exec", the_lab.ns(node), str(script), view],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
+        click.echo(f"\n$ mutualmesh lab exec {the_lab.t.names[0]}{flag} -- mutualmesh {view}")
+        proc = _admin_view(the_lab, view)
         click.echo((proc.stdout or proc.stderr).rstrip() or "(no output)")

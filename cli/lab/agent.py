@@ -17,6 +17,7 @@ from cli.lab import babel, broker
 from cli.lab.topology import MESH_V4, MESH_V6, Topology
 
 METRICS_PORT = 9105
+GATEWAY_KBIT = 100_000  # the uplink capacity a lab gateway offers (the lab does not shape it)
 COMMUNITY = "lablab"
 CERT_DAYS = 30
 
@@ -79,7 +80,7 @@ def agent_argv(topo: Topology, run_dir: Path, node: str) -> list[str]:
     ]  # fmt: skip
     uplink = topo.uplink(node)
     if uplink is not None:
-        argv += ["--gateway-iface", uplink.if_a]
+        argv += ["--gateway-iface", uplink.if_a, "--gateway-kbit", str(GATEWAY_KBIT)]
     return argv
 
 

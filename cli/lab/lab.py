@@ -155,12 +155,14 @@ class Lab:
         topology: Topology | None = None,
         *,
         agents: bool | None = None,
+        agent_args: Sequence[str] = (),
         echo: Echo | None = None,
         run_base: Path = RUN_BASE,
     ) -> None:
         self.name = check_name(name)
         self.topo = topology
         self.agents = agent.agent_available() if agents is None else agents
+        self.agent_args = list(agent_args)  # appended to every agent's argv (e.g. fast timers)
         self.echo: Echo = echo or (lambda _line: None)
         self.run_dir = run_dir_of(name, run_base)
         self.state_file = self.run_dir / "state.json"
@@ -228,6 +230,7 @@ class Lab:
             "name": self.name,
             "phase": self.phase,
             "agents": self.agents,
+            "agent_args": self.agent_args,
             "created": time.time(),
             "prefix": self.prefix,
             "topology": topology_to_json(self.t) if self.topo else None,
@@ -263,6 +266,7 @@ class Lab:
             ) from None
         lab.phase = str(data.get("phase", "unknown"))
         lab.agents = bool(data.get("agents", False))
+        lab.agent_args = [str(a) for a in data.get("agent_args", [])]
         lab.namespaces = [str(n) for n in data.get("namespaces", [])]
         lab.procs = {k: ProcRecord.from_json(v) for k, v in data.get("procs", {}).items()}
         lab.timings = {str(k): float(v) for k, v in data.get("timings", {}).items()}
@@ -581,9 +585,13 @@ class Lab:
             self.start_agent(n.name)
         self._step(f"meshd started in {len(topo.nodes)} nodes")
 
-    def start_agent(self, node: str) -> ProcRecord:
-        """Run the node agent inside `node`'s namespace (flags from `agent.agent_argv`)."""
-        argv = agent.agent_argv(self.t, self.run_dir, node)
+    def start_agent(self, node: str, extra_args: Sequence[str] | None = None) -> ProcRecord:
+        """Run the node agent inside `node`'s namespace.
+
+        Flags come from `agent.agent_argv`, then the lab's `agent_args`, then `extra_args`
+        (argparse lets a later flag win, so tests can override timers per node).
+        """
+        argv = [*self.agent_argv(node), *self.agent_args, *(extra_args or ())]
         return self._spawn(f"{node}/agent", node, argv, self._log_path(node, "agent"))
 
     def agent_argv(self, node: str) -> list[str]:

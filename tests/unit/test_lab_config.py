@@ -189,6 +189,7 @@ def test_agent_argv_is_the_documented_contract(tmp_path):
     assert values("--babel-port") == ["33123"]
     assert values("--metrics-port") == ["9105"]
     assert values("--gateway-iface") == ["up0"]
+    assert values("--gateway-kbit") == [str(agent.GATEWAY_KBIT)]
     assert "--gateway-iface" not in agent.agent_argv(parse("chain:2"), tmp_path, "n2")
 
 
