@@ -57,7 +57,7 @@ class AuditPolicy:
     path_share_max: float = 0.5  # one node on more than half of all shortest paths
     relay_gini_max: float = 0.8
     uplink_share_max: float = 0.6
-    max_betweenness_sources: int = 256  # exact below this many nodes, sampled above
+    max_betweenness_sources: int | None = None  # None: as many as the budget allows
     min_nodes_for_concentration: int = 3
 
 
@@ -69,6 +69,8 @@ class AuditInput:
     rejections: Mapping[RejectReason, int] = field(default_factory=dict)
     revoked: Sequence[str] = ()
     regressions: Sequence[Regression] = ()
+    # the graph at the previous archived snapshot: says where a cut-off part used to attach
+    previous_adjacency: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -112,7 +114,7 @@ def audit(data: AuditInput, policy: AuditPolicy | None = None) -> AuditResult:
     _trust(f, data, view)
     _addresses(f, view)
     _drift(f, view, data.community)
-    _partitions(f, view, comps)
+    _partitions(f, view, comps, data.previous_adjacency)
     for node, cut in sorted(cuts.points.items()):
         f.append(
             Finding(
@@ -386,7 +388,12 @@ def _drift(f: list[Finding], view: MeshView, community: Community | None) -> Non
         )
 
 
-def _partitions(f: list[Finding], view: MeshView, comps: list[list[str]]) -> None:
+def _partitions(
+    f: list[Finding],
+    view: MeshView,
+    comps: list[list[str]],
+    previous: Mapping[str, Mapping[str, int]],
+) -> None:
     name = view.name
     gateways = {n for n, nv in view.nodes.items() if nv.is_gateway}
     if len(comps) > 1:
@@ -401,6 +408,7 @@ def _partitions(f: list[Finding], view: MeshView, comps: list[list[str]]) -> Non
                     for x, other in ((a, b), (b, a))
                     if x in members and other in main
                 }
+                | {other for x in members for other in previous.get(x, {}) if other in main}
             )
             where = (
                 f"; it was attached through {', '.join(name(a) for a in attached)}"

@@ -272,6 +272,14 @@ def _better(new: LinkEntry, held: LinkEntry) -> bool:
     return new_cost < held_cost
 
 
+def _max2(x: float | None, y: float | None) -> float | None:
+    if x is None:
+        return y
+    if y is None:
+        return x
+    return x if x > y else y
+
+
 def classify(
     ab: Direction, ba: Direction, flaps: int, t: LinkThresholds, silent: bool = False
 ) -> tuple[LinkState, str]:
@@ -291,10 +299,10 @@ def classify(
     ca, cb = ab.cost, ba.cost
     if ca and cb and max(ca, cb) / min(ca, cb) >= t.asymmetric_cost_ratio:
         return LinkState.ASYMMETRIC, f"babel cost {ca} one way, {cb} the other"
-    worst = max((x for x in (la, lb) if x is not None), default=None)
+    worst = _max2(la, lb)
     if worst is not None and worst >= t.lossy_loss:
         return LinkState.LOSSY, f"{worst:.0%} of packets lost"
-    etx = max((x for x in (ab.etx, ba.etx) if x is not None), default=None)
+    etx = _max2(ab.etx, ba.etx)
     if etx is not None and etx >= t.lossy_etx:
         return LinkState.LOSSY, f"ETX {etx:.2f}"
     return LinkState.GOOD, "both directions deliver"
@@ -447,8 +455,20 @@ class Betweenness:
         return node, self.share[node]
 
 
-def betweenness(adj: Adjacency, *, max_sources: int = 256, seed: int = 0) -> Betweenness:
+BETWEENNESS_BUDGET = 600_000  # edge relaxations: about half a second of pure Python
+MIN_SOURCES = 16
+
+
+def source_count(nodes: int, edges: int, budget: int = BETWEENNESS_BUDGET) -> int:
+    """How many Brandes sources fit the budget: all of them on small meshes (exact), at least
+    MIN_SOURCES on large ones (sampled)."""
+    return min(nodes, max(MIN_SOURCES, budget // max(1, nodes + 2 * edges)))
+
+
+def betweenness(adj: Adjacency, *, max_sources: int | None = None, seed: int = 0) -> Betweenness:
     """Brandes' weighted betweenness, exact up to `max_sources` nodes, else sampled sources.
+
+    Without `max_sources` the number of sources follows `source_count`.
 
     The share of a node is the fraction of shortest paths between *other* pairs of the same
     component that pass through it (1.0 = every path). Sampling picks sources spread evenly over
@@ -456,6 +476,8 @@ def betweenness(adj: Adjacency, *, max_sources: int = 256, seed: int = 0) -> Bet
     """
     nodes = sorted(adj)
     n = len(nodes)
+    if max_sources is None:
+        max_sources = source_count(n, sum(len(x) for x in adj.values()) // 2)
     if n < 3:
         return Betweenness(dict.fromkeys(nodes, 0.0), n, n)
     if n <= max_sources:

@@ -64,13 +64,17 @@ def run_audit(
     mesh: Mesh, archive_dir: str | None, policy: AuditPolicy | None = None
 ) -> AuditResult:
     previous: dict[str, TrafficBody] = {}
+    previous_adjacency: dict[str, dict[str, int]] = {}
     flaps: dict[tuple[str, str], int] = {}
     if archive_dir is not None:
         arch = Archive(archive_dir)
         flaps = arch.link_flaps(mesh.community.name)
         older = [s for s in arch.snapshots(mesh.community.name) if s[1] < mesh.now]
         if older:
-            previous = arch.traffic(older[-1][0], mesh.community.trust, older[-1][1])
+            snap, taken_at = older[-1]
+            old_store = arch.load(snap, mesh.community.trust, taken_at)
+            previous = {e.node_id: e.body for e in old_store if isinstance(e.body, TrafficBody)}
+            previous_adjacency = MeshView.build(old_store, taken_at).adjacency
     view = mesh.view(flaps)
     items = contributions(view, None, policy=mesh.community.contribution)
     data = AuditInput(
@@ -80,6 +84,7 @@ def run_audit(
         dict(mesh.rejections),
         sorted(mesh.store.revoked),
         regressions(mesh.traffic(), previous),
+        previous_adjacency,
     )
     return audit(data, policy or AuditPolicy())
 

@@ -252,3 +252,15 @@ def test_location_and_certificates_are_real():
     env = next(iter(store))
     assert isinstance(env.cert, Enrollment)
     assert env.cert.admin == mesh.admin.public
+
+
+def test_partition_remembers_attachment_from_history():
+    mesh = SyntheticMesh.chain(4)
+    before = MeshView.build(mesh.store(), mesh.now).adjacency
+    mesh.nodes["n4"].publish_links = False  # n4 went silent and n3 dropped it
+    mesh.nodes["n3"].links.pop("n4")
+    result = run(mesh, previous_adjacency=before)
+    part = [f for f in result.findings if f.code == "partition"]
+    assert len(part) == 1
+    assert part[0].figures["attached_through"] == ["n3"]
+    assert "attached through n3" in part[0].summary
