@@ -29,10 +29,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from click.testing import CliRunner  # noqa: E402
+from click.testing import CliRunner
 
-from cli.main import app  # noqa: E402
-from tests.meshgen import SyntheticMesh  # noqa: E402
+from cli.main import app
+from tests.meshgen import SyntheticMesh
 
 
 def build(n: int, workdir: Path) -> tuple[Path, Path, SyntheticMesh]:
