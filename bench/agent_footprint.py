@@ -1,0 +1,161 @@
+"""RSS and CPU of one meshd with 8 neighbours and 200 nodes' records in its store.
+
+Next to it, in the same run: a bare `python -c "import asyncio"` (the floor any asyncio agent
+pays). Runs on loopback: a local broker, and one "neighbour" broker that holds the 200 nodes'
+retained records which the agent pulls in over its 8 relay connections (one per neighbour).
+Targets: <= 20 MB RSS, <= 2 % of one core in steady state.
+
+    .venv/bin/python bench/agent_footprint.py [--seconds 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.unit.test_agent_integration import Broker, argv, free_port, provision
+
+NODES = 200
+NEIGHBOURS = 8
+HZ = os.sysconf("SC_CLK_TCK")
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def seed_records(tmp: Path, port: int) -> None:
+    """200 enrolled nodes' node/links/traffic records, retained on the neighbour broker."""
+    import paho.mqtt.client as mqtt
+    import yaml
+
+    from meshd.codec import sign_record
+    from meshd.ids import SigningKey
+    from meshd.records import LinkEntry, LinksBody, NeighbourCounters, NodeBody, TrafficBody
+    from meshd.topics import record_topic
+    from meshd.trust import Enrollment
+    from provisioning.keys import load_private_key
+
+    admin = load_private_key(tmp / "admin.key")
+    community = yaml.safe_load((tmp / "community.yaml").read_text())["name"]
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    now = int(time.time())
+    keys = [SigningKey.generate() for _ in range(NODES)]
+    for i, key in enumerate(keys):
+        name = f"node{i}"
+        cert = Enrollment.issue(
+            admin, community=community, hostname=name, key=key.public, expires=now + 86400
+        )
+        peers = [keys[(i + d) % NODES].node_id for d in (1, 2, 3)]
+        bodies = [
+            NodeBody(name, "bench", "meshd 0.1.0", (f"10.88.{i // 250}.{i % 250 + 1}",)),
+            LinksBody(
+                tuple(
+                    LinkEntry(p, "mesh0", "wifi", True, 256, 256, 1.5, 0.98, 0.97, 0.05, 1.05)
+                    for p in peers
+                )
+            ),
+            TrafficBody(
+                "b" * 36,
+                1000,
+                now - 1000,
+                tuple(NeighbourCounters(p, "mesh0", 10**6, 10**6, 1000, 1000) for p in peers),
+            ),
+        ]
+        for seq, body in enumerate(bodies, 1):
+            env = sign_record(key, cert, body, seq=seq, issued_at=now, ttl_s=86400)
+            client.publish(
+                record_topic(community, key.node_id, body.kind), env.raw, qos=1, retain=True
+            ).wait_for_publish()
+    client.loop_stop()
+    client.disconnect()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--seconds", type=float, default=30.0)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        admin, keys = provision(tmp, ["bench"] + [f"nb{i}" for i in range(NEIGHBOURS)])
+        from provisioning.keys import write_private_key
+
+        write_private_key(tmp / "admin.key", admin)
+        local, remote = Broker(tmp, "local"), Broker(tmp, "remote")
+        seed_records(tmp, remote.port)
+        neighbours = [
+            f"{keys[f'nb{i}'].node_id}@127.0.0.1:{remote.port}/{free_port(socket.SOCK_DGRAM)}"
+            for i in range(NEIGHBOURS)
+        ]
+        cmd = argv(tmp, "bench", local, free_port(socket.SOCK_DGRAM), neighbours)
+        cmd[cmd.index("--publish-interval") + 1] = "60"
+        cmd[cmd.index("--probe-interval") + 1] = "1"
+        cmd[cmd.index("--lost-after") + 1] = "3600"
+        status_file = tmp / "bench" / "status.json"
+        baseline = subprocess.Popen([sys.executable, "-c", "import asyncio, time; time.sleep(600)"])
+        agent = subprocess.Popen(
+            [sys.executable, "-m", "node_agent", *cmd], stderr=subprocess.DEVNULL
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                try:
+                    held = json.loads(status_file.read_text())["records_held"]
+                except (OSError, ValueError, KeyError):
+                    held = 0
+                if held >= 3 * NODES:
+                    break
+                time.sleep(0.5)
+            time.sleep(5)  # settle after the initial replay
+            t0, c0 = time.monotonic(), cpu_ticks(agent.pid)
+            peak = 0
+            while time.monotonic() - t0 < args.seconds:
+                peak = max(peak, rss_kb(agent.pid))
+                time.sleep(0.5)
+            cpu = (cpu_ticks(agent.pid) - c0) / HZ / (time.monotonic() - t0)
+            agent_rss, base_rss = rss_kb(agent.pid), rss_kb(baseline.pid)
+            status = json.loads(status_file.read_text())
+        finally:
+            agent.terminate()
+            agent.wait(10)
+            baseline.kill()
+            baseline.wait()
+            local.stop()
+            remote.stop()
+    print(f"records held: {status['records_held']}, neighbours: {len(status['neighbours'])}")
+    print(f"baseline python -c 'import asyncio': RSS {base_rss / 1024:.1f} MB")
+    print(
+        f"meshd steady state:                  RSS {agent_rss / 1024:.1f} MB "
+        f"(peak {peak / 1024:.1f} MB), CPU {cpu * 100:.2f} % of one core over {args.seconds:g} s"
+    )
+    print(
+        f"ratio meshd/baseline RSS: {agent_rss / base_rss:.2f}x; "
+        f"meshd above baseline: {(agent_rss - base_rss) / 1024:.1f} MB"
+    )
+    print(
+        f"targets: RSS <= 20 MB -> {'met' if agent_rss <= 20 * 1024 else 'NOT met'}; "
+        f"CPU <= 2 % -> {'met' if cpu <= 0.02 else 'NOT met'}"
+    )
+
+
+if __name__ == "__main__":
+    main()
