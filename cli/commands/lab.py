@@ -38,7 +38,8 @@ def _user_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except LabError as exc:
-            raise UserError(exc.what, fix=exc.fix, status=ExitStatus.ERROR) from None
+            status = ExitStatus.USAGE if exc.usage else ExitStatus.ERROR
+            raise UserError(exc.what, fix=exc.fix, status=status) from None
         except (TopologyError, ImpairError) as exc:
             raise UserError(str(exc), fix="see `mutualmesh lab --help`") from None
 

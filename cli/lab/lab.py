@@ -51,10 +51,11 @@ Echo = Callable[[str], None]
 class LabError(RuntimeError):
     """Something the user asked of the lab cannot be done; `fix` says what to do instead."""
 
-    def __init__(self, what: str, fix: str | None = None) -> None:
+    def __init__(self, what: str, fix: str | None = None, *, usage: bool = False) -> None:
         super().__init__(what)
         self.what = what
         self.fix = fix
+        self.usage = usage  # the user asked for something that cannot exist (exit status 2)
 
 
 def missing_requirements() -> list[str]:
@@ -78,6 +79,7 @@ def check_name(name: str) -> str:
         raise LabError(
             f"lab name {name!r} is not usable",
             "use 1-8 lowercase letters or digits, e.g. --name lab2",
+            usage=True,
         )
     return name
 
@@ -198,6 +200,7 @@ class Lab:
         raise LabError(
             f"lab {self.name!r} has no node {node!r}",
             f"use one of: {', '.join(self.node_names(allow_internet))}",
+            usage=True,
         )
 
     def link(self, a: str, b: str) -> Link:
@@ -209,9 +212,10 @@ class Lab:
             raise LabError(
                 f"there is no link between {a} and {b}",
                 f"{a} is linked to: {', '.join(self.t.neighbours(a)) or 'nothing'}",
+                usage=True,
             ) from None
         if link.kind != "mesh":
-            raise LabError(f"{a}-{b} is an uplink, not a mesh link")
+            raise LabError(f"{a}-{b} is an uplink, not a mesh link", usage=True)
         return link
 
     def addr(self, node: str) -> str:
@@ -898,7 +902,9 @@ class Lab:
         """Run a command inside a node (or the internet) with this terminal; return its status."""
         self._check_node(node, allow_internet=True)
         if not argv:
-            raise LabError("no command given", f"e.g. `mutualmesh lab exec {node} -- ip route`")
+            raise LabError(
+                "no command given", f"e.g. `mutualmesh lab exec {node} -- ip route`", usage=True
+            )
         try:
             return subprocess.run(netns.nsexec(self.ns(node), *argv), check=False).returncode
         except FileNotFoundError as exc:
@@ -928,9 +934,9 @@ class Lab:
         self._check_node(a)
         self._check_node(b, allow_internet=True)
         if a == b:
-            raise LabError("traffic needs two different nodes")
+            raise LabError("traffic needs two different nodes", usage=True)
         if not 0 < seconds <= 3600:
-            raise LabError("--seconds must be between 0 and 3600")
+            raise LabError("--seconds must be between 0 and 3600", usage=True)
         server: subprocess.Popen[str] | None = None
         port = SINK_PORT
         if b != INTERNET:
@@ -972,7 +978,9 @@ class Lab:
         self.require_up()
         self._check_node(node)
         if what not in ("agent", "babeld", "mosquitto", "all"):
-            raise LabError(f"--what {what!r} unknown", "use agent, babeld, mosquitto or all")
+            raise LabError(
+                f"--what {what!r} unknown", "use agent, babeld, mosquitto or all", usage=True
+            )
         mine = self.node_procs(node)
         if what == "agent" and "agent" not in mine:
             raise LabError(

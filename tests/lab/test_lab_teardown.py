@@ -91,3 +91,28 @@ def test_down_after_the_cli_was_killed_mid_build(suffix: str, kill_after: str):
     )
     assert down.returncode == 0, down.stderr
     assert before.leftovers(ns_prefix(name), run_dir_of(name), inodes) == []
+
+
+def test_a_failed_build_removes_what_it_built(monkeypatch):
+    from cli.lab import babel
+    from cli.lab.lab import LabError
+
+    name = lab_name("f")
+    before = Snapshot.take()
+    # babeld "crashes" at once: up must notice, say why, and leave nothing behind
+    monkeypatch.setattr(babel, "argv", lambda conf, ifaces: ["sh", "-c", "echo boom; exit 3"])
+    lab = Lab(name, chain(3), agents=False)
+    seen: list[set[int]] = []
+    real_wait = Lab._wait_ready
+
+    def spy(self, topo, timeout):
+        seen.append(netns_inodes(ns_prefix(name)))
+        return real_wait(self, topo, timeout)
+
+    monkeypatch.setattr(Lab, "_wait_ready", spy)
+    with pytest.raises(LabError, match="exited") as info:
+        lab.up(timeout=10)
+    assert "boom" in str(info.value)
+    assert seen, "the build did not get as far as starting daemons"
+    assert len(seen[0]) == 3
+    assert before.leftovers(ns_prefix(name), run_dir_of(name), seen[0]) == []

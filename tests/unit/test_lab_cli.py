@@ -1,0 +1,51 @@
+"""`mutualmesh lab` without root, with bad input: a clear message and exit status, no traceback."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from click.testing import CliRunner
+
+from cli.commands.lab import lab
+from cli.lab.lab import RUN_BASE
+
+
+@pytest.fixture
+def not_root(monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["up", "--topology", "chain:3", "--name", "zz9"],
+        ["demo", "--name", "zz9"],
+        ["status", "--name", "zz9"],
+        ["impair", "n1", "n2", "--loss", "5", "--name", "zz9"],
+        ["down", "--name", "zz9"],
+    ],
+)
+def test_without_root_says_what_is_missing_and_how_to_run_it(not_root, args):
+    result = CliRunner().invoke(lab, args)
+    assert result.exit_code == 1, result.output
+    assert "root" in result.output
+    assert "sudo" in result.output
+    assert "Traceback" not in result.output
+    assert not (RUN_BASE / "zz9").exists(), "nothing may be built or written"
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["up", "--topology", "star:3"], "unknown topology"),
+        (["up", "--topology", "chain:3", "--gateway", "n9"], "n9"),
+        (["up", "--name", "Bad-Name"], "lab name"),
+        (["impair", "n1", "n2"], "nothing to do"),
+    ],
+)
+def test_bad_input_is_a_usage_error(args, needle):
+    result = CliRunner().invoke(lab, args)
+    assert result.exit_code == 2, result.output
+    assert needle in result.output
+    assert "Traceback" not in result.output
