@@ -204,17 +204,21 @@ async def _collect(host: str, port: int, community: str, quiet_s: float, limit_s
 
     raw = Raw(community, time.time(), [], source=f"broker {host}:{port}")
     records: dict[str, bytes] = {}
-    async with aiomqtt.Client(
-        host, port, timeout=5, identifier=f"mutualmesh-cli-{os.getpid()}"
-    ) as c:
+    ident = f"mutualmesh-cli-{os.getpid()}"
+    async with aiomqtt.Client(host, port, timeout=5, identifier=ident) as c:
         await c.subscribe(community_filter(community), qos=1)
         deadline = time.monotonic() + limit_s
+        quiet_until = time.monotonic() + max(quiet_s, 3.0)  # first retained message may lag
         messages = c.messages.__aiter__()
-        while time.monotonic() < deadline:
+        # The broker replays its retained set right after subscribing; live publications keep
+        # arriving on a busy mesh, so only retained messages extend the wait.
+        while (now := time.monotonic()) < min(deadline, quiet_until):
             try:
-                msg = await asyncio.wait_for(messages.__anext__(), quiet_s)
+                msg = await asyncio.wait_for(messages.__anext__(), min(deadline, quiet_until) - now)
             except TimeoutError:
-                break  # retained replay is over
+                break
+            if msg.retain:
+                quiet_until = time.monotonic() + quiet_s
             parsed = parse_topic(str(msg.topic))
             payload = msg.payload if isinstance(msg.payload, bytes) else b""
             if parsed is None or not payload:
@@ -231,11 +235,11 @@ async def _collect(host: str, port: int, community: str, quiet_s: float, limit_s
     return raw
 
 
-def read_broker(host: str, port: int, community: str, *, quiet_s: float = 1.5) -> Raw:
+def read_broker(host: str, port: int, community: str, *, quiet_s: float = 0.5) -> Raw:
     import aiomqtt
 
     try:
-        return asyncio.run(_collect(host, port, community, quiet_s, limit_s=120))
+        return asyncio.run(_collect(host, port, community, quiet_s, limit_s=60))
     except (aiomqtt.MqttError, OSError) as exc:
         raise UserError(
             f"cannot read the broker at {host}:{port}: {exc}",
