@@ -766,14 +766,35 @@ class Lab:
         if (new.delay_ms > 0) != was_delayed and not cut:
             self._settle(link)
 
-    def _settle(self, link: Link, timeout: float = 20.0) -> None:
-        """After the link moved between veth and TAP: wait until babeld routes over it again."""
-        t0 = _now()
-        if not self.wait_neighbours(link.a, link.b, timeout):
-            raise LabError(f"babeld does not use {link.a}-{link.b} again after {timeout:.0f} s")
-        missing = self.wait_converged(max(1.0, timeout - (_now() - t0)))
-        if missing:
-            raise LabError("routes did not converge again: " + "; ".join(missing[:3]))
+    def _settle(self, link: Link, timeout: float = 30.0, stable_for: float = 1.5) -> None:
+        """After the link moved between veth and TAP: wait until babeld routes over it again.
+
+        Both ends must route to each other over the link's active interface and every pair must
+        have routes, continuously for `stable_for` seconds (three hellos): right after the switch
+        a route can still be installed that a retraction is about to remove.
+        """
+        deadline = _now() + timeout
+        stable_since: float | None = None
+        while True:
+            dumps = self.dumps()
+            ok = not self.missing_routes(dumps)
+            for node in link.ends():
+                d = dumps.get(node)
+                peer = self.t.node(link.peer(node))
+                route = d.installed().get(f"{peer.v4}/32") if d else None
+                ok = ok and route is not None and route.iface == self._active_iface(link, node)
+            now = _now()
+            if ok:
+                stable_since = stable_since if stable_since is not None else now
+                if now - stable_since >= stable_for:
+                    return
+            else:
+                stable_since = None
+            if now > deadline:
+                raise LabError(
+                    f"babeld does not route over {link.a}-{link.b} steadily after {timeout:.0f} s"
+                )
+            time.sleep(0.1)
 
     def _relay_key(self, link: Link) -> str:
         return f"link/{link.a}-{link.b}/relay"
