@@ -143,7 +143,7 @@ def decode(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Envelope:
         raise RecordRejected(RejectReason.TOO_LARGE, f"nesting depth {depth} > {limits.max_depth}")
     try:
         value = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise RecordRejected(RejectReason.MALFORMED, f"not JSON: {exc}") from None
     if not isinstance(value, dict):
         raise RecordRejected(RejectReason.MALFORMED, "a record must be a JSON object")

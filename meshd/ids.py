@@ -43,7 +43,15 @@ class PublicKey:
 
     @classmethod
     def from_text(cls, text: str, what: str = "public key") -> PublicKey:
-        return cls(b64decode(text, PUBLIC_KEY_BYTES, what))
+        if type(text) is str:
+            cached = _KEYS.get(text)
+            if cached is not None:
+                return cached
+        key = cls(b64decode(text, PUBLIC_KEY_BYTES, what))
+        if len(_KEYS) >= 4096:  # the admin and neighbour keys recur in every record
+            _KEYS.clear()
+        _KEYS[text] = key
+        return key
 
     @property
     def text(self) -> str:
@@ -64,6 +72,9 @@ class PublicKey:
         except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, ValueError):
             return False
         return True
+
+
+_KEYS: dict[str, PublicKey] = {}
 
 
 class SigningKey:

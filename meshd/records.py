@@ -164,28 +164,40 @@ class LinkEntry:
         }
     )
 
+    # Optional measurements: (field, integer?, lowest, highest). Checked in one loop because a
+    # links record has many entries and the audit decodes tens of thousands of them.
+    _RANGES: ClassVar[tuple[tuple[str, bool, float, float], ...]] = (
+        ("rxcost", True, 0, 65535),
+        ("txcost", True, 0, 65535),
+        ("rtt_ms", False, 0, 600_000),
+        ("delivery_rx", False, 0, 1),
+        ("delivery_tx", False, 0, 1),
+        ("loss", False, 0, 1),
+        ("etx", False, 1, 65535),
+        ("signal_dbm", True, -150, 30),
+        ("tx_bitrate_mbit", False, 0, 1_000_000),
+        ("expected_throughput_mbit", False, 0, 1_000_000),
+    )
+
     @classmethod
     def from_json(cls, value: Any, path: str) -> LinkEntry:
         o = v.obj(value, path, cls._FIELDS, cls._OPTIONAL)
+        measured: dict[str, Any] = {}
+        for name, whole, lo, hi in cls._RANGES:
+            x = o.get(name)
+            if x is None:
+                continue
+            measured[name] = (
+                v.integer(x, f"{path}.{name}", int(lo), int(hi))
+                if whole
+                else v.number(x, f"{path}.{name}", lo, hi)
+            )
         return cls(
             neighbour=v.node_id(o["neighbour"], f"{path}.neighbour"),
             iface=v.iface(o["iface"], f"{path}.iface"),
             medium=v.choice(o.get("medium", "other"), f"{path}.medium", MEDIA),
             up=v.boolean(o.get("up", True), f"{path}.up"),
-            rxcost=v.opt_integer(o.get("rxcost"), f"{path}.rxcost", 0, 65535),
-            txcost=v.opt_integer(o.get("txcost"), f"{path}.txcost", 0, 65535),
-            rtt_ms=v.opt_number(o.get("rtt_ms"), f"{path}.rtt_ms", 0, 600_000),
-            delivery_rx=v.opt_number(o.get("delivery_rx"), f"{path}.delivery_rx", 0, 1),
-            delivery_tx=v.opt_number(o.get("delivery_tx"), f"{path}.delivery_tx", 0, 1),
-            loss=v.opt_number(o.get("loss"), f"{path}.loss", 0, 1),
-            etx=v.opt_number(o.get("etx"), f"{path}.etx", 1, 65535),
-            signal_dbm=v.opt_integer(o.get("signal_dbm"), f"{path}.signal_dbm", -150, 30),
-            tx_bitrate_mbit=v.opt_number(
-                o.get("tx_bitrate_mbit"), f"{path}.tx_bitrate_mbit", 0, 1_000_000
-            ),
-            expected_throughput_mbit=v.opt_number(
-                o.get("expected_throughput_mbit"), f"{path}.expected_throughput_mbit", 0, 1_000_000
-            ),
+            **measured,
         )
 
     def to_json(self) -> dict[str, Any]:

@@ -6,7 +6,6 @@ Each raises `Invalid` with a dotted path, so a refusal says exactly which field 
 from __future__ import annotations
 
 import ipaddress
-import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -15,6 +14,7 @@ from meshd.ids import is_node_id
 
 MAX_INT = 2**63 - 1
 _HOSTNAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_CONTROL = re.compile(r"[\x00-\x1f]")
 _IFACE = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
 
 
@@ -47,7 +47,7 @@ def string(value: Any, path: str, *, max_len: int = 256, min_len: int = 0) -> st
         raise Invalid(path, "must be a string")
     if not min_len <= len(value) <= max_len:
         raise Invalid(path, f"length must be {min_len}..{max_len}, got {len(value)}")
-    if any(ord(c) < 0x20 for c in value):
+    if _CONTROL.search(value):
         raise Invalid(path, "must not contain control characters")
     return value
 
@@ -57,7 +57,7 @@ def opt_string(value: Any, path: str, *, max_len: int = 256) -> str | None:
 
 
 def integer(value: Any, path: str, lo: int = 0, hi: int = MAX_INT) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if type(value) is not int:  # bool is a subclass of int and must not pass
         raise Invalid(path, "must be an integer")
     if not lo <= value <= hi:
         raise Invalid(path, f"must be in {lo}..{hi}, got {value}")
@@ -69,9 +69,10 @@ def opt_integer(value: Any, path: str, lo: int = 0, hi: int = MAX_INT) -> int | 
 
 
 def number(value: Any, path: str, lo: float, hi: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    kind = type(value)
+    if kind is not float and kind is not int:  # bool is a subclass of int and must not pass
         raise Invalid(path, "must be a number")
-    if not math.isfinite(value) or not lo <= value <= hi:
+    if not lo <= value <= hi:  # also false for NaN; infinities fall outside any finite range
         raise Invalid(path, f"must be in {lo}..{hi}, got {value}")
     return float(value)
 
