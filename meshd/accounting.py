@@ -143,3 +143,69 @@ class SeqReservation:
         seq = self.next_seq
         self.next_seq += 1
         return seq
+
+
+STATS = ("rx_bytes", "tx_bytes", "rx_packets", "tx_packets")
+
+
+def neighbour_meter(node_id: str, iface: str, stat: str) -> str:
+    """Ledger name of one per-neighbour counter (what `TrafficBody.neighbours` is built from)."""
+    return f"nb/{node_id}/{iface}/{stat}"
+
+
+@dataclass(slots=True)
+class _Mark:
+    """Raw interface counters up to which bytes are already credited to someone (or unclaimed)."""
+
+    epoch: str
+    raw: dict[str, int]
+
+
+@dataclass(slots=True)
+class LinkMeters:
+    """Point-to-point interface counters credited to the neighbour at the other end.
+
+    The interface is watched from the moment the agent first reads it (agent start, or the
+    interface appearing later), not from when the neighbour is discovered: mDNS takes a second
+    or more, and traffic that flows meanwhile is that neighbour's all the same. Bytes seen while
+    no neighbour is known are held as unclaimed and go to the first neighbour found there. When
+    a different node appears on the interface (cable moved, router replaced) it gets a fresh
+    meter starting where the previous neighbour's stopped, so no byte is credited twice.
+    """
+
+    ledger: Ledger
+    marks: dict[str, _Mark] = field(default_factory=dict)
+    owners: dict[str, str] = field(default_factory=dict)
+    absent: set[str] = field(default_factory=set)
+
+    def gone(self, iface: str) -> None:
+        """The interface does not exist (yet): when it appears, all its bytes are ours to count."""
+        self.absent.add(iface)
+        self.marks.pop(iface, None)
+
+    def fold(self, iface: str, raw: Mapping[str, int], epoch: str, owner: str | None) -> None:
+        """One read of `iface`'s raw counters; `owner` is its only neighbour, None if unknown."""
+        mark = self.marks.get(iface)
+        if mark is None:
+            # Appeared while we watched: the kernel counted from zero at creation.
+            start = dict.fromkeys(raw, 0) if iface in self.absent else dict(raw)
+            mark = self.marks[iface] = _Mark(epoch, start)
+            self.absent.discard(iface)
+        elif mark.epoch != epoch:  # recreated between two reads
+            mark.epoch, mark.raw = epoch, dict.fromkeys(raw, 0)
+        if owner is None:
+            return
+        previous = self.owners.get(iface)
+        self.owners[iface] = owner
+        for stat, value in raw.items():
+            name = neighbour_meter(owner, iface, stat)
+            meter = self.ledger.meters.get(name)
+            if meter is None:
+                meter = self.ledger.meters[name] = Meter(epoch=epoch, baseline=mark.raw.get(stat))
+            elif previous is not None and previous != owner:
+                # Back after another node held the link: its bytes since are not ours. (A meter
+                # restored from saved state keeps its own baseline when it is the interface's
+                # first owner of this run: bytes while the agent was down were that neighbour's.)
+                meter.epoch, meter.baseline = epoch, mark.raw.get(stat)
+            meter.update(value, epoch)
+        mark.raw = dict(raw)

@@ -24,7 +24,7 @@ from typing import Any
 
 import aiomqtt
 
-from meshd.accounting import Ledger, SeqReservation
+from meshd.accounting import Ledger, LinkMeters, SeqReservation
 from meshd.codec import Envelope, sign_record
 from meshd.community import Community
 from meshd.errors import RecordRejected, RejectReason
@@ -66,6 +66,7 @@ class Agent:
         self.estimators: dict[str, LinkEstimator] = {}
         self.babel = BabelTable()
         self.ledger = Ledger()
+        self.link_meters = LinkMeters(self.ledger)
         self.seq = SeqReservation(block=config.seq_block)
         self.boot_id = system.boot_id()
         self.since = int(time.time())
@@ -181,6 +182,7 @@ class Agent:
             reserved = int(data.get("seq_reserved", 0))
             self.seq = SeqReservation.resume(reserved, self.config.seq_block)
             self.ledger = Ledger.from_json(data.get("ledger", {}))
+            self.link_meters = LinkMeters(self.ledger)
             self.since = int(data.get("since", self.since))
         except (ValueError, TypeError) as exc:
             log.warning("%s: bad state (%s); seq resumes, counters restart", self.state_path, exc)
@@ -225,18 +227,30 @@ class Agent:
         if len(self.ledger.meters) > meters and self.last_save:
             self.save_state()
 
+    def p2p_owner(self, iface: str) -> str | None:
+        """The neighbour a point-to-point interface's counters belong to, None if unknown or
+        shared (more than one neighbour heard there at once)."""
+        on_link = [n for n in self.neighbours.entries.values() if n.iface == iface]
+        up = [n for n in on_link if n.up]
+        if len(up) > 1:
+            return None
+        if len(up) == 1:
+            return up[0].node_id
+        # Nobody heard right now: the last holder keeps the link until another node shows up.
+        previous = self.link_meters.owners.get(iface)
+        return previous if any(n.node_id == previous for n in on_link) else None
+
+    def _fold_iface(self, iface: str) -> None:
+        stats = system.iface_stats(iface)
+        if stats is None:
+            self.link_meters.gone(iface)
+            return
+        epoch = f"{self.boot_id}/{iface}#{system.iface_index(iface)}"
+        self.link_meters.fold(iface, stats, epoch, self.p2p_owner(iface))
+
     async def _fold_counters(self) -> None:
-        for n in list(self.neighbours.entries.values()):
-            stats = system.iface_stats(n.iface)
-            if stats is None:
-                continue
-            # Point-to-point: the interface counters are that neighbour's counters.
-            sharing = [m for m in self.neighbours.entries.values() if m.iface == n.iface]
-            if len(sharing) != 1:
-                continue
-            epoch = f"{self.boot_id}/{n.iface}#{system.iface_index(n.iface)}"
-            for name, raw in stats.items():
-                self.ledger.update(f"nb/{n.node_id}/{n.iface}/{name}", raw, epoch)
+        for iface in self.config.mesh_ifaces:
+            self._fold_iface(iface)
         if self.nft is not None:
             for name, (nbytes, packets) in (await self.nft.counters()).items():
                 self.ledger.update(f"nft/{name}/bytes", nbytes, self.nft_epoch)
@@ -763,6 +777,8 @@ class Agent:
             now = time.monotonic()
             for node_id, event in self.neighbours.tick(now):
                 self._event(node_id, event)
+            for iface in list(self.link_meters.absent):
+                self._fold_iface(iface)  # baseline a mesh interface as soon as it appears
             for env in self.store.expire(time.time()):
                 await self._publish_local(record_topic(env.community, env.node_id, env.kind), b"")
             for node_id in list(self.estimators):

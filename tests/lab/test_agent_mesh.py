@@ -113,13 +113,7 @@ class AgentLab:
         return load_private_key(self.files[node].key).node_id
 
     def start(self, node: str) -> None:
-        # TODO(lab): Lab.start_agent takes no extra flags; ask for `extra_args` there.
-        self.lab._spawn(
-            f"{node}/agent",
-            node,
-            [*self.lab.agent_argv(node), *FAST],
-            self.lab._log_path(node, "agent"),
-        )
+        self.lab.start_agent(node, extra_args=FAST)
 
     def status(self, node: str) -> dict[str, Any]:
         try:

@@ -39,15 +39,17 @@ def chain5() -> Iterator[AgentLab]:
 
 
 def test_known_traffic_shows_as_forwarded_and_per_neighbour_bytes(chain5: AgentLab):
+    """Traffic starts as soon as the agents run, before they have discovered each other (as in
+    `lab demo`): per-neighbour meters count from when the agent watches the interface."""
     lab = chain5.lab
     nodes = lab.node_names()
-    wait_for(lambda: all(chain5.status(n).get("neighbours") for n in nodes), 20)
-    time.sleep(3)
+    # running, interfaces and nftables baselined (the first status follows both)
+    wait_for(lambda: all(chain5.status(n).get("seq_next") for n in nodes), 20)
+    started = {n: chain5.status(n) for n in nodes}
+    known = sum(len(s.get("neighbours", [])) for s in started.values())
+    print(f"\nneighbours known when the traffic starts: {known} of {2 * len(lab.t.links)}")
 
-    def snapshot() -> dict[str, dict[str, int]]:
-        return {n: dict(chain5.status(n).get("totals", {})) for n in nodes}
-
-    before = snapshot()
+    before: dict[str, dict[str, int]] = {n: {} for n in nodes}  # fresh agents count from zero
     t0 = time.time()
     server = lab.popen("n5", ["iperf3", "-s", "-1", "-p", "5201"])
     time.sleep(0.5)
@@ -62,8 +64,16 @@ def test_known_traffic_shows_as_forwarded_and_per_neighbour_bytes(chain5: AgentL
     server.communicate(timeout=30)
     # wait for every agent to have published after the traffic ended
     done = time.time()
-    wait_for(lambda: all(chain5.status(n).get("time", 0) > done + 1 for n in nodes), 15)
-    after = snapshot()
+    wait_for(
+        lambda: all(
+            chain5.status(n).get("time", 0) > done + 1
+            and all(nb["up"] for nb in chain5.status(n).get("neighbours", []))
+            and len(chain5.status(n).get("neighbours", [])) == len(lab.t.neighbours(n))
+            for n in nodes
+        ),
+        20,
+    )
+    after = {n: dict(chain5.status(n).get("totals", {})) for n in nodes}
     print(f"\ntraffic took {done - t0:.1f} s")
 
     def delta(node: str, name: str) -> int:

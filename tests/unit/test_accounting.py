@@ -3,6 +3,7 @@ import pytest
 from meshd.accounting import (
     WIDTH_32,
     Ledger,
+    LinkMeters,
     Meter,
     SeqExhausted,
     SeqReservation,
@@ -92,3 +93,68 @@ def test_reservation_must_cover_next():
     r = SeqReservation.resume(10)
     with pytest.raises(ValueError):
         r.commit(10)
+
+
+def _raw(rx: int, tx: int = 0) -> dict[str, int]:
+    return {"rx_bytes": rx, "tx_bytes": tx}
+
+
+def _total(ledger: Ledger, node: str, stat: str = "rx_bytes", iface: str = "eth1") -> int:
+    return ledger.total(f"nb/{node}/{iface}/{stat}")
+
+
+def test_bytes_before_discovery_go_to_the_neighbour_found_later():
+    ledger = Ledger()
+    links = LinkMeters(ledger)
+    links.fold("eth1", _raw(10_000, 500), "e", None)  # agent start: nobody known yet
+    links.fold("eth1", _raw(90_000, 7_500), "e", None)  # traffic before mDNS answers
+    links.fold("eth1", _raw(100_000, 8_000), "e", "A")  # discovered
+    assert _total(ledger, "A") == 90_000
+    assert _total(ledger, "A", "tx_bytes") == 7_500
+    links.fold("eth1", _raw(100_400, 8_000), "e", "A")
+    assert _total(ledger, "A") == 90_400
+
+
+def test_interface_appearing_later_counts_from_its_creation():
+    ledger = Ledger()
+    links = LinkMeters(ledger)
+    links.gone("eth1")  # watched, but not there yet
+    links.fold("eth1", _raw(3_000), "e", None)  # appeared: the kernel counted from zero
+    links.fold("eth1", _raw(5_000), "e", "A")
+    assert _total(ledger, "A") == 5_000
+
+
+def test_new_node_on_the_link_gets_a_fresh_meter_where_the_old_one_stopped():
+    ledger = Ledger()
+    links = LinkMeters(ledger)
+    links.fold("eth1", _raw(0), "e", "A")
+    links.fold("eth1", _raw(1_000), "e", "A")
+    links.fold("eth1", _raw(1_500), "e", None)  # both heard for a while: nobody's alone
+    links.fold("eth1", _raw(4_000), "e", "B")  # A replaced by B
+    assert _total(ledger, "A") == 1_000
+    assert _total(ledger, "B") == 3_000
+    links.fold("eth1", _raw(4_200), "e", "A")  # A back: B's bytes are not A's
+    assert _total(ledger, "A") == 1_200
+    assert _total(ledger, "B") == 3_000
+    links.fold("eth1", _raw(4_500), "e", "A")
+    assert _total(ledger, "A") == 1_500
+
+
+def test_restored_meter_counts_bytes_while_the_agent_was_down():
+    ledger = Ledger()
+    links = LinkMeters(ledger)
+    links.fold("eth1", _raw(0), "e", "A")
+    links.fold("eth1", _raw(1_000), "e", "A")
+    restarted = Ledger.from_json(ledger.to_json())
+    again = LinkMeters(restarted)
+    again.fold("eth1", _raw(1_700), "e", None)  # restart; A not rediscovered yet
+    again.fold("eth1", _raw(2_000), "e", "A")
+    assert _total(restarted, "A") == 2_000  # every byte once, none lost
+
+
+def test_interface_recreated_between_reads_counts_from_zero():
+    ledger = Ledger()
+    links = LinkMeters(ledger)
+    links.fold("eth1", _raw(50_000), "e#3", None)
+    links.fold("eth1", _raw(700), "e#9", "A")  # same name, new interface index
+    assert _total(ledger, "A") == 700

@@ -314,3 +314,62 @@ def test_kill_9_keeps_seq_growing_and_counters_monotonic(tmp_path):
             proc.kill()
         broker.stop()
         os.sync()
+
+
+def _lo_traffic(nbytes: int, port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for _ in range(nbytes // 1000):
+            s.sendto(b"x" * 1000, ("127.0.0.1", port))
+
+
+def _lo_rx() -> int:
+    return int(Path("/sys/class/net/lo/statistics/rx_bytes").read_text())
+
+
+@pytest.mark.asyncio
+async def test_per_neighbour_meters_count_from_agent_start_not_from_discovery(tmp_path):
+    """Traffic before a neighbour is discovered is its own; a new node on the link gets a fresh
+    meter. The agent's own fold over the real `lo` counters (no broker, no tasks started)."""
+    from node_agent.__main__ import _load_identity
+
+    _, keys = provision(tmp_path, ["m", "x", "y"])
+    broker_port, sink = free_port(), free_port(socket.SOCK_DGRAM)
+    args = [
+        "--key", str(tmp_path / "m" / "node.key"),
+        "--cert", str(tmp_path / "m" / "cert.json"),
+        "--community-file", str(tmp_path / "community.yaml"),
+        "--state-dir", str(tmp_path / "m" / "state"),
+        "--mesh-iface", "lo", "--hostname", "m", "--broker-port", str(broker_port),
+        "--no-nft", "--no-mdns",
+    ]  # fmt: skip
+    config = load(args)
+    key, cert, community = _load_identity(config)
+    agent = Agent(config, key, cert, community)  # type: ignore[arg-type]
+    x, y = keys["x"].node_id, keys["y"].node_id
+    rx = f"nb/{x}/lo/rx_bytes"
+
+    raw0 = _lo_rx()
+    await agent._read_counters()  # agent start: lo watched, nobody known
+    _lo_traffic(300_000, sink)
+    agent.neighbours.seen(x, "lo", "127.0.0.1", 1, time.monotonic())  # discovered later
+    await agent._read_counters()
+    counted = agent.ledger.total(rx)
+    assert 300_000 <= counted <= _lo_rx() - raw0, counted
+
+    # x vanishes and y turns up on the same link: y starts where x stopped
+    agent.neighbours.gone(x, time.monotonic())
+    agent.neighbours.seen(y, "lo", "127.0.0.2", 1, time.monotonic())
+    _lo_traffic(100_000, sink)
+    raw1 = _lo_rx()
+    await agent._read_counters()
+    assert agent.ledger.total(rx) == counted
+    assert 100_000 <= agent.ledger.total(f"nb/{y}/lo/rx_bytes") <= _lo_rx() - raw0 - counted
+
+    # both heard at once: a shared link, not credited to either by the interface counters
+    agent.neighbours.heard(x, time.monotonic())
+    y_total = agent.ledger.total(f"nb/{y}/lo/rx_bytes")
+    _lo_traffic(50_000, sink)
+    await agent._read_counters()
+    assert agent.ledger.total(rx) == counted
+    assert agent.ledger.total(f"nb/{y}/lo/rx_bytes") == y_total
+    assert _lo_rx() - raw1 >= 50_000
