@@ -3,16 +3,25 @@
 Layout (the folder can live in git; `secrets/` and `build/` are git-ignored):
 
     community.yaml          radio, addresses, routing, admins, threshold, signatures
+    trust/NNNNNN.json       every accepted version, each signed by k admins of the one before
+    trust/pending.json      a proposed change collecting those signatures
     nodes.yaml              the node registry: keys, slots, addresses, enrollment certificates
     revocations/<host>.json signed revocations, ready for `mutualmesh publish`
     secrets/<host>.key      node private keys (0600), so bundles can be rendered again
     build/<host>/           Image Builder FILES= folder; build/<host>.tar.gz the same as a bundle
+
+community.yaml is trusted only when it is the newest version of the trust/ chain (see
+provisioning.trustchain): its own signatures show the listed admins agree, the chain shows the
+admins trusted *before* agreed to the change. The admin CLI pins each community's genesis and
+newest verified version under ~/.config/mutualmesh/pins/ (override the folder with
+MUTUALMESH_CONFIG_DIR), like ssh's known_hosts, so a rewritten or rolled-back folder is refused.
 """
 
 from __future__ import annotations
 
 import hashlib
 import ipaddress
+import json
 import os
 import secrets
 import string
@@ -27,10 +36,15 @@ from meshd.community import Community, parse_community
 from meshd.errors import CommunityError, Problem
 from meshd.ids import PublicKey, SigningKey
 from meshd.trust import admin_signature, community_message, valid_signers
+from meshd.validate import Invalid
+from provisioning.trustchain import ChainError, Pin, Version, check_pin, match_content, verify_chain
 
 COMMUNITY_FILE = "community.yaml"
 NODES_FILE = "nodes.yaml"
+TRUST_DIR = "trust"
+PENDING_FILE = "pending.json"
 GITIGNORE = "secrets/\nbuild/\n"
+CONFIG_ENV = "MUTUALMESH_CONFIG_DIR"
 
 # Second octets of 10.x.0.0/16 seen often at home, in VPNs and in container platforms
 # (Apple/ISP routers 10.0/10.1, Comcast 10.1.10, OpenVPN 10.8, k3s 10.42/10.43, Kubernetes
@@ -238,10 +252,137 @@ def write_text_atomic(path: Path, text: str, mode: int = 0o644) -> None:
         raise
 
 
+def config_dir() -> Path:
+    """The admin's own folder (keys, pins): never inside a community folder."""
+    override = os.environ.get(CONFIG_ENV)
+    return Path(override) if override else Path.home() / ".config" / "mutualmesh"
+
+
+def pin_path(community: str) -> Path:
+    return config_dir() / "pins" / f"{community}.json"
+
+
+def chain_error(exc: ChainError, directory: Path) -> ProvisionError:
+    return ProvisionError(exc.what, str(directory / exc.where), exc.fix)
+
+
+def version_path(directory: Path, version: int) -> Path:
+    return directory / TRUST_DIR / f"{version:06d}.json"
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProvisionError(
+            f"cannot read ({exc})", str(path), "restore it from git history"
+        ) from None
+
+
+def load_chain(directory: Path) -> list[Version]:
+    """Every trust/NNNNNN.json in order; gaps and malformed files are errors."""
+    folder = directory / TRUST_DIR
+    if not folder.is_dir():
+        raise ProvisionError(
+            "no trust/ chain: nothing shows which admins accepted this community file",
+            str(folder),
+            "for a folder made before trust chains: `mutualmesh community adopt --dir DIR "
+            "--admin-key KEY` (k admins); otherwise restore trust/ from git",
+        )
+    names = sorted(p.name for p in folder.glob("[0-9]*.json"))
+    chain = []
+    for i, name in enumerate(names):
+        path = folder / name
+        if name != f"{i + 1:06d}.json":
+            raise ProvisionError(
+                f"unexpected file in the chain (expected {i + 1:06d}.json)",
+                str(path),
+                "restore trust/ from git history",
+            )
+        try:
+            chain.append(Version.from_json(_read_json(path), name))
+        except Invalid as exc:
+            raise ProvisionError(str(exc), str(path), "restore it from git history") from None
+    return chain
+
+
+def load_pending(directory: Path) -> Version | None:
+    path = directory / TRUST_DIR / PENDING_FILE
+    if not path.exists():
+        return None
+    try:
+        return Version.from_json(_read_json(path), PENDING_FILE)
+    except Invalid:
+        return None  # a damaged proposal is simply proposed again
+
+
+def write_version(path: Path, version: Version) -> None:
+    write_text_atomic(path, json.dumps(version.to_json(), indent=2, sort_keys=True) + "\n")
+
+
+def load_pin(community: str) -> Pin | None:
+    path = pin_path(community)
+    if not path.exists():
+        return None
+    try:
+        return Pin.from_json(_read_json(path))
+    except Invalid as exc:
+        raise ProvisionError(
+            f"damaged pin ({exc})", str(path), "remove it; it is recreated on next use"
+        ) from None
+
+
+def save_pin(pin: Pin) -> None:
+    """Remember the newest verified version; best effort (a read-only home only loses TOFU)."""
+    path = pin_path(pin.community)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        write_text_atomic(path, json.dumps(pin.to_json(), indent=2, sort_keys=True) + "\n")
+    except OSError:
+        pass
+
+
+def verify_folder(
+    directory: Path, data: Mapping[str, Any], *, genesis: str | None = None
+) -> list[Version]:
+    """Chain valid, community.yaml its newest version, no older than what this admin pinned."""
+    chain = load_chain(directory)
+    try:
+        verify_chain(chain)
+        match_content(chain, data, where=COMMUNITY_FILE)
+        if chain[0].community != data.get("name"):
+            raise ChainError(TRUST_DIR, f"is for community {chain[0].community!r}", "restore it")
+        pinned = load_pin(chain[0].community)
+        if genesis is not None and genesis != chain[0].fingerprint:
+            raise ChainError(
+                TRUST_DIR,
+                f"genesis is {chain[0].fingerprint}, not the expected {genesis}",
+                "get the community folder from an admin you trust",
+            )
+        if pinned is not None:
+            try:
+                check_pin(chain, pinned, where=TRUST_DIR)
+            except ChainError as exc:
+                raise ChainError(
+                    exc.where,
+                    exc.what,
+                    f"{exc.fix}; if this is really another community of the same name, "
+                    f"remove {pin_path(pinned.community)}",
+                ) from None
+    except ChainError as exc:
+        raise chain_error(exc, directory) from None
+    if pinned is None or pinned.version < len(chain):
+        save_pin(Pin.of(chain))
+    return chain
+
+
 def load_community_dir(
     directory: Path, *, require_signatures: bool = True
 ) -> tuple[Community, dict[str, Any]]:
-    """The checked community of a folder and its raw mapping (kept for re-signing)."""
+    """The checked community of a folder and its raw mapping (kept for re-signing).
+
+    With require_signatures the file must also be the newest version of the trust/ chain.
+    """
     path = directory / COMMUNITY_FILE
     if not directory.is_dir():
         raise ProvisionError(
@@ -264,4 +405,6 @@ def load_community_dir(
             str(path),
             f"{first.fix}; run `mutualmesh community check {path}` to list every problem",
         ) from None
+    if require_signatures:
+        verify_folder(directory, data)
     return community, data

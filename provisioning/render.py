@@ -27,6 +27,7 @@ from provisioning.community import dump_yaml
 from provisioning.keys import KEY_HEADER
 from provisioning.nodes import NodeEntry
 from provisioning.profiles import DeviceProfile
+from provisioning.trustchain import Pin
 
 BABEL_LOCAL_PORT = 33123  # babeld's read-only local socket, polled by the agent
 METRICS_PORT = 9274
@@ -571,8 +572,13 @@ def render_node(
     node: NodeEntry,
     node_key: SigningKey,
     profile: DeviceProfile,
+    pin: Pin,
 ) -> dict[str, BundleFile]:
-    """Every file of the node's bundle, keyed by path relative to the router's root."""
+    """Every file of the node's bundle, keyed by path relative to the router's root.
+
+    `pin` (the community's genesis and the version the admin verified) goes to
+    /etc/meshd/trust.json: a later community file must chain from it (provisioning.trustchain).
+    """
     if node_key.public != node.key:
         raise ValueError(f"{node.hostname}: the key file does not match the registry")
     bands = node_bands(community, profile)
@@ -595,6 +601,9 @@ def render_node(
         (json.dumps(node.cert.to_json(), indent=2, sort_keys=True) + "\n").encode()
     )
     files["etc/meshd/community.yaml"] = BundleFile(dump_yaml(dict(community_data)).encode(), 0o600)
+    files["etc/meshd/trust.json"] = BundleFile(
+        (json.dumps(pin.to_json(), indent=2, sort_keys=True) + "\n").encode()
+    )
     files["etc/mosquitto/mosquitto.conf"] = BundleFile(_mosquitto(community, node).encode())
     files["etc/mosquitto/meshd-local.acl"] = BundleFile(b"topic readwrite mesh/v1/#\n")
     files["etc/mosquitto/meshd-mesh.acl"] = BundleFile(

@@ -23,25 +23,35 @@ from provisioning.community import (
     COMMUNITY_FILE,
     GITIGNORE,
     NODES_FILE,
+    PENDING_FILE,
+    TRUST_DIR,
     ProvisionError,
     check,
+    config_dir,
     dump_yaml,
+    load_chain,
     load_community_dir,
+    load_pending,
     new_community,
+    save_pin,
     sign,
     signature_status,
+    verify_folder,
+    version_path,
     write_text_atomic,
+    write_version,
 )
 from provisioning.keys import KeyFileError, load_private_key, write_private_key
 from provisioning.nodes import NodeEntry, Registry
 from provisioning.profiles import DeviceProfile, UnknownModel, lookup
 from provisioning.render import BundleFile, image_packages, render_node
+from provisioning.trustchain import ChainError, Pin, Version, authorising, propose, verify_chain
 
 CERT_DAYS = 5 * 365
 
 
 def default_admin_key(name: str) -> Path:
-    return Path.home() / ".config" / "mutualmesh" / f"admin-{name}.key"
+    return config_dir() / f"admin-{name}.key"
 
 
 def _key_error(exc: KeyFileError) -> ProvisionError:
@@ -85,17 +95,22 @@ def init_community(
     )
     # Validate the generated file through the same checker every reader uses.
     check(data, require_signatures=True)
+    genesis = propose(data, None).signed_by(admin_key)
+    verify_chain([genesis])
     made_dir = not directory.exists()
     try:
         directory.mkdir(parents=True, exist_ok=True)
         if created:
             write_private_key(admin_key_path, admin_key)
         write_text_atomic(directory / ".gitignore", GITIGNORE)
+        (directory / TRUST_DIR).mkdir(exist_ok=True)
+        write_version(version_path(directory, 1), genesis)
         write_text_atomic(target, dump_yaml(data))
     except OSError as exc:
         if created:
             admin_key_path.unlink(missing_ok=True)
         (directory / ".gitignore").unlink(missing_ok=True)
+        version_path(directory, 1).unlink(missing_ok=True)
         if made_dir:
             shutil.rmtree(directory, ignore_errors=True)
         raise ProvisionError(
@@ -103,6 +118,7 @@ def init_community(
         ) from None
     except KeyFileError as exc:
         raise _key_error(exc) from None
+    save_pin(Pin.of([genesis]))
     return data, created
 
 
@@ -236,7 +252,7 @@ def add_node(
     )
     node = NodeEntry(hostname, node_key.public, profile.profile, gateway, location, addresses, cert)
     registry.add(node)
-    files = render_node(community, data, node, node_key, profile)
+    files = render_node(community, data, node, node_key, profile, Pin.of(load_chain(directory)))
     tarball = bundle.tar_gz(files)
     out = out or directory / "build"
     tmp_tar, tmp_tree = _stage_outputs(out, hostname, files, tarball)
@@ -278,7 +294,7 @@ def render_stored(directory: Path, hostname: str, out: Path | None = None) -> Bu
     except KeyFileError as exc:
         raise _key_error(exc) from None
     try:
-        files = render_node(community, data, node, node_key, profile)
+        files = render_node(community, data, node, node_key, profile, Pin.of(load_chain(directory)))
     except ValueError as exc:
         raise ProvisionError(
             str(exc), str(key_path), "restore the node's key from backup"
@@ -374,29 +390,143 @@ def add_admin(directory: Path, name: str, key: PublicKey, threshold: int | None)
     return new
 
 
-def sign_community(directory: Path, admin_key_path: Path) -> tuple[dict[str, Any], int, int]:
-    """Add this admin's signature; returns the data, valid signature count and k."""
+@dataclass(frozen=True, slots=True)
+class Signed:
+    """Where a `community sign` left things."""
+
+    file_valid: int  # valid signatures on community.yaml by its own admins
+    file_needed: int
+    version: int  # the newest trusted version after signing
+    proposed: Version | None  # the change still waiting for the previous admins, if any
+    change_valid: int = 0
+    change_needed: int = 0
+
+    @property
+    def accepted(self) -> bool:
+        return self.proposed is None and self.file_valid >= self.file_needed
+
+
+def sign_community(directory: Path, admin_key_path: Path) -> Signed:
+    """Sign community.yaml and, if it is a change, the proposal of the next version.
+
+    The proposal counts only signatures of the admins of the newest trusted version; once it has
+    k of them it becomes trust/<next>.json.
+    """
     community, data = load_community_dir(directory, require_signatures=False)
-    admin = _admin_for(directory, admin_key_path, community.trust.admins)
-    signed = sign(data, admin)
+    chain = load_chain(directory)
+    try:
+        head = verify_chain(chain)
+    except ChainError as exc:
+        raise ProvisionError(exc.what, str(directory / exc.where), exc.fix) from None
+    admin = load_admin_key(admin_key_path)
+    trusted = head.admin_keys
+    if admin.public not in community.trust.admins and admin.public not in trusted:
+        raise ProvisionError(
+            "this key is not an admin of the community",
+            str(admin_key_path),
+            "use a key listed under admins in community.yaml (or in the trusted version "
+            f"{head.version}), or have it added with `mutualmesh community add-admin`",
+        )
+    signed: dict[str, Any] = dict(data)
+    if admin.public in community.trust.admins:
+        signed = sign(data, admin)
     status = signature_status(signed, community)
     # Drop what no longer verifies (made before the last change), so the file stays tidy.
     valid_texts = {k.text for k in status.valid}
     signed["signatures"] = [
         s for s in signed["signatures"] if isinstance(s, dict) and s.get("admin") in valid_texts
     ]
-    _save_community(directory, signed)
-    return signed, len(status.valid), community.threshold
+    proposed = propose(signed, head)
+    if proposed.content == head.content:
+        _save_community(directory, signed)
+        return Signed(len(status.valid), community.threshold, head.version, None)
+    for item in chain[:-1]:
+        if item.content == proposed.content:
+            raise ProvisionError(
+                f"community.yaml is trusted version {item.version}, older than version "
+                f"{head.version}: signing it again would replay it",
+                str(directory / COMMUNITY_FILE),
+                "restore the current file from git; to really go back, change something "
+                "(e.g. a comment-free field) so it becomes a new version",
+            )
+    pending = load_pending(directory)
+    if pending is not None and pending.signed_part() == proposed.signed_part():
+        proposed = pending
+    if admin.public in trusted:
+        proposed = proposed.signed_by(admin)
+    anchor = authorising(chain, proposed)
+    change_valid = len(proposed.signers(anchor.admin_keys))
+    pending_path = directory / TRUST_DIR / PENDING_FILE
+    try:
+        _save_community(directory, signed)
+        if change_valid >= anchor.threshold:
+            verify_chain([*chain, proposed])
+            write_version(version_path(directory, proposed.version), proposed)
+            pending_path.unlink(missing_ok=True)
+            save_pin(Pin.of([*chain, proposed]))
+            return Signed(len(status.valid), community.threshold, proposed.version, None)
+        write_version(pending_path, proposed)
+    except OSError as exc:
+        raise ProvisionError(
+            f"cannot write ({exc.strerror})", str(directory), "check the folder is writable"
+        ) from None
+    return Signed(
+        len(status.valid),
+        community.threshold,
+        head.version,
+        proposed,
+        change_valid,
+        anchor.threshold,
+    )
+
+
+def adopt_community(directory: Path, admin_key_paths: Sequence[Path]) -> Version:
+    """Start the trust chain of a signed community.yaml made before chains existed."""
+    if (directory / TRUST_DIR).exists():
+        raise ProvisionError(
+            "this community already has a trust chain",
+            str(directory / TRUST_DIR),
+            "change the community with `community add-admin` / `community sign` instead",
+        )
+    community, data = load_community_dir(directory, require_signatures=False)
+    check(data, require_signatures=True)
+    genesis = propose(data, None)
+    for path in admin_key_paths:
+        genesis = genesis.signed_by(_admin_for(directory, path, community.trust.admins))
+    try:
+        verify_chain([genesis])
+    except ChainError as exc:
+        raise ProvisionError(
+            exc.what, str(directory / COMMUNITY_FILE), "pass --admin-key once for each of k admins"
+        ) from None
+    try:
+        (directory / TRUST_DIR).mkdir()
+        write_version(version_path(directory, 1), genesis)
+    except OSError as exc:
+        raise ProvisionError(
+            f"cannot write ({exc.strerror})", str(directory), "check the folder is writable"
+        ) from None
+    save_pin(Pin.of([genesis]))
+    return genesis
+
+
+def trusted_chain(directory: Path) -> list[Version]:
+    """The verified chain of a folder whose community.yaml is its newest version."""
+    _, data = load_community_dir(directory, require_signatures=False)
+    return verify_folder(directory, data)
 
 
 __all__ = [
     "Built",
+    "Signed",
     "add_admin",
     "add_node",
+    "adopt_community",
     "image_packages",
     "init_community",
     "list_nodes",
     "render_stored",
     "revoke_node",
     "sign_community",
+    "trusted_chain",
 ]

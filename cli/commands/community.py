@@ -12,14 +12,22 @@ from cli.errors import ExitStatus, UserError
 from meshd.community import ROUTING, parse_community
 from meshd.errors import CommunityError, KeyFormatError, Problem
 from meshd.ids import PublicKey, SigningKey
-from provisioning.community import ProvisionError, load_yaml, signature_status
+from provisioning.community import (
+    TRUST_DIR,
+    ProvisionError,
+    load_yaml,
+    signature_status,
+    verify_folder,
+)
 from provisioning.keys import KeyFileError, write_private_key
 from provisioning.workflow import (
     add_admin,
+    adopt_community,
     default_admin_key,
     init_community,
     load_admin_key,
     sign_community,
+    trusted_chain,
 )
 
 T = TypeVar("T")
@@ -87,6 +95,9 @@ def init(
     )
     verb = "new admin key written to" if created else "existing admin key used from"
     click.echo(f"  {verb} {key_path} (mode 0600: keep it secret, back it up)")
+    genesis = run(lambda: trusted_chain(directory))[0]
+    click.echo(f"  genesis {genesis.fingerprint}")
+    click.echo("  (the community's identity: co-admins compare it, every node bundle pins it)")
     click.echo(
         f"next: mutualmesh node add HOSTNAME --model MODEL --dir {directory} --admin-key {key_path}"
     )
@@ -101,10 +112,17 @@ def _load(file: Path) -> Any:
 
 @community.command()
 @click.argument("file", type=click.Path(path_type=Path))
-def check(file: Path) -> None:
-    """Check FILE and list every problem with its field path; writes nothing.
+@click.option(
+    "--genesis",
+    default=None,
+    help="Expected genesis fingerprint (sha256:...), as printed by `community init`.",
+)
+def check(file: Path, genesis: str | None) -> None:
+    """Check FILE and list every problem with its field path.
 
-    Signatures, when present, must come from k distinct admins (k = threshold).
+    Signatures, when present, must come from k distinct admins (k = threshold). When FILE sits
+    in a community folder, its trust/ chain is verified too: every change signed by k admins of
+    the version before it, FILE the newest version. Writes nothing but the admin's pin.
     """
     data = _load(file)
     problems = []
@@ -125,6 +143,20 @@ def check(file: Path) -> None:
                     "ask admins to run `mutualmesh community sign --dir DIR --admin-key KEY`",
                 )
             )
+    chain = None
+    if not problems and (file.parent / TRUST_DIR).exists():
+        try:
+            chain = verify_folder(file.parent, data, genesis=genesis)
+        except ProvisionError as exc:
+            problems.append(Problem(exc.where, exc.what, exc.fix))
+    elif not problems and genesis is not None:
+        problems.append(
+            Problem(
+                str(file.parent / TRUST_DIR),
+                "missing, so the genesis cannot be checked",
+                "check the community.yaml inside its community folder",
+            )
+        )
     if problems:
         for p in problems:
             click.echo(f"{p.path}: {p.message} (fix: {p.fix})", err=True)
@@ -143,6 +175,13 @@ def check(file: Path) -> None:
         f"IPv4 {c.ipv4}, IPv6 {c.ipv6}, routing {c.routing}, bands {', '.join(sorted(c.bands))}; "
         f"{signed}"
     )
+    if chain is None:
+        click.echo("  no trust/ chain next to it: who accepted this version is not checked")
+    else:
+        click.echo(
+            f"  trusted version {len(chain)} (each change signed by k admins of the version "
+            f"before); genesis {chain[0].fingerprint}"
+        )
 
 
 @community.command("add-admin")
@@ -166,8 +205,9 @@ def add_admin_cmd(name: str, key_text: str, directory: Path, threshold: int | No
     data = run(lambda: add_admin(directory, name, key, threshold))
     click.echo(f"admin {name} added; threshold {data['threshold']} of {len(data['admins'])}")
     click.echo(
-        "signatures were cleared (they covered the old file): "
-        f"{data['threshold']} admin(s) must now run `mutualmesh community sign`"
+        "signatures were cleared (they covered the old file). The change is accepted once "
+        "k admins of the current version and "
+        f"{data['threshold']} admin(s) of the new list have run `mutualmesh community sign`"
     )
 
 
@@ -177,10 +217,35 @@ def add_admin_cmd(name: str, key_text: str, directory: Path, threshold: int | No
     "--admin-key", type=click.Path(path_type=Path), required=True, help="Your admin private key."
 )
 def sign(directory: Path, admin_key: Path) -> None:
-    """Sign the community file with your admin key."""
-    _, valid, k = run(lambda: sign_community(directory, admin_key))
+    """Sign the community file (and the change to it) with your admin key."""
+    done = run(lambda: sign_community(directory, admin_key))
+    valid, k = done.file_valid, done.file_needed
     state = "valid" if valid >= k else f"needs {k - valid} more"
     click.echo(f"signed: {valid} of {k} required signature(s) — {state}")
+    if done.proposed is not None:
+        click.echo(
+            f"change to version {done.proposed.version}: {done.change_valid} of "
+            f"{done.change_needed} signature(s) from the admins of version {done.version} — "
+            "not accepted yet; they run the same command"
+        )
+    else:
+        click.echo(f"trusted version {done.version}")
+
+
+@community.command()
+@click.option("--dir", "directory", type=click.Path(path_type=Path), required=True)
+@click.option(
+    "--admin-key",
+    "admin_keys",
+    type=click.Path(path_type=Path),
+    multiple=True,
+    required=True,
+    help="Admin private key; repeat for k admins.",
+)
+def adopt(directory: Path, admin_keys: tuple[Path, ...]) -> None:
+    """Start the trust/ chain of a community.yaml made without one (version 1)."""
+    genesis = run(lambda: adopt_community(directory, list(admin_keys)))
+    click.echo(f"trust chain started at version 1; genesis {genesis.fingerprint}")
 
 
 @community.command("admin-key")

@@ -36,7 +36,8 @@ def wait_for(predicate, timeout: float, step: float = 0.5) -> bool:
     return predicate()
 
 
-def test_node_add_joins_and_revocation_removes_it(tmp_path):
+def test_node_add_joins_and_revocation_removes_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("MUTUALMESH_CONFIG_DIR", str(tmp_path / "config"))
     reason = skip_reason()
     if reason:
         pytest.skip(reason)
@@ -54,6 +55,11 @@ def test_node_add_joins_and_revocation_removes_it(tmp_path):
         shutil.copy(lab.run_dir / "community.yaml", folder / "community.yaml")
         admin_key = lab.run_dir / "admin.key"
         runner = CliRunner()
+        # The lab's file has no trust/ chain yet: its admin starts one (version 1).
+        adopted = runner.invoke(
+            app, ["community", "adopt", "--dir", str(folder), "--admin-key", str(admin_key)]
+        )
+        assert adopted.exit_code == 0, adopted.output
         added = runner.invoke(
             app,
             ["node", "add", joiner, "--model", "cudy_wr3000-v1", "--dir", str(folder),

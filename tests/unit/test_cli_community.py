@@ -15,6 +15,12 @@ from meshd.trust import admin_signature, community_message
 from provisioning.community import check
 
 
+@pytest.fixture(autouse=True)
+def own_config(tmp_path, monkeypatch):
+    """Pins and default keys go to the test's folder, never the real ~/.config."""
+    monkeypatch.setenv("MUTUALMESH_CONFIG_DIR", str(tmp_path / "config"))
+
+
 def invoke(*args):
     return CliRunner().invoke(app, [str(a) for a in args])
 
@@ -127,6 +133,9 @@ def two_of_three(comm, tmp_path):
             args += ["--threshold", "2"]
         result = invoke(*args)
         assert result.exit_code == 0, result.output
+        # ada, the one admin of the trusted version, accepts each change.
+        signed = invoke("community", "sign", "--dir", directory, "--admin-key", ada)
+        assert signed.exit_code == 0, signed.output
     return directory, keys
 
 

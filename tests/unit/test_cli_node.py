@@ -18,6 +18,12 @@ from meshd.trust import Enrollment, Revocation
 from provisioning.keys import load_private_key
 
 
+@pytest.fixture(autouse=True)
+def own_config(tmp_path, monkeypatch):
+    """Pins and default keys go to the test's folder, never the real ~/.config."""
+    monkeypatch.setenv("MUTUALMESH_CONFIG_DIR", str(tmp_path / "config"))
+
+
 def invoke(*args):
     return CliRunner().invoke(app, [str(a) for a in args])
 

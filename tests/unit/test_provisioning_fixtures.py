@@ -10,6 +10,7 @@ from provisioning.addresses import AddressPlan
 from provisioning.community import check, sign
 from provisioning.nodes import NodeEntry
 from provisioning.profiles import lookup
+from provisioning.trustchain import Pin, propose
 
 ADMIN = SigningKey(bytes(range(32)))
 NODE_KEYS = {"bakery": SigningKey(bytes([7]) * 32), "library": SigningKey(bytes([9]) * 32)}
@@ -49,3 +50,8 @@ def node(hostname: str, *, gateway: bool, model: str = "cudy_wr3000-v1", routing
         hostname, key.public, model, gateway, None, plan.allocate(key.public.raw, ()), cert
     )
     return community, entry, key, lookup(model)
+
+
+def pin(routing: str = "babel") -> Pin:
+    """The bundle's pin of the fixed community: its genesis, signed by the fixed admin."""
+    return Pin.of([propose(community_data(routing), None).signed_by(ADMIN)])
