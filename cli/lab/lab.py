@@ -735,11 +735,16 @@ class Lab:
         return new
 
     def heal(self, a: str, b: str) -> None:
-        """Remove every impairment from link a-b (a cut stays cut)."""
+        """Remove every impairment from link a-b (a cut stays cut).
+
+        Returns once the link carries traffic again (routes present, a ping across it answers).
+        """
         self.require_up()
         link = self.link(a, b)
         with self.locked():
             self._impair_link(link, a, Impairment())
+            if not self.links.get(link.index, LinkState(Impairment(), a)).cut:
+                self._wait_link_usable(link)
 
     def _impair_link(self, link: Link, sender: str, new: Impairment) -> None:
         old = self.links.get(link.index)
@@ -764,6 +769,8 @@ class Lab:
         self._apply_rate(link)
         self.save()
         if (new.delay_ms > 0) != was_delayed and not cut:
+            # a ping must answer within its 1 s timeout (not over a very lossy or long link)
+            self._wait_link_usable(link, ping=new.loss < 50 and new.delay_ms < 400)
             self._settle(link)
 
     def _settle(self, link: Link, timeout: float = 30.0, stable_for: float = 1.5) -> None:
@@ -795,6 +802,69 @@ class Lab:
                     f"babeld does not route over {link.a}-{link.b} steadily after {timeout:.0f} s"
                 )
             time.sleep(0.1)
+
+    def link_usable(self, a: str, b: str, *, ping: bool = True) -> list[str]:
+        """Why link a-b cannot carry traffic right now (empty when it can).
+
+        Each end must have a route to the peer's link address over the link's active interface
+        (the connected route), and with `ping` a ping across the link must answer both ways.
+        """
+        return self._link_problems(self.link(a, b), ping=ping)
+
+    def _link_problems(self, link: Link, *, ping: bool = True) -> list[str]:
+        problems = []
+        for node in link.ends():
+            peer_addr = link.side(link.peer(node))[2]
+            iface = self._active_iface(link, node)
+            got = netns.ip_json(self.ns(node), "route", "get", peer_addr)
+            dev = str(got[0].get("dev", "")) if got else ""
+            if dev != iface:
+                problems.append(f"{node} has no route to {peer_addr} on {iface} ({dev or 'none'})")
+            elif ping:
+                argv = netns.nsexec(self.ns(node), "ping", "-n", "-q", "-c", "1", "-W", "1")
+                if netns.run([*argv, peer_addr], check=False).returncode != 0:
+                    problems.append(f"{node} gets no ping reply from {peer_addr} over {iface}")
+        return problems
+
+    def _repair_connected(self, link: Link) -> None:
+        """Re-add a link address whose connected routes the kernel dropped (it re-creates them)."""
+        for node in link.ends():
+            iface = self._active_iface(link, node)
+            v4 = link.side(node)[2]
+            peer_addr = link.side(link.peer(node))[2]
+            got = netns.ip_json(self.ns(node), "route", "get", peer_addr)
+            if got and got[0].get("dev") == iface:
+                continue
+            ns = self.ns(node)
+            netns.run(
+                ["ip", "-n", ns, "addr", "del", f"{v4}/{link.v4_plen}", "dev", iface], check=False
+            )
+            netns.run(
+                ["ip", "-n", ns, "addr", "add", f"{v4}/{link.v4_plen}", "dev", iface], check=False
+            )
+
+    def _wait_link_usable(self, link: Link, timeout: float = 20.0, *, ping: bool = True) -> None:
+        """Poll until the link carries traffic both ways; repair missing connected routes.
+
+        Callers (and users) must never see the moment right after a change when the link's
+        addresses or connected routes are not back yet.
+        """
+        t0 = _now()
+        repaired = False
+        while True:
+            problems = self._link_problems(link, ping=ping)
+            if not problems:
+                return
+            waited = _now() - t0
+            if not repaired and waited > 2.0 and any("no route" in p for p in problems):
+                self._repair_connected(link)
+                repaired = True
+            if waited > timeout:
+                raise LabError(
+                    f"link {link.a}-{link.b} does not carry traffic after {timeout:.0f} s: "
+                    + "; ".join(problems)
+                )
+            time.sleep(0.05)
 
     def _relay_key(self, link: Link) -> str:
         return f"link/{link.a}-{link.b}/relay"
@@ -840,17 +910,30 @@ class Lab:
             babel.request(ns, babel.runtime_interface(tap))
 
     def _stop_relay(self, link: Link, cut: bool) -> None:
-        """Back from the TAP pair to the veth."""
+        """Back from the TAP pair to the veth.
+
+        The TAPs carry the same IPv4 addresses as the veths. When the kernel removes such an
+        address (the TAP vanishing with the relay) it also flushes every route whose source is
+        that address, including the veth's connected route if the veth is already up. So the
+        TAPs lose their addresses and are gone before the veths come back up.
+        """
+        for node in link.ends():
+            tap = link.side(node)[1]
+            with contextlib.suppress(babel.BabelError, OSError):
+                babel.request(self.ns(node), f"flush interface {tap}")
+            netns.run(["ip", "-n", self.ns(node), "-4", "addr", "flush", "dev", tap], check=False)
         rec = self.procs.pop(self._relay_key(link), None)
         if rec is not None:
             procs.stop([rec])
         self._relay_params_path(link).unlink(missing_ok=True)
+        deadline = _now() + 10
+        while any(netns.iface_exists(self.ns(node), link.side(node)[1]) for node in link.ends()):
+            if _now() > deadline:
+                raise LabError(f"the TAP devices of {link.a}-{link.b} did not go away in 10 s")
+            time.sleep(0.02)
         for node in link.ends():
-            iface, tap, _ = link.side(node)
-            with contextlib.suppress(babel.BabelError, OSError):
-                babel.request(self.ns(node), f"flush interface {tap}")
             if not cut:
-                netns.run(["ip", "-n", self.ns(node), "link", "set", iface, "up"])
+                netns.run(["ip", "-n", self.ns(node), "link", "set", link.side(node)[0], "up"])
 
     def _apply_nft(self, node: str) -> None:
         """Rebuild `node`'s loss table from the state of all its links."""
@@ -915,6 +998,9 @@ class Lab:
             self.save()
             for node in link.ends():
                 self._set_link(link, node, "up")
+            if wait:
+                imp = s.impairment if s is not None else Impairment()
+                self._wait_link_usable(link, ping=imp.loss < 50)
         return self.wait_neighbours(a, b) if wait else True
 
     # -- exec, ping, traffic ---------------------------------------------------------------------
