@@ -5,8 +5,10 @@ Layout (the folder can live in git; `secrets/` and `build/` are git-ignored):
     community.yaml          radio, addresses, routing, admins, threshold, signatures
     trust/NNNNNN.json       every accepted version, each signed by k admins of the one before
     trust/pending.json      a proposed change collecting those signatures
-    nodes.yaml              the node registry: keys, slots, addresses, enrollment certificates
+    nodes.yaml              the node registry: keys, slots, addresses, enrollment certificates;
+                            `retired:` revoked nodes whose hostname went to a new key
     revocations/<host>.json signed revocations, ready for `mutualmesh publish`
+                            (<host>-<node_id>.json once the hostname is reused)
     secrets/<host>.key      node private keys (0600), so bundles can be rendered again
     build/<host>/           Image Builder FILES= folder; build/<host>.tar.gz the same as a bundle
 
@@ -15,6 +17,11 @@ provisioning.trustchain): its own signatures show the listed admins agree, the c
 admins trusted *before* agreed to the change. The admin CLI pins each community's genesis and
 newest verified version under ~/.config/mutualmesh/pins/ (override the folder with
 MUTUALMESH_CONFIG_DIR), like ssh's known_hosts, so a rewritten or rolled-back folder is refused.
+
+A revoked node is never deleted: its signed records may circulate until they expire, so its key
+and address slot stay taken for good (`node list` shows it as revoked). Its hostname is reused
+only with `node add HOST --replace`, which retires the old entry and enrolls a new key at new
+addresses; without it, `node add` says to pick a new hostname or pass --replace.
 """
 
 from __future__ import annotations

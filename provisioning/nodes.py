@@ -108,18 +108,40 @@ def parse_location(text: str) -> tuple[float, float]:
 
 
 class Registry:
-    """nodes.yaml, checked on load: no duplicate hostnames, keys or slots."""
+    """nodes.yaml, checked on load: no duplicate hostnames, keys or slots.
 
-    def __init__(self, plan: AddressPlan, nodes: Iterable[NodeEntry] = ()) -> None:
+    `nodes` are the enrolled nodes by hostname (a revoked one stays there until its hostname is
+    reused). `retired` are revoked nodes whose hostname went to a new key (`node add --replace`):
+    they keep their key and address slot for good, because their signed records may still
+    circulate and a new node at the same address would be confused with them.
+    """
+
+    def __init__(
+        self, plan: AddressPlan, nodes: Iterable[NodeEntry] = (), retired: Iterable[NodeEntry] = ()
+    ) -> None:
         self.plan = plan
         self.nodes: dict[str, NodeEntry] = {}
+        self.retired: list[NodeEntry] = []
+        for node in retired:
+            self._check_unique(node)
+            self.retired.append(node)
         for node in nodes:
             self.add(node)
 
     def add(self, node: NodeEntry) -> None:
         if node.hostname in self.nodes:
             raise ValueError(f"hostname {node.hostname!r} is already in the registry")
-        for other in self.nodes.values():
+        self._check_unique(node)
+        self.nodes[node.hostname] = node
+
+    def retire(self, hostname: str) -> NodeEntry:
+        """Move a (revoked) node out of the way of its hostname; its key and slot stay taken."""
+        node = self.nodes.pop(hostname)
+        self.retired.append(node)
+        return node
+
+    def _check_unique(self, node: NodeEntry) -> None:
+        for other in [*self.nodes.values(), *self.retired]:
             if other.key == node.key:
                 raise ValueError(f"{node.hostname}: same key as {other.hostname}")
             if other.addresses.slot == node.addresses.slot:
@@ -127,13 +149,15 @@ class Registry:
                     f"{node.hostname}: address slot {node.addresses.slot} already used by "
                     f"{other.hostname}"
                 )
-        self.nodes[node.hostname] = node
 
     def used_slots(self) -> set[int]:
-        return {n.addresses.slot for n in self.nodes.values()}
+        return {n.addresses.slot for n in [*self.nodes.values(), *self.retired]}
 
     def to_yaml(self) -> str:
-        return dump_yaml({"nodes": [self.nodes[h].to_json() for h in sorted(self.nodes)]})
+        data: dict[str, Any] = {"nodes": [self.nodes[h].to_json() for h in sorted(self.nodes)]}
+        if self.retired:
+            data["retired"] = [n.to_json() for n in self.retired]
+        return dump_yaml(data)
 
     @classmethod
     def load(cls, directory: Path, plan: AddressPlan) -> Registry:
@@ -145,9 +169,13 @@ class Registry:
             return cls(plan)
         where = str(path)
         try:
-            top = v.obj(data, "nodes.yaml", frozenset({"nodes"}))
+            top = v.obj(data, "nodes.yaml", frozenset({"nodes"}), frozenset({"retired"}))
             items = v.array(top["nodes"], "nodes", 1_000_000)
-            registry = cls(plan)
+            old = v.array(top.get("retired", []), "retired", 1_000_000)
+            registry = cls(
+                plan,
+                retired=[NodeEntry.from_json(o, f"retired[{i}]", plan) for i, o in enumerate(old)],
+            )
             for i, item in enumerate(items):
                 registry.add(NodeEntry.from_json(item, f"nodes[{i}]", plan))
         except v.Invalid as exc:

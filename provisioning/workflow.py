@@ -16,7 +16,7 @@ from typing import Any
 
 from meshd import validate as v
 from meshd.ids import PublicKey, SigningKey
-from meshd.trust import Enrollment, Revocation
+from meshd.trust import Enrollment, Revocation, Trust
 from provisioning import bundle
 from provisioning.addresses import AddressPlan, PoolFull
 from provisioning.community import (
@@ -213,20 +213,53 @@ def add_node(
     admin_key_path: Path,
     out: Path | None,
     now: int,
+    replace: bool = False,
 ) -> Built:
+    """Enroll a new node. `replace` gives the hostname of a revoked node to a new key.
+
+    A revoked node keeps its entry, key and address slot: its signed records may still
+    circulate until they expire, so nobody else may appear at its addresses. Its hostname can
+    be reused only explicitly (`replace`): the old entry moves to `retired` in nodes.yaml, its
+    revocation and key files get its node id in their names, and the new node gets a new key
+    and a new slot.
+    """
     hostname = _check_hostname(hostname)
     profile = check_profile(model)
     community, data = load_community_dir(directory)
     plan = AddressPlan(community.ipv4, community.ipv6)
     registry = Registry.load(directory, plan)
-    if hostname in registry.nodes:
-        raise ProvisionError(
-            f"a node called {hostname!r} already exists",
-            str(directory / NODES_FILE),
-            "pick another hostname, or render the existing one with `mutualmesh node render`",
-        )
     key_path = directory / "secrets" / f"{hostname}.key"
-    if key_path.exists():
+    retiring: NodeState | None = None
+    if hostname in registry.nodes:
+        state = node_state(directory, registry.nodes[hostname], community.trust)
+        if state.state != "revoked":
+            raise ProvisionError(
+                f"a node called {hostname!r} already exists"
+                + (f" ({state.state}: {state.detail})" if state.detail else ""),
+                str(directory / NODES_FILE),
+                "finish the revocation first (k admins run `mutualmesh node revoke`), then "
+                "pick a new hostname or pass --replace"
+                if state.state == "revoking"
+                else "pick another hostname, or render the existing one with "
+                "`mutualmesh node render`"
+                + ("; --replace is only for revoked nodes" if replace else ""),
+            )
+        if not replace:
+            raise ProvisionError(
+                f"{hostname!r} was revoked; its address slot stays reserved while its old "
+                "signed records may still circulate",
+                str(directory / NODES_FILE),
+                f"pick a new hostname (e.g. {hostname}-2), or pass --replace to give "
+                f"{hostname!r} to a new key and new addresses (the revoked entry is kept)",
+            )
+        retiring = state
+    elif replace:
+        raise ProvisionError(
+            f"no node called {hostname!r} to replace",
+            str(directory / NODES_FILE),
+            "drop --replace to add a new node",
+        )
+    if key_path.exists() and retiring is None:
         raise ProvisionError(
             "a key file for this hostname exists but the node is not in nodes.yaml",
             str(key_path),
@@ -251,13 +284,25 @@ def add_node(
         expires=now + CERT_DAYS * 86400,
     )
     node = NodeEntry(hostname, node_key.public, profile.profile, gateway, location, addresses, cert)
+    moves: list[tuple[Path, Path]] = []
+    if retiring is not None:
+        old = registry.retire(hostname)
+        moves = [
+            (revocation_file(directory, old), revocation_file(directory, old, retired=True)),
+            (key_path, directory / "secrets" / f"{hostname}-{old.node_id}.key"),
+        ]
     registry.add(node)
     files = render_node(community, data, node, node_key, profile, Pin.of(load_chain(directory)))
     tarball = bundle.tar_gz(files)
     out = out or directory / "build"
     tmp_tar, tmp_tree = _stage_outputs(out, hostname, files, tarball)
     wrote_key = False
+    moved: list[tuple[Path, Path]] = []
     try:
+        for src, dst in moves:
+            if src.exists():
+                os.replace(src, dst)
+                moved.append((src, dst))
         write_private_key(key_path, node_key)
         wrote_key = True
         write_text_atomic(directory / NODES_FILE, registry.to_yaml())
@@ -267,6 +312,8 @@ def add_node(
         shutil.rmtree(tmp_tree, ignore_errors=True)
         if wrote_key:
             key_path.unlink(missing_ok=True)
+        for src, dst in reversed(moved):
+            os.replace(dst, src)
         raise ProvisionError(
             f"cannot save the node ({exc})", str(directory), "check the folder is writable"
         ) from None
@@ -308,10 +355,48 @@ def render_stored(directory: Path, hostname: str, out: Path | None = None) -> Bu
     )
 
 
-def list_nodes(directory: Path) -> list[NodeEntry]:
+@dataclass(frozen=True, slots=True)
+class NodeState:
+    """A registry entry and whether admins revoked it (from its file under revocations/)."""
+
+    node: NodeEntry
+    state: str  # "active", "revoking" (signed by fewer than k admins so far) or "revoked"
+    detail: str = ""
+    retired: bool = False  # revoked and its hostname given to a new key
+
+
+def revocation_file(directory: Path, node: NodeEntry, *, retired: bool = False) -> Path:
+    name = f"{node.hostname}-{node.node_id}" if retired else node.hostname
+    return directory / "revocations" / f"{name}.json"
+
+
+def node_state(
+    directory: Path, node: NodeEntry, trust: Trust, *, retired: bool = False
+) -> NodeState:
+    path = revocation_file(directory, node, retired=retired)
+    if not path.exists():
+        if retired:
+            return NodeState(node, "revoked", f"replaced; {path.name} missing", retired)
+        return NodeState(node, "active")
+    try:
+        revocation = Revocation.from_json(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        return NodeState(node, "active", f"unreadable {path.name}: {exc}", retired)
+    if revocation.key != node.key:
+        return NodeState(node, "active", f"{path.name} is for another key", retired)
+    problem = revocation.problem(trust)
+    if problem:
+        return NodeState(node, "revoking", problem, retired)
+    return NodeState(node, "revoked", "replaced" if retired else "", retired)
+
+
+def list_nodes(directory: Path) -> list[NodeState]:
+    """Every node ever enrolled, revoked ones included (their slots stay taken)."""
     community, _ = load_community_dir(directory, require_signatures=False)
     registry = Registry.load(directory, AddressPlan(community.ipv4, community.ipv6))
-    return [registry.nodes[h] for h in sorted(registry.nodes)]
+    states = [node_state(directory, n, community.trust) for n in registry.nodes.values()]
+    states += [node_state(directory, n, community.trust, retired=True) for n in registry.retired]
+    return sorted(states, key=lambda s: (s.node.hostname, s.retired, s.node.addresses.slot))
 
 
 def revoke_node(
@@ -518,6 +603,7 @@ def trusted_chain(directory: Path) -> list[Version]:
 
 __all__ = [
     "Built",
+    "NodeState",
     "Signed",
     "add_admin",
     "add_node",
@@ -525,6 +611,7 @@ __all__ = [
     "image_packages",
     "init_community",
     "list_nodes",
+    "node_state",
     "render_stored",
     "revoke_node",
     "sign_community",

@@ -74,6 +74,12 @@ def _report(built: Built, verb: str) -> None:
     default=None,
     help="Admin private key [default: ~/.config/mutualmesh/admin-COMMUNITY.key].",
 )
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="Give the hostname of a revoked node to a new key and new addresses "
+    "(the revoked entry and its address slot are kept).",
+)
 @DIR_OPTION
 @OUT_OPTION
 def add(
@@ -82,10 +88,15 @@ def add(
     gateway: bool,
     location: str | None,
     admin_key: Path | None,
+    replace: bool,
     directory: Path,
     out: Path | None,
 ) -> None:
-    """Enroll HOSTNAME: key pair, certificate, addresses and its OpenWrt configuration."""
+    """Enroll HOSTNAME: key pair, certificate, addresses and its OpenWrt configuration.
+
+    A revoked node's hostname is not reused silently: its address slot stays reserved while
+    its old signed records may circulate. Pick a new hostname, or --replace.
+    """
     loc = None
     if location is not None:
         try:
@@ -105,9 +116,10 @@ def add(
             admin_key_path=key_path,
             out=out,
             now=int(time.time()),
+            replace=replace,
         )
     )
-    _report(built, "added")
+    _report(built, "replaced" if replace else "added")
     click.echo(
         f"next: mutualmesh node image {hostname} --dir {directory} "
         "--imagebuilder PATH (or `node push` to a running router)"
@@ -126,10 +138,15 @@ def render(hostname: str, directory: Path, out: Path | None) -> None:
 @node.command("list")
 @DIR_OPTION
 def list_cmd(directory: Path) -> None:
-    """List the nodes in nodes.yaml."""
-    for n in run(lambda: list_nodes(directory)):
+    """List the nodes in nodes.yaml, revoked ones too (their addresses are never reused)."""
+    for s in run(lambda: list_nodes(directory)):
+        n = s.node
         role = "gateway" if n.gateway else "node"
-        click.echo(f"{n.hostname:24} {n.node_id} {role:8} {n.addresses.ipv4!s:15} {n.model}")
+        detail = f"  ({s.detail})" if s.detail else ""
+        click.echo(
+            f"{n.hostname:24} {n.node_id} {s.state:8} {role:8} {n.addresses.ipv4!s:15} "
+            f"{n.model}{detail}"
+        )
 
 
 @node.command()

@@ -233,3 +233,85 @@ def test_publish_rejects_bad_input(tmp_path):
     result = invoke("publish", bad, "--broker", "127.0.0.1")
     assert result.exit_code == 2
     assert "not a valid revocation" in result.output
+
+
+def node_list(directory):
+    result = invoke("node", "list", "--dir", directory)
+    assert result.exit_code == 0, result.output
+    return [line.split() for line in result.output.splitlines()]
+
+
+def test_revoked_nodes_stay_listed_and_their_hostname_needs_replace(comm):
+    directory, key = comm
+    assert add(comm, "bakery", "--model", "cudy_wr3000-v1").exit_code == 0
+    assert add(comm, "library", "--model", "cudy_wr3000-v1").exit_code == 0
+    old = yaml.safe_load((directory / "nodes.yaml").read_text())["nodes"][0]
+    assert [row[2] for row in node_list(directory)] == ["active", "active"]
+
+    assert invoke("node", "revoke", "bakery", "--dir", directory, "--admin-key", key).exit_code == 0
+    rows = {row[0]: row for row in node_list(directory)}
+    assert rows["bakery"][2] == "revoked"
+    assert rows["library"][2] == "active"
+
+    before = snapshot(directory)
+    result = add(comm, "bakery", "--model", "cudy_wr3000-v1")
+    assert result.exit_code == 2
+    assert "was revoked" in result.output
+    assert "bakery-2" in result.output
+    assert "--replace" in result.output
+    assert snapshot(directory) == before
+    refused = add(comm, "library", "--model", "cudy_wr3000-v1", "--replace")
+    assert refused.exit_code == 2
+    assert "only for revoked nodes" in refused.output
+    assert snapshot(directory) == before
+
+    result = add(comm, "bakery", "--model", "cudy_wr3000-v1", "--replace")
+    assert result.exit_code == 0, result.output
+    registry = yaml.safe_load((directory / "nodes.yaml").read_text())
+    new = next(n for n in registry["nodes"] if n["hostname"] == "bakery")
+    (retired,) = registry["retired"]
+    assert retired == old  # the revoked entry, key and slot are kept as they were
+    assert new["key"] != old["key"]
+    assert new["addresses"]["slot"] != old["addresses"]["slot"]
+    assert new["addresses"]["ipv4"] != old["addresses"]["ipv4"]
+    assert (directory / "revocations" / f"bakery-{old['node_id']}.json").exists()
+    assert (directory / "secrets" / f"bakery-{old['node_id']}.key").exists()
+    assert not (directory / "revocations" / "bakery.json").exists()
+    node_key = load_private_key(directory / "secrets" / "bakery.key")
+    assert node_key.public.text == new["key"]
+
+    rows = node_list(directory)
+    bakery = [(row[1], row[2]) for row in rows if row[0] == "bakery"]
+    assert bakery == [(new["node_id"], "active"), (old["node_id"], "revoked")]
+    # The new node can be revoked in its turn without touching the old revocation.
+    assert invoke("node", "revoke", "bakery", "--dir", directory, "--admin-key", key).exit_code == 0
+    revocation = Revocation.from_json(
+        json.loads((directory / "revocations" / "bakery.json").read_text())
+    )
+    assert revocation.node_id == new["node_id"]
+    # Many later adds never land on a revoked node's addresses.
+    for i in range(5):
+        assert add(comm, f"n{i}", "--model", "zyxel_nwa50ax").exit_code == 0
+    registry = yaml.safe_load((directory / "nodes.yaml").read_text())
+    slots = [n["addresses"]["slot"] for n in registry["nodes"] + registry["retired"]]
+    assert len(slots) == len(set(slots))
+
+
+def test_a_half_signed_revocation_is_shown_as_revoking(comm, tmp_path):
+    directory, ada = comm
+    bea = tmp_path / "keys" / "bea.key"
+    pub = invoke("community", "admin-key", "--admin-key", bea, "--create").output.strip()
+    added = invoke(
+        "community", "add-admin", "bea", "--key", pub, "--dir", directory, "--threshold", "2"
+    )
+    assert added.exit_code == 0, added.output
+    for key in (ada, bea):
+        assert invoke("community", "sign", "--dir", directory, "--admin-key", key).exit_code == 0
+    assert add(comm, "bakery", "--model", "cudy_wr3000-v1").exit_code == 0
+    result = invoke("node", "revoke", "bakery", "--dir", directory, "--admin-key", ada)
+    assert result.exit_code == 1  # written, not valid yet
+    (row,) = node_list(directory)
+    assert row[2] == "revoking"
+    result = add(comm, "bakery", "--model", "cudy_wr3000-v1", "--replace")
+    assert result.exit_code == 2
+    assert "finish the revocation" in result.output
