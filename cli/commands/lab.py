@@ -24,6 +24,7 @@ ADMIN_VIEWS = ("nodes", "links", "contrib")
 # admin CLI's broker reader (it stops after a quiet moment) never sees the mesh fall quiet.
 DEMO_AGENT_ARGS = ("--publish-interval", "15")
 DEMO_LINK_RATE = "50mbit"
+INTERNET_NAME = "internet"
 
 
 def _user_errors(func: F) -> F:
@@ -134,18 +135,27 @@ def up(
     _hints(the_lab)
 
 
-def _hints(the_lab: Any) -> None:
+def _hints(the_lab: Any, demo: bool = False) -> None:
     nodes = the_lab.t.names
     a, b = nodes[0], nodes[1]
     far = nodes[-1]
     flag = "" if the_lab.name == "lab" else f" --name {the_lab.name}"
-    click.echo("\nnext:")
-    click.echo(f"  mutualmesh lab status{flag}")
-    click.echo(f"  mutualmesh lab exec {a}{flag} -- ping -c 3 {the_lab.addr(far)}")
-    click.echo(f"  mutualmesh lab traffic {a} {far} --seconds 3{flag}")
-    click.echo(f"  mutualmesh lab impair {a} {b} --loss 20 --delay 25{flag}")
-    click.echo(f"  mutualmesh lab cut {a} {b}{flag}   (and: lab restore {a} {b})")
-    click.echo(f"  mutualmesh lab down{flag}")
+    rows = [
+        (f"mutualmesh lab status{flag}", "nodes, routes, link costs"),
+        (f"mutualmesh lab exec {a}{flag} -- ping -c 3 {the_lab.addr(far)}", f"{a} reaches {far}"),
+        (f"mutualmesh lab traffic {a} {far} --seconds 3{flag}", "TCP traffic across the mesh"),
+        (f"mutualmesh lab impair {a} {b} --loss 20 --delay 25{flag}", "make a link worse"),
+        (f"mutualmesh lab cut {a} {b}{flag}", f"break it (then: lab restore {a} {b})"),
+    ]
+    if the_lab.agents and importlib.util.find_spec("cli.commands.links"):
+        rows.append((f"mutualmesh lab view links{flag}", "see it in the agents' records"))
+        if importlib.util.find_spec("cli.commands.audit"):
+            rows.append((f"mutualmesh lab view audit{flag}", "what the audit finds"))
+    rows.append((f"mutualmesh lab down{flag}", "remove everything"))
+    width = max(len(cmd) for cmd, _ in rows)
+    _say("The lab keeps running. Try:" if demo else "next:")
+    for cmd, why in rows:
+        click.echo(f"  {cmd.ljust(width)}   # {why}")
 
 
 @lab.command()
@@ -348,6 +358,45 @@ def traffic(a: str, b: str, seconds: float, name: str) -> None:
     )
 
 
+VIEWS = ("nodes", "links", "contrib", "audit", "diagnose", "topology")
+
+
+@lab.command(context_settings={"ignore_unknown_options": True})
+@click.argument("view")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.option("--at", "node", help="Ask this node's broker [default: the first node].")
+@_name_option
+@_user_errors
+def view(view: str, args: tuple[str, ...], node: str | None, name: str) -> None:
+    """Run an admin VIEW (nodes, links, contrib, audit, ...) inside a node, against its broker.
+
+    The admin CLI verifies every record with the lab's community file, exactly as on a real
+    mesh; extra ARGS go to the view, e.g. `lab view links --worst 3` or `lab view audit --json`.
+    """
+    if view not in VIEWS or not importlib.util.find_spec(f"cli.commands.{view}"):
+        have = [v for v in VIEWS if importlib.util.find_spec(f"cli.commands.{v}")]
+        raise UserError(
+            f"{view!r} is not an admin view",
+            fix=f"use one of: {', '.join(have)}",
+            status=ExitStatus.USAGE,
+        )
+    _require_root("view", f"view {view} --name {name}")
+    the_lab = _load(name)
+    the_lab.require_up()
+    if not the_lab.agents:
+        raise UserError(
+            f"lab {name!r} runs no agents, so no node publishes records to view",
+            fix=f"rebuild it with agents: `mutualmesh lab down --name {name}` and "
+            f"`mutualmesh lab up --agents --name {name}`",
+        )
+    at = node or the_lab.t.names[0]
+    the_lab._check_node(at)
+    script = Path(sys.executable).parent / "mutualmesh"
+    argv = [str(script), view, *args, "--broker", the_lab.addr(at)]
+    argv += ["--community", str(the_lab.run_dir / "community.yaml")]
+    sys.exit(the_lab.exec(at, argv))
+
+
 @lab.command()
 @click.argument("node")
 @click.option(
@@ -376,6 +425,23 @@ def start(node: str, name: str) -> None:
     click.echo(f"{node}: started {', '.join(started) or 'nothing (all running)'}")
 
 
+DEMO_MAP = r"""
+      internet
+         |
+        n1 ------- n2 ------- n3 ------- n4
+         |                     |          |
+        n6 ------- n7 ---------+          |
+         |                                |
+         +------------- n5 ---------------+
+"""
+
+
+def _say(text: str) -> None:
+    """A heading line of the demo: what the next block shows."""
+    click.echo("")
+    click.secho(text, bold=True)
+
+
 @lab.command()
 @click.option("--agents/--no-agents", default=None, help="Run meshd in every node.")
 @click.option("--seconds", default=2.0, show_default=True, help="Seconds of each traffic flow.")
@@ -390,31 +456,54 @@ def demo(agents: bool | None, seconds: float, name: str) -> None:
     check_name(name)
     _require_root("demo", f"demo --name {name}")
     topo = neighbourhood()
-    # agents publish every few seconds so the demo's traffic shows up in their records quickly
     the_lab = Lab(name, topo, agents=agents, agent_args=DEMO_AGENT_ARGS, echo=click.echo)
-    click.echo(
-        f"demo: 7 houses in a street ({len(topo.mesh_links())} links), {topo.gateways[0]} "
-        "shares its internet uplink"
-    )
+    gw = topo.gateways[0]
+    click.secho("mutualmesh lab demo", bold=True)
+    intro = [
+        f"A street of {len(topo.nodes)} houses, each with a mesh router; the only internet is"
+        f" {gw}'s uplink,",
+        "which it shares. Every router is a network namespace on this machine running the real",
+        "software: babeld (routing) and mosquitto (the router's own MQTT broker)"
+        + (", plus meshd, the" if the_lab.agents else "."),
+    ]
+    if the_lab.agents:
+        intro.append("node agent that measures links, counts bytes and signs what its router sees.")
+    click.echo("\n".join(intro))
+    click.echo(DEMO_MAP)
+    _say("1. Build the mesh (namespaces, links, daemons; then wait for routes and agents)")
     t0 = time.monotonic()
     the_lab.up()
-    click.echo(f"converged in {time.monotonic() - t0:.2f}s")
+    click.echo(f"ready in {time.monotonic() - t0:.1f}s")
     for link in topo.mesh_links():
         the_lab.impair(link.a, link.b, rate=DEMO_LINK_RATE)
-    click.echo(f"every mesh link shaped to {DEMO_LINK_RATE} each way, like a good 5 GHz hop\n")
-    flows = [("n4", "internet"), ("n7", "internet"), ("n2", "n5")]
+    click.echo(f"every link shaped to {DEMO_LINK_RATE} each way, like a good 5 GHz hop")
+
+    _say("2. Real traffic (iperf3): two houses use the shared uplink, one sends to a neighbour")
+    flows = [("n4", INTERNET_NAME), ("n7", INTERNET_NAME), ("n2", "n5")]
     for a, b in flows:
+        path = the_lab.path(a, b)
         r = the_lab.traffic(a, b, seconds)
+        relays = path[1:-2] if b == INTERNET_NAME else path[1:-1]
+        role = [f"{', '.join(relays)} relay{'s' if len(relays) == 1 else ''}"] if relays else []
+        if b == INTERNET_NAME and len(path) >= 2:
+            role.append(f"{path[-2]} is the gateway")
         click.echo(
-            f"traffic {a} -> {b}: {human_bytes(r.sent_bytes)} sent, {r.receiver_mbps:.0f} Mbit/s"
+            f"{a} -> {b}: {human_bytes(r.sent_bytes)} at {r.receiver_mbps:.0f} Mbit/s,"
+            f" path {' > '.join(path)}" + (f" ({'; '.join(role)})" if role else "")
         )
     traffic_ended = time.time()
-    click.echo("")
+
+    _say("3. What the lab sees: processes, babel routing and link impairments per node")
+    click.echo(
+        "   neighbours = babel neighbours, routes = nodes it can reach; a cost of 256 is a clean"
+        " link\n   (loss raises it, and babeld then routes around the link)"
+    )
     _print_status(the_lab.status())
-    click.echo("\nbytes each node carried on its mesh links (kernel counters, rx+tx):")
+    _say("4. Bytes each router carried on its mesh links (kernel counters, rx+tx)")
+    click.echo("   relays carry bytes both ways; the uplink column is what the gateway sent out")
     _print_carried(the_lab)
     _admin_views(the_lab, traffic_ended)
-    _hints(the_lab)
+    _hints(the_lab, demo=True)
 
 
 def _print_carried(the_lab: Any) -> None:
@@ -461,20 +550,38 @@ def _all_published_since(the_lab: Any, since: float) -> bool:
     )
 
 
+VIEW_EXPLAIN = {
+    "nodes": "every router, known only from its own signed record: software, uplink offer,"
+    " neighbours",
+    "links": "every link in both directions as the agents measure it (ETX, loss, RTT) with"
+    " babel's cost",
+    "contrib": "who relayed for others and who shared an uplink; `check` says whether the"
+    " neighbours'\n   own counters confirm each claim (verified) or contradict it",
+}
+
+
 def _admin_views(the_lab: Any, traffic_ended: float) -> None:
     """The admin CLI's own views, read from a node's broker once the agents' records are in."""
     views = [v for v in ADMIN_VIEWS if importlib.util.find_spec(f"cli.commands.{v}")]
     if not views or not the_lab.agents:
         click.echo("\n(start the demo with --agents to see the admin views nodes, links, contrib)")
         return
+    first = the_lab.t.names[0]
+    _say(f"5. What an admin sees: signed records every router shares, read from {first}'s broker")
+    click.echo(
+        "   each agent publishes node/links/traffic records to its broker; neighbours relay them,"
+        "\n   so every router holds the whole picture and the admin CLI can ask any of them"
+    )
     t0 = time.monotonic()
-    click.echo("\nwaiting for every agent to publish its counters after the traffic ...")
+    click.echo("waiting for every agent to publish its counters after the traffic ...")
     while not _all_published_since(the_lab, traffic_ended) and time.monotonic() - t0 < 45:
         time.sleep(1.0)
     took = time.monotonic() - t0
-    click.echo(f"records from all nodes reached {the_lab.t.names[0]} ({took:.1f}s)")
+    click.echo(f"records from all nodes reached {first} ({took:.1f}s)")
     flag = "" if the_lab.name == "lab" else f" --name {the_lab.name}"
     for view in views:
-        click.echo(f"\n$ mutualmesh lab exec {the_lab.t.names[0]}{flag} -- mutualmesh {view}")
+        click.echo(f"\n$ mutualmesh lab view {view}{flag}")
+        if view in VIEW_EXPLAIN:
+            click.echo(f"   ({VIEW_EXPLAIN[view]})")
         proc = _admin_view(the_lab, view)
         click.echo((proc.stdout or proc.stderr).rstrip() or "(no output)")

@@ -7,13 +7,15 @@ when the agent's command line changes.
 from __future__ import annotations
 
 import importlib.util
+import json
+import socket
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cli.lab import babel, broker
+from cli.lab import babel, broker, netns
 from cli.lab.topology import MESH_V4, MESH_V6, Topology
 
 METRICS_PORT = 9105
@@ -125,3 +127,65 @@ def provision_identities(topo: Topology, run_dir: Path) -> None:
             admin, community=COMMUNITY, hostname=n.name, key=key.public, expires=expires
         )
         write_certificate(files.cert, cert)
+
+
+def node_ids(topo: Topology, run_dir: Path) -> dict[str, str]:
+    """node name -> node id, read from the keys `provision_identities` wrote."""
+    from provisioning.keys import load_private_key
+
+    return {
+        n.name: load_private_key(AgentFiles.of(run_dir, n.name).key).node_id for n in topo.nodes
+    }
+
+
+def metrics_port(args: list[str]) -> int:
+    """The agent's HTTP port, honouring a `--metrics-port` among the lab's extra agent flags."""
+    port = METRICS_PORT
+    for i, arg in enumerate(args):
+        if arg == "--metrics-port" and i + 1 < len(args) and args[i + 1].isdigit():
+            port = int(args[i + 1])
+        elif arg.startswith("--metrics-port=") and arg.split("=", 1)[1].isdigit():
+            port = int(arg.split("=", 1)[1])
+    return port
+
+
+def read_status(ns: str, status_file: Path, port: int, timeout: float = 1.0) -> dict[str, Any]:
+    """An agent's live status from its HTTP `/status`, else the status file it writes; {} if none.
+
+    The file is only rewritten every publish interval, so HTTP is what shows a fresh agent.
+    """
+    if port:
+        try:
+            sock = netns.socket_in(ns, socket.AF_INET, socket.SOCK_STREAM)
+        except OSError:
+            sock = None
+        if sock is not None:
+            with sock:
+                sock.settimeout(timeout)
+                try:
+                    sock.connect(("127.0.0.1", port))
+                    sock.sendall(b"GET /status HTTP/1.0\r\n\r\n")
+                    raw = b""
+                    while chunk := sock.recv(65536):
+                        raw += chunk
+                    head, _, body = raw.partition(b"\r\n\r\n")
+                    if head.startswith(b"HTTP/1.0 200"):
+                        data = json.loads(body)
+                        if isinstance(data, dict):
+                            return data
+                except (OSError, ValueError):
+                    pass
+    try:
+        data = json.loads(status_file.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def neighbours_up(status: dict[str, Any]) -> set[str]:
+    """Node ids an agent's status lists as current neighbours."""
+    out = set()
+    for entry in status.get("neighbours", []):
+        if isinstance(entry, dict) and entry.get("up") and isinstance(entry.get("node_id"), str):
+            out.add(str(entry["node_id"]))
+    return out

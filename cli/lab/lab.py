@@ -165,6 +165,7 @@ class Lab:
         self.topo = topology
         self.agents = agent.agent_available() if agents is None else agents
         self.agent_args = list(agent_args)  # appended to every agent's argv (e.g. fast timers)
+        self.agent_timeout = 60.0  # how long `up` waits for agents to see their neighbours
         self.echo: Echo = echo or (lambda _line: None)
         self.run_dir = run_dir_of(name, run_base)
         self.state_file = self.run_dir / "state.json"
@@ -588,6 +589,65 @@ class Lab:
         for n in topo.nodes:
             self.start_agent(n.name)
         self._step(f"meshd started in {len(topo.nodes)} nodes")
+        self.wait_agents_ready(timeout=self.agent_timeout)
+
+    def agents_missing(self, nodes: Sequence[str] | None = None) -> dict[str, list[str]]:
+        """node -> mesh neighbours its agent has not (yet) discovered; a node is absent when done.
+
+        A node whose agent does not answer at all lists every neighbour. Read from each agent's
+        live `/status` (HTTP), falling back to its status file.
+        """
+        topo = self.t
+        ids = agent.node_ids(topo, self.run_dir)
+        port = agent.metrics_port(self.agent_args)
+        missing: dict[str, list[str]] = {}
+        for node in nodes if nodes is not None else topo.names:
+            files = agent.AgentFiles.of(self.run_dir, node)
+            status = agent.read_status(self.ns(node), files.status, port)
+            seen = agent.neighbours_up(status)
+            cut = {i for i, st in self.links.items() if st.cut}
+            wanted = [k.peer(node) for k in topo.mesh_links(node) if k.index not in cut]
+            lacking = [peer for peer in wanted if ids[peer] not in seen]
+            if lacking:
+                missing[node] = lacking
+        return missing
+
+    def wait_agents_ready(self, timeout: float = 60.0, nodes: Sequence[str] | None = None) -> float:
+        """Wait until every agent has discovered all its mesh neighbours; return the seconds taken.
+
+        Traffic sent before that is not attributed to a neighbour, so the lab hands over a mesh
+        only when every agent sees its whole neighbourhood. Progress goes to `echo`.
+        """
+        t0 = _now()
+        total = len(nodes) if nodes is not None else len(self.t.nodes)
+        last = -1
+        while True:
+            self._raise_if_dead()
+            missing = self.agents_missing(nodes)
+            ready = total - len(missing)
+            if not missing:
+                took = _now() - t0
+                self.timings["agents_ready"] = round(took, 3)
+                self._step(f"all {total} agents see all their mesh neighbours ({took:.1f}s)")
+                return took
+            if ready != last:
+                names = sorted(missing)
+                waiting = ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
+                self._step(
+                    f"agents that see all their neighbours: {ready}/{total} (not: {waiting})"
+                )
+                last = ready
+            if _now() - t0 > timeout:
+                node = next(iter(missing))
+                rec = self.procs.get(f"{node}/agent")
+                tail = procs.log_tail(rec.log, 8) if rec else ""
+                raise LabError(
+                    f"agents did not discover their neighbours within {timeout:.0f} s: "
+                    + "; ".join(f"{n} lacks {', '.join(m)}" for n, m in missing.items())
+                    + (f"\nlast log lines of {node}'s agent:\n{tail}" if tail else ""),
+                    "look at the agent logs in " + str(self.run_dir) + ", or use --no-agents",
+                )
+            time.sleep(0.2)
 
     def start_agent(self, node: str, extra_args: Sequence[str] | None = None) -> ProcRecord:
         """Run the node agent inside `node`'s namespace.
@@ -1075,6 +1135,43 @@ class Lab:
                     server.kill()
                 server.communicate()
 
+    def _addr_owner(self) -> dict[str, str]:
+        """Link-side IPv4 address -> the node (or `internet`) it belongs to."""
+        owner: dict[str, str] = {}
+        for k in self.t.links:
+            owner[k.v4_a] = k.a
+            owner[k.v4_b] = k.b
+        return owner
+
+    def _iface_peer(self, node: str, dev: str) -> str | None:
+        for k in self.t.links:
+            if node in k.ends() and dev in k.side(node)[:2]:
+                return k.peer(node)
+        return None
+
+    def path(self, a: str, b: str, max_hops: int = 64) -> list[str]:
+        """The nodes traffic from `a` to `b` (or `internet`) crosses right now, as routed.
+
+        Follows the kernel's route at each hop (`ip route get`); an unroutable hop ends the list
+        with "?".
+        """
+        self._check_node(a)
+        self._check_node(b, allow_internet=True)
+        dst = self.addr(b)
+        owner = self._addr_owner()
+        hops = [a]
+        while hops[-1] != b and len(hops) <= max_hops:
+            here = hops[-1]
+            got = netns.ip_json(self.ns(here), "route", "get", dst)
+            entry = got[0] if got else {}
+            gw = entry.get("gateway")
+            nxt = owner.get(str(gw)) if gw else self._iface_peer(here, str(entry.get("dev", "")))
+            if nxt is None or nxt in hops:
+                hops.append("?")
+                break
+            hops.append(nxt)
+        return hops
+
     # -- kill / start ----------------------------------------------------------------------------
 
     def node_procs(self, node: str) -> dict[str, ProcRecord]:
@@ -1121,6 +1218,8 @@ class Lab:
             if self.agents and down("agent"):
                 self.start_agent(node)
                 started.append("agent")
+        if "agent" in started:
+            self.wait_agents_ready(self.agent_timeout, nodes=[node])
         return started
 
 

@@ -42,6 +42,7 @@ def test_without_root_says_what_is_missing_and_how_to_run_it(not_root, args):
         (["up", "--topology", "chain:3", "--gateway", "n9"], "n9"),
         (["up", "--name", "Bad-Name"], "lab name"),
         (["impair", "n1", "n2"], "nothing to do"),
+        (["view", "bogus"], "not an admin view"),
     ],
 )
 def test_bad_input_is_a_usage_error(args, needle):
@@ -49,3 +50,26 @@ def test_bad_input_is_a_usage_error(args, needle):
     assert result.exit_code == 2, result.output
     assert needle in result.output
     assert "Traceback" not in result.output
+
+
+def test_metrics_port_follows_the_agent_flags():
+    from cli.lab.agent import METRICS_PORT, metrics_port
+
+    assert metrics_port([]) == METRICS_PORT
+    assert metrics_port(["--publish-interval", "2", "--metrics-port", "9200"]) == 9200
+    assert metrics_port(["--metrics-port=0"]) == 0
+
+
+def test_neighbours_up_lists_only_live_neighbours():
+    from cli.lab.agent import neighbours_up
+
+    status = {
+        "neighbours": [
+            {"node_id": "aaa", "up": True},
+            {"node_id": "bbb", "up": False},
+            {"node_id": 5, "up": True},
+            "junk",
+        ]
+    }
+    assert neighbours_up(status) == {"aaa"}
+    assert neighbours_up({}) == set()
