@@ -18,6 +18,8 @@ from meshd.trust import Enrollment
 from provisioning.addresses import AddressPlan, NodeAddresses
 from provisioning.community import NODES_FILE, ProvisionError, dump_yaml, load_yaml
 
+MAX_UPLINK_KBIT = 100_000_000  # 100 Gbit/s: anything above is a typo
+
 
 @dataclass(frozen=True, slots=True)
 class NodeEntry:
@@ -28,13 +30,14 @@ class NodeEntry:
     location: tuple[float, float] | None
     addresses: NodeAddresses
     cert: Enrollment
+    uplink_kbit: int | None = None  # a gateway's shareable uplink, announced as gateway_kbit
 
     @property
     def node_id(self) -> str:
         return self.key.node_id
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data = {
             "hostname": self.hostname,
             "node_id": self.node_id,
             "key": self.key.text,
@@ -44,6 +47,9 @@ class NodeEntry:
             "addresses": self.addresses.to_json(),
             "cert": self.cert.to_json(),
         }
+        if self.uplink_kbit is not None:
+            data["uplink_kbit"] = self.uplink_kbit
+        return data
 
     @classmethod
     def from_json(cls, value: Any, path: str, plan: AddressPlan) -> NodeEntry:
@@ -51,7 +57,7 @@ class NodeEntry:
             value,
             path,
             frozenset({"hostname", "node_id", "key", "model", "gateway", "addresses", "cert"}),
-            frozenset({"location"}),
+            frozenset({"location", "uplink_kbit"}),
         )
         try:
             key = PublicKey.from_text(o["key"], f"{path}.key")
@@ -82,14 +88,21 @@ class NodeEntry:
         hostname = v.hostname(o["hostname"], f"{path}.hostname")
         if cert.hostname != hostname or cert.key != key:
             raise v.Invalid(f"{path}.cert", "is for another hostname or key")
+        gateway = v.boolean(o["gateway"], f"{path}.gateway")
+        uplink = o.get("uplink_kbit")
+        if uplink is not None:
+            uplink = v.integer(uplink, f"{path}.uplink_kbit", 1, MAX_UPLINK_KBIT)
+            if not gateway:
+                raise v.Invalid(f"{path}.uplink_kbit", "only a gateway has an uplink to share")
         return cls(
             hostname=hostname,
             key=key,
             model=v.string(o["model"], f"{path}.model", max_len=64, min_len=1),
-            gateway=v.boolean(o["gateway"], f"{path}.gateway"),
+            gateway=gateway,
             location=location,
             addresses=expected,
             cert=cert,
+            uplink_kbit=uplink,
         )
 
 

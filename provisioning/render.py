@@ -509,6 +509,7 @@ def _meshd(community: Community, node: NodeEntry, bands: list[str]) -> uci.Packa
         "probe_port": str(PROBE_PORT),
         "client_network": "lan",
         "gateway_network": "wan" if node.gateway else None,
+        "gateway_kbit": str(node.uplink_kbit) if node.gateway and node.uplink_kbit else None,
         "log_level": "info",
     }
     return uci.Package("meshd", (uci.section("meshd", "main", **options),))

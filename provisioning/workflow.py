@@ -42,7 +42,7 @@ from provisioning.community import (
     write_version,
 )
 from provisioning.keys import KeyFileError, load_private_key, write_private_key
-from provisioning.nodes import NodeEntry, Registry
+from provisioning.nodes import MAX_UPLINK_KBIT, NodeEntry, Registry
 from provisioning.profiles import DeviceProfile, UnknownModel, lookup
 from provisioning.render import BundleFile, image_packages, render_node
 from provisioning.trustchain import ChainError, Pin, Version, authorising, propose, verify_chain
@@ -214,6 +214,7 @@ def add_node(
     out: Path | None,
     now: int,
     replace: bool = False,
+    uplink_kbit: int | None = None,
 ) -> Built:
     """Enroll a new node. `replace` gives the hostname of a revoked node to a new key.
 
@@ -225,6 +226,18 @@ def add_node(
     """
     hostname = _check_hostname(hostname)
     profile = check_profile(model)
+    if uplink_kbit is not None and not gateway:
+        raise ProvisionError(
+            "--uplink-kbit is the uplink a gateway shares",
+            "--uplink-kbit",
+            "add --gateway, or drop it",
+        )
+    if uplink_kbit is not None and not 1 <= uplink_kbit <= MAX_UPLINK_KBIT:
+        raise ProvisionError(
+            f"{uplink_kbit} kbit/s is outside 1..{MAX_UPLINK_KBIT}",
+            "--uplink-kbit",
+            "give the uplink's upload rate in kbit/s, e.g. 40000 for 40 Mbit/s",
+        )
     community, data = load_community_dir(directory)
     plan = AddressPlan(community.ipv4, community.ipv6)
     registry = Registry.load(directory, plan)
@@ -283,7 +296,9 @@ def add_node(
         key=node_key.public,
         expires=now + CERT_DAYS * 86400,
     )
-    node = NodeEntry(hostname, node_key.public, profile.profile, gateway, location, addresses, cert)
+    node = NodeEntry(
+        hostname, node_key.public, profile.profile, gateway, location, addresses, cert, uplink_kbit
+    )
     moves: list[tuple[Path, Path]] = []
     if retiring is not None:
         old = registry.retire(hostname)

@@ -55,9 +55,10 @@ def node() -> None:
 def _report(built: Built, verb: str) -> None:
     n = built.node
     a = n.addresses
-    click.echo(
-        f"{verb} {n.hostname} ({n.node_id}), {built.profile.name}{', gateway' if n.gateway else ''}"
-    )
+    gateway = ""
+    if n.gateway:
+        gateway = f", gateway ({n.uplink_kbit} kbit/s)" if n.uplink_kbit else ", gateway"
+    click.echo(f"{verb} {n.hostname} ({n.node_id}), {built.profile.name}{gateway}")
     click.echo(f"  router {a.ipv4} / {a.ipv6}; clients {a.ipv4_client} / {a.ipv6_client}")
     click.echo(f"  bundle {built.tar_path}")
     click.echo(f"  Image Builder FILES= folder {built.tree_path}")
@@ -67,6 +68,12 @@ def _report(built: Built, verb: str) -> None:
 @click.argument("hostname")
 @click.option("--model", required=True, help="OpenWrt profile name (see `node models`).")
 @click.option("--gateway", is_flag=True, help="This node shares its uplink (WAN) with the mesh.")
+@click.option(
+    "--uplink-kbit",
+    type=int,
+    default=None,
+    help="With --gateway: the uplink's rate it shares, in kbit/s (announced as gateway_kbit).",
+)
 @click.option("--location", default=None, help="LAT,LON (shared only if you opt in).")
 @click.option(
     "--admin-key",
@@ -86,6 +93,7 @@ def add(
     hostname: str,
     model: str,
     gateway: bool,
+    uplink_kbit: int | None,
     location: str | None,
     admin_key: Path | None,
     replace: bool,
@@ -117,6 +125,7 @@ def add(
             out=out,
             now=int(time.time()),
             replace=replace,
+            uplink_kbit=uplink_kbit,
         )
     )
     _report(built, "replaced" if replace else "added")

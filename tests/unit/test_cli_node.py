@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -16,6 +17,8 @@ from meshd.ids import PublicKey
 from meshd.topics import revocation_topic
 from meshd.trust import Enrollment, Revocation
 from provisioning.keys import load_private_key
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
@@ -315,3 +318,37 @@ def test_a_half_signed_revocation_is_shown_as_revoking(comm, tmp_path):
     result = add(comm, "bakery", "--model", "cudy_wr3000-v1", "--replace")
     assert result.exit_code == 2
     assert "finish the revocation" in result.output
+
+
+def test_gateway_uplink_reaches_the_agent_config(comm):
+    directory, _ = comm
+    result = add(comm, "bakery", "--model", "cudy_wr3000-v1", "--gateway", "--uplink-kbit", 40000)
+    assert result.exit_code == 0, result.output
+    assert "gateway (40000 kbit/s)" in result.output
+    entry = yaml.safe_load((directory / "nodes.yaml").read_text())["nodes"][0]
+    assert entry["uplink_kbit"] == 40000
+    config = directory / "build" / "bakery" / "etc" / "config" / "meshd"
+    assert "option gateway_kbit '40000'" in config.read_text()
+    first = config.read_bytes()
+    assert invoke("node", "render", "bakery", "--dir", directory).exit_code == 0
+    assert config.read_bytes() == first  # stored, not a one-off of `node add`
+    # The init script turns the option into the agent's flag.
+    init = (ROOT / "openwrt" / "meshd" / "files" / "meshd.init").read_text()
+    assert "append_option main gateway_kbit --gateway-kbit" in init
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--uplink-kbit", "40000"], "add --gateway"),
+        (["--gateway", "--uplink-kbit", "0"], "outside 1.."),
+        (["--gateway", "--uplink-kbit", "lots"], "not a valid integer"),
+    ],
+)
+def test_bad_uplink_is_refused_and_nothing_is_written(comm, args, message):
+    directory, _ = comm
+    before = snapshot(directory)
+    result = add(comm, "bakery", "--model", "cudy_wr3000-v1", *args)
+    assert result.exit_code == 2
+    assert message in result.output
+    assert snapshot(directory) == before

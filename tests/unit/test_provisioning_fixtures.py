@@ -46,9 +46,9 @@ def node(hostname: str, *, gateway: bool, model: str = "cudy_wr3000-v1", routing
     cert = Enrollment.issue(
         ADMIN, community="riverside", hostname=hostname, key=key.public, expires=2_000_000_000
     )
-    entry = NodeEntry(
-        hostname, key.public, model, gateway, None, plan.allocate(key.public.raw, ()), cert
-    )
+    addresses = plan.allocate(key.public.raw, ())
+    uplink = 40_000 if gateway else None
+    entry = NodeEntry(hostname, key.public, model, gateway, None, addresses, cert, uplink)
     return community, entry, key, lookup(model)
 
 
