@@ -352,3 +352,15 @@ def test_bad_uplink_is_refused_and_nothing_is_written(comm, args, message):
     assert result.exit_code == 2
     assert message in result.output
     assert snapshot(directory) == before
+
+
+def test_a_hand_edited_uplink_on_a_plain_node_is_refused(comm):
+    directory, _ = comm
+    assert add(comm, "library", "--model", "cudy_wr3000-v1").exit_code == 0
+    path = directory / "nodes.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["nodes"][0]["uplink_kbit"] = 1000
+    path.write_text(yaml.safe_dump(data))
+    result = invoke("node", "render", "library", "--dir", directory)
+    assert result.exit_code == 2
+    assert "nodes[0].uplink_kbit: only a gateway has an uplink to share" in result.output
