@@ -159,13 +159,32 @@ def _hints(the_lab: Any, demo: bool = False) -> None:
 
 
 @lab.command()
+@click.option("--stale", is_flag=True, help="Remove every stale lab (see `lab list`), not one lab.")
+@click.option("--all", "all_", is_flag=True, help="Remove every lab on this machine.")
 @_name_option
 @_user_errors
-def down(name: str) -> None:
+def down(stale: bool, all_: bool, name: str) -> None:
     """Remove every namespace, process and file of the lab (works after a crash; idempotent)."""
-    from cli.lab.lab import check_name, down_by_name
+    from cli.lab.lab import check_name, down_by_name, list_lab_infos
 
+    if stale and all_:
+        raise UserError("--stale and --all exclude each other", status=ExitStatus.USAGE)
     check_name(name)
+    if stale or all_:
+        _require_root("down", "down --stale" if stale else "down --all")
+        infos = [i for i in list_lab_infos() if all_ or i.stale]
+        if not infos:
+            click.echo("no stale labs" if stale else "no labs")
+            return
+        for info in infos:
+            t0 = time.monotonic()
+            removed = down_by_name(info.name)
+            why = f" (stale: {info.stale})" if info.stale else ""
+            click.echo(
+                f"lab {info.name!r} removed: {len(removed)} namespaces in"
+                f" {time.monotonic() - t0:.2f}s{why}"
+            )
+        return
     t0 = time.monotonic()
     removed = down_by_name(name, echo=click.echo)
     took = time.monotonic() - t0
@@ -176,12 +195,33 @@ def down(name: str) -> None:
 
 
 @lab.command("list")
-def list_() -> None:
-    """List the labs on this machine."""
-    from cli.lab.lab import list_labs
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+def list_(as_json: bool) -> None:
+    """List the labs on this machine, and which are stale (left by a crash)."""
+    from cli.lab.lab import list_lab_infos
 
-    for n in list_labs():
-        click.echo(n)
+    infos = list_lab_infos()
+    if as_json:
+        click.echo(json.dumps([i.to_json() for i in infos], indent=2))
+        return
+    if not infos:
+        click.echo("no labs (start one with `mutualmesh lab up`)")
+        return
+    rows: list[tuple[str, ...]] = [("lab", "state", "topology", "namespaces", "owner", "note")]
+    for i in infos:
+        rows.append(
+            (
+                i.name,
+                i.phase,
+                i.spec or "-",
+                str(i.namespaces),
+                f"pid {i.owner}" if i.owner else "-",
+                f"STALE: {i.stale}" if i.stale else "",
+            )
+        )
+    _table(rows)
+    if any(i.stale for i in infos):
+        click.echo("\nremove stale labs with `mutualmesh lab down --stale`")
 
 
 @lab.command()

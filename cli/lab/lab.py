@@ -102,6 +102,108 @@ def list_labs(base: Path = RUN_BASE) -> list[str]:
     return sorted(names)
 
 
+@dataclass
+class LabInfo:
+    """One lab on this machine as `lab list` shows it; `stale` says why it is left over."""
+
+    name: str
+    phase: str
+    spec: str | None
+    nodes: int
+    namespaces: int
+    owner: int | None
+    stale: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "phase": self.phase,
+            "topology": self.spec,
+            "nodes": self.nodes,
+            "namespaces": self.namespaces,
+            "owner_pid": self.owner,
+            "stale": self.stale,
+        }
+
+
+def _lock_held(run_dir: Path) -> bool:
+    """True while some process holds the lab's lock (building it, changing it, removing it)."""
+    try:
+        fd = os.open(run_dir / ".lock", os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing releases a lock we got
+    return False
+
+
+def lab_info(name: str, base: Path = RUN_BASE) -> LabInfo:
+    """What is known about lab `name`, and whether it is stale.
+
+    Stale means nobody will ever remove it but `lab down`: its owning process (a test run) is
+    gone, the `lab up` that built it died half-way, none of its processes runs any more, or
+    only namespaces are left without a state file. A lab whose lock is held is never stale.
+    """
+    run_dir = run_dir_of(name, base)
+    namespaces = [ns for ns in netns.list_netns() if ns.startswith(ns_prefix(name))]
+    try:
+        data = json.loads((run_dir / "state.json").read_text())
+        if not isinstance(data, dict):
+            raise ValueError("not an object")
+    except (OSError, ValueError):
+        data = None
+    if data is None:
+        young = run_dir.exists() and time.time() - run_dir.stat().st_mtime < 30
+        orphan = None if young or _lock_held(run_dir) else "no state file (left by a crash)"
+        return LabInfo(name, "unknown", None, 0, len(namespaces), None, orphan)
+    phase = str(data.get("phase", "unknown"))
+    topo = data.get("topology") or {}
+    owner = data.get("owner")
+    writer = data.get("writer")
+    recs = [ProcRecord.from_json(v) for v in (data.get("procs") or {}).values()]
+    stale: str | None = None
+    if owner and not _proc_is(int(owner[0]), int(owner[1])):
+        stale = f"its owner (pid {owner[0]}) is gone"
+    elif phase != "up" and writer and not _proc_is(int(writer[0]), int(writer[1])):
+        stale = f"the process that was building it (pid {writer[0]}) is gone"
+    elif phase == "up" and recs and not any(procs.alive(r) for r in recs):
+        stale = "none of its processes runs any more"
+    if stale and _lock_held(run_dir):
+        stale = None
+    return LabInfo(
+        name,
+        phase,
+        str(topo.get("spec")) if topo else None,
+        len(topo.get("nodes", [])) if topo else 0,
+        len(namespaces),
+        int(owner[0]) if owner else None,
+        stale,
+    )
+
+
+def list_lab_infos(base: Path = RUN_BASE) -> list[LabInfo]:
+    return [lab_info(name, base) for name in list_labs(base)]
+
+
+def reap_stale(
+    match: Callable[[str], bool] = lambda _name: True,
+    *,
+    run_base: Path = RUN_BASE,
+    echo: Echo | None = None,
+) -> dict[str, str]:
+    """Remove every stale lab whose name `match`es; returns name -> why it was stale."""
+    reaped = {}
+    for info in list_lab_infos(run_base):
+        if info.stale and match(info.name):
+            down_by_name(info.name, run_base=run_base, echo=echo)
+            reaped[info.name] = info.stale
+    return reaped
+
+
 # -- topology <-> state JSON ----------------------------------------------------------------------
 
 
@@ -148,6 +250,30 @@ def _now() -> float:
     return time.monotonic()
 
 
+OWNER_ENV = "MUTUALMESH_LAB_OWNER"
+
+
+def owner_from_env() -> tuple[int, int] | None:
+    """(pid, start time) of the process whose life a lab is bound to, from MUTUALMESH_LAB_OWNER.
+
+    The test suite sets it to the pytest process, so labs it leaves behind after a crash (the
+    daemons run in their own sessions and survive) are recognised as stale by the next run.
+    The value is `PID` or `PID:START_TIME` (clock ticks since boot, /proc/PID/stat field 22).
+    """
+    raw = os.environ.get(OWNER_ENV, "").strip()
+    pid_text, _, start_text = raw.partition(":")
+    if not pid_text.isdigit():
+        return None
+    pid = int(pid_text)
+    start = int(start_text) if start_text.isdigit() else procs.start_time(pid)
+    return (pid, start) if start else None
+
+
+def _proc_is(pid: int, start_time: int) -> bool:
+    """True while the process `pid` that started at `start_time` still runs."""
+    return procs.pid_alive(pid) and procs.start_time(pid) == start_time
+
+
 class Lab:
     """One lab: build it with `up`, change it, and remove everything with `down`."""
 
@@ -160,8 +286,11 @@ class Lab:
         agent_args: Sequence[str] = (),
         echo: Echo | None = None,
         run_base: Path = RUN_BASE,
+        owner: tuple[int, int] | None = None,
     ) -> None:
         self.name = check_name(name)
+        # a lab bound to a process's life (tests) is stale once that process is gone
+        self.owner = owner if owner is not None else owner_from_env()
         self.topo = topology
         self.agents = agent.agent_available() if agents is None else agents
         self.agent_args = list(agent_args)  # appended to every agent's argv (e.g. fast timers)
@@ -246,6 +375,8 @@ class Lab:
                 for i, s in self.links.items()
             },
             "timings": self.timings,
+            "owner": list(self.owner) if self.owner else None,
+            "writer": [os.getpid(), procs.start_time(os.getpid())],
         }
         tmp = self.state_file.with_name(f".state.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
@@ -275,6 +406,8 @@ class Lab:
         lab.namespaces = [str(n) for n in data.get("namespaces", [])]
         lab.procs = {k: ProcRecord.from_json(v) for k, v in data.get("procs", {}).items()}
         lab.timings = {str(k): float(v) for k, v in data.get("timings", {}).items()}
+        owner = data.get("owner")
+        lab.owner = (int(owner[0]), int(owner[1])) if owner else None
         if data.get("topology"):
             lab.topo = topology_from_json(data["topology"])
         for key, s in data.get("links", {}).items():
@@ -328,8 +461,10 @@ class Lab:
             )
         topo = self.t
         if self.state_file.exists() or any(ns.startswith(self.prefix) for ns in netns.list_netns()):
+            stale = lab_info(self.name, self.run_dir.parent).stale
             raise LabError(
-                f"a lab called {self.name!r} already exists",
+                f"a lab called {self.name!r} already exists"
+                + (f" (stale: {stale})" if stale else ""),
                 f"remove it with `mutualmesh lab down --name {self.name}`, or pick --name",
             )
         self._t0 = _now()

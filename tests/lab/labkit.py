@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -19,6 +20,10 @@ from cli.lab.topology import Topology
 def skip_reason() -> str | None:
     missing = missing_requirements()
     return "lab needs " + "; ".join(missing) if missing else None
+
+
+# Labs the tests name (`lab_name`); the only ones the suite's stale-lab reaper may remove.
+TEST_LAB_RE = re.compile(r"^t\d")
 
 
 def lab_name(suffix: str) -> str:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from cli.lab import netns
-from cli.lab.lab import Lab, ns_prefix, run_dir_of
+from cli.lab import netns, procs
+from cli.lab.lab import Lab, lab_info, ns_prefix, reap_stale, run_dir_of
 from cli.lab.topology import chain
 from tests.lab.labkit import Snapshot, lab_name, netns_inodes, processes_in, skip_reason
 
@@ -80,6 +80,9 @@ def test_down_after_the_cli_was_killed_mid_build(suffix: str, kill_after: str):
     assert cli.returncode == -signal.SIGKILL, f"the CLI was not killed mid-build: {seen}"
     assert "is up" not in "\n".join(seen)
     assert inodes, "no namespaces existed when the CLI was killed"
+    stale = lab_info(name).stale
+    assert stale is not None, "a half-built lab whose builder died must be listed as stale"
+    assert f"pid {cli.pid}" in stale
     # the build really was half-done: namespaces are there, nobody is cleaning up
     assert any(ns.startswith(ns_prefix(name)) for ns in netns.list_netns())
     t0 = time.monotonic()
@@ -116,3 +119,38 @@ def test_a_failed_build_removes_what_it_built(monkeypatch):
     assert seen, "the build did not get as far as starting daemons"
     assert len(seen[0]) == 3
     assert before.leftovers(ns_prefix(name), run_dir_of(name), seen[0]) == []
+
+
+def test_stale_labs_are_listed_and_reaped_and_live_ones_are_kept():
+    """A lab whose owning process died is stale; a lab of a live owner is left alone."""
+    stale_name, live_name = lab_name("s1"), lab_name("s2")
+    before = Snapshot.take()
+    owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    stale = Lab(stale_name, chain(2), agents=False, owner=(owner.pid, procs.start_time(owner.pid)))
+    live = Lab(live_name, chain(2), agents=False)  # owned by this pytest process
+    try:
+        stale.up()
+        live.up()
+        inodes = netns_inodes(ns_prefix(stale_name))
+        assert lab_info(stale_name).stale is None
+        owner.kill()
+        owner.wait()
+        listing = subprocess.run(
+            [MUTUALMESH, "lab", "list"], capture_output=True, text=True, check=True
+        ).stdout
+        print(f"\n{listing}")
+        row = next(line for line in listing.splitlines() if line.startswith(stale_name))
+        assert f"STALE: its owner (pid {owner.pid}) is gone" in row
+        live_row = next(line for line in listing.splitlines() if line.startswith(live_name))
+        assert "STALE" not in live_row
+        reaped = reap_stale(lambda name: name in (stale_name, live_name))
+        assert list(reaped) == [stale_name]
+        assert before.leftovers(ns_prefix(stale_name), run_dir_of(stale_name), inodes) == []
+        assert lab_info(live_name).stale is None
+        assert live.ping("n1", live.addr("n2"), count=2, interval=0.05).received == 2
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+            owner.wait()
+        live.down()
+        stale.down()

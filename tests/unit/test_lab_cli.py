@@ -43,6 +43,7 @@ def test_without_root_says_what_is_missing_and_how_to_run_it(not_root, args):
         (["up", "--name", "Bad-Name"], "lab name"),
         (["impair", "n1", "n2"], "nothing to do"),
         (["view", "bogus"], "not an admin view"),
+        (["down", "--stale", "--all"], "exclude each other"),
     ],
 )
 def test_bad_input_is_a_usage_error(args, needle):
@@ -73,3 +74,17 @@ def test_neighbours_up_lists_only_live_neighbours():
     }
     assert neighbours_up(status) == {"aaa"}
     assert neighbours_up({}) == set()
+
+
+def test_owner_comes_from_the_environment(monkeypatch):
+    from cli.lab import procs
+    from cli.lab.lab import OWNER_ENV, owner_from_env
+
+    me = os.getpid()
+    monkeypatch.setenv(OWNER_ENV, str(me))
+    assert owner_from_env() == (me, procs.start_time(me))
+    monkeypatch.setenv(OWNER_ENV, f"{me}:12345")
+    assert owner_from_env() == (me, 12345)
+    for junk in ("", "abc", "-1"):
+        monkeypatch.setenv(OWNER_ENV, junk)
+        assert owner_from_env() is None
