@@ -85,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s meshd[%(name)s] %(levelname)s %(message)s",
     )
     logging.getLogger("zeroconf").setLevel(logging.WARNING)
+    from node_agent.lean import defer_unused
+
+    defer_unused()  # before aiomqtt is imported
     try:
         asyncio.run(_main(config))
     except ConfigError as exc:

@@ -13,8 +13,8 @@ import contextlib
 import ipaddress
 import json
 import logging
+import os
 import random
-import secrets
 import socket
 import time
 from collections import Counter
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from meshd.accounting import Ledger, LinkMeters, SeqReservation
 from meshd.codec import Envelope, sign_record
@@ -43,7 +44,35 @@ log = logging.getLogger("meshd")
 SOFTWARE = "meshd 0.1.0"
 STATE_FILE = "state.json"
 SERVICE_TYPE = "_mutualmesh._tcp.local."
+REPLAY_LIMIT_S = 3.0  # longest a neighbour holds the replay slot
 MAX_PROBED = 64  # estimators kept for senders we do not know yet (bounds memory)
+
+
+class ReplayTurn:
+    """A neighbour's turn to replay its retained records into us: held from connect until its
+    queue first drains, or `limit_s` at most (a silent neighbour sends nothing to drain)."""
+
+    def __init__(self, slot: asyncio.Semaphore, limit_s: float) -> None:
+        self.slot = slot
+        self.limit_s = limit_s
+        self.held = False
+        self.timer: asyncio.TimerHandle | None = None
+
+    async def __aenter__(self) -> ReplayTurn:
+        await self.slot.acquire()
+        self.held = True
+        self.timer = asyncio.get_running_loop().call_later(self.limit_s, self.release)
+        return self
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self.slot.release()
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.release()
 
 
 def _jitter(seconds: float, spread: float = 0.1) -> float:
@@ -71,12 +100,15 @@ class Agent:
         self.boot_id = system.boot_id()
         self.since = int(time.time())
         self.started = time.time()
-        self.session = secrets.randbits(32)
+        self.session = int.from_bytes(os.urandom(4))  # not `secrets`: it loads hmac
         self.probe_seq = 0
         self.counters: dict[str, int] = Counter()  # relay drops, publishes, ...
         self.neighbour_rejections: dict[str, Counter[str]] = {}
         self.buckets: dict[str, TokenBucket] = {}
         self.relay_tasks: dict[str, asyncio.Task[None]] = {}
+        # One neighbour's retained replay at a time: 8 neighbours replaying 600 records at once
+        # queue ~5,000 messages (~10 MB) that pymalloc never hands back to the system.
+        self.replay_slot = asyncio.Semaphore(1)
         self.events: list[tuple[float, str, str]] = []  # (time, node_id, event) for status
         self.local: aiomqtt.Client | None = None
         self.local_ready = asyncio.Event()
@@ -344,6 +376,7 @@ class Agent:
                     "127.0.0.1",
                     self.config.broker_port,
                     identifier=f"meshd-{self.node_id}",
+                    protocol=aiomqtt.ProtocolVersion.V5,  # for no-local, below
                     will=aiomqtt.Will(status, b"offline", qos=1, retain=True),
                     keepalive=30,
                     timeout=10,
@@ -352,7 +385,11 @@ class Agent:
                     attempt = 0
                     self.local = client
                     await client.publish(status, b"online", qos=1, retain=True)
-                    await client.subscribe(community_filter(self.community.name), qos=1)
+                    # no-local: our own publishes (every record we hold) do not come back to us
+                    await client.subscribe(
+                        community_filter(self.community.name),
+                        options=SubscribeOptions(qos=1, noLocal=True),
+                    )
                     # Reconnect heals: put back everything we hold (the broker may have restarted).
                     for env in list(self.store.records.values()):
                         await client.publish(
@@ -400,20 +437,26 @@ class Agent:
             n.node_id, TokenBucket(self.config.neighbour_rate, self.config.neighbour_burst)
         )
         while True:
+            delay = 1.0
             try:
-                async with aiomqtt.Client(
-                    n.address,
-                    n.broker_port,
-                    identifier=f"meshd-{self.node_id}-{n.node_id[:8]}",
-                    keepalive=10,
-                    timeout=5,
-                    max_queued_incoming_messages=5_000,
-                ) as client:
+                async with (
+                    ReplayTurn(self.replay_slot, REPLAY_LIMIT_S) as turn,
+                    aiomqtt.Client(
+                        n.address,
+                        n.broker_port,
+                        identifier=f"meshd-{self.node_id}-{n.node_id[:8]}",
+                        keepalive=10,
+                        timeout=5,
+                        max_queued_incoming_messages=5_000,
+                    ) as client,
+                ):
                     attempt = 0
                     self.counters["relay_connects"] += 1
                     log.info("relay: connected to %s at %s", n.node_id, n.address)
                     await client.subscribe(community_filter(self.community.name), qos=1)
                     async for message in client.messages:
+                        if turn.held and not len(client.messages):
+                            turn.release()  # replay drained: the next neighbour may start
                         payload = message.payload
                         size = len(payload) if isinstance(payload, (bytes, bytearray)) else 0
                         if not bucket.allow(time.monotonic()):
@@ -429,7 +472,7 @@ class Agent:
                 attempt += 1
                 delay = min(30.0, 0.5 * 2**attempt) * random.uniform(0.5, 1.5)
                 log.info("relay %s: %s; retrying in %.1f s", n.node_id, exc, delay)
-                await asyncio.sleep(delay)
+            await asyncio.sleep(delay)
 
     def _count_neighbour(self, node_id: str, reason: str) -> None:
         self.neighbour_rejections.setdefault(node_id, Counter())[reason] += 1

@@ -1,0 +1,55 @@
+"""Start-up memory measures of the agent: deferred imports and one replay at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+
+import pytest
+
+from node_agent.agent import ReplayTurn
+
+PROBE = """
+import sys
+from node_agent.lean import defer_unused
+defer_unused()
+import aiomqtt  # paho imports urllib.request at module level
+print("http.client" in sys.modules)
+import urllib.request
+print(callable(urllib.request.getproxies), "http.client" in sys.modules)
+"""
+
+
+def test_deferred_module_loads_only_when_used():
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out == ["False", "True", "True"]
+
+
+@pytest.mark.asyncio
+async def test_replay_turns_are_taken_one_at_a_time_and_time_out():
+    slot = asyncio.Semaphore(1)
+    order: list[str] = []
+
+    async def neighbour(name: str, drain_after: float | None) -> None:
+        async with ReplayTurn(slot, 0.3) as turn:
+            order.append(f"{name} in")
+            if drain_after is not None:
+                await asyncio.sleep(drain_after)
+                turn.release()
+                order.append(f"{name} drained")
+            await asyncio.sleep(0.5)  # stays connected after its turn
+        order.append(f"{name} out")
+
+    start = asyncio.get_running_loop().time()
+    silent = asyncio.create_task(neighbour("silent", None))  # never drains: the timer frees it
+    await asyncio.sleep(0.01)
+    busy = asyncio.create_task(neighbour("busy", 0.05))
+    await asyncio.sleep(0.01)
+    third = asyncio.create_task(neighbour("third", 0.0))
+    await asyncio.gather(silent, busy, third)
+    assert order[:4] == ["silent in", "busy in", "busy drained", "third in"]
+    assert asyncio.get_running_loop().time() - start >= 0.3
+    assert not slot.locked()
