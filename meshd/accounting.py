@@ -183,20 +183,33 @@ class LinkMeters:
         self.absent.add(iface)
         self.marks.pop(iface, None)
 
-    def fold(self, iface: str, raw: Mapping[str, int], epoch: str, owner: str | None) -> None:
-        """One read of `iface`'s raw counters; `owner` is its only neighbour, None if unknown."""
-        mark = self.marks.get(iface)
+    def fold(
+        self,
+        iface: str,
+        raw: Mapping[str, int],
+        epoch: str,
+        owner: str | None,
+        *,
+        source: str | None = None,
+        new: bool = False,
+    ) -> None:
+        """One read of a raw counter set; `owner` is the neighbour at its other end, None if
+        unknown. `source` names the counter set when it is not the interface itself (a wifi
+        station, keyed by MAC); `new` says it appeared after the agent began watching (a
+        station absent from an earlier dump), so it counted from zero while we watched."""
+        key = iface if source is None else source
+        mark = self.marks.get(key)
         if mark is None:
             # Appeared while we watched: the kernel counted from zero at creation.
-            start = dict.fromkeys(raw, 0) if iface in self.absent else dict(raw)
-            mark = self.marks[iface] = _Mark(epoch, start)
-            self.absent.discard(iface)
+            fresh = new or key in self.absent
+            mark = self.marks[key] = _Mark(epoch, dict.fromkeys(raw, 0) if fresh else dict(raw))
+            self.absent.discard(key)
         elif mark.epoch != epoch:  # recreated between two reads
             mark.epoch, mark.raw = epoch, dict.fromkeys(raw, 0)
         if owner is None:
             return
-        previous = self.owners.get(iface)
-        self.owners[iface] = owner
+        previous = self.owners.get(key)
+        self.owners[key] = owner
         for stat, value in raw.items():
             name = neighbour_meter(owner, iface, stat)
             meter = self.ledger.meters.get(name)

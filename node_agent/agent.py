@@ -39,6 +39,7 @@ from node_agent import build, system
 from node_agent.config import Config
 from node_agent.neighbours import Event, Neighbour, NeighbourTable, TokenBucket
 from node_agent.parsers import BabelTable, babel_status
+from node_agent.radio import RadioReader, RadioView, Runner
 
 log = logging.getLogger("meshd")
 SOFTWARE = "meshd 0.1.0"
@@ -120,15 +121,23 @@ class Agent:
         self.zeroconf: Any = None
         self.service_info: Any = None
         self.last_save = 0.0
+        self.radio: RadioReader | None = None
         self._tg: asyncio.TaskGroup | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self.state_path = config.state_dir / STATE_FILE
+        self.run: Runner = system.run  # tests inject recorded command output here
+        self.wifi_ifaces = {
+            i for i in config.mesh_ifaces if i in config.wifi_ifaces or system.is_wifi(i)
+        }
+        self.radio_view = RadioView()
+        self.stations_seen: dict[str, set[str]] = {}  # iface -> MACs in its last station dump
 
     # -- lifecycle --------------------------------------------------------------------------
 
     async def __aenter__(self) -> Agent:
         self._load_state()
         self._reserve()
+        self.radio = self.radio_reader()
         if self.config.nft:
             self.nft = system.Nft(
                 self.config.nft_table,
@@ -280,9 +289,43 @@ class Agent:
         epoch = f"{self.boot_id}/{iface}#{system.iface_index(iface)}"
         self.link_meters.fold(iface, stats, epoch, self.p2p_owner(iface))
 
+    def radio_reader(self) -> RadioReader | None:
+        batman = self.config.batman_iface if self.config.routing == "batman-adv" else None
+        if not self.wifi_ifaces and batman is None:
+            return None
+        return RadioReader(self.run, self.wifi_ifaces, batman)
+
+    async def _fold_radio(self, reader: RadioReader) -> None:
+        """Per-station counters on wifi: a station's bytes are its neighbour's, also from
+        before discovery (a station that shows up after our first dump counted from zero)."""
+        view = self.radio_view = await reader.read(self.neighbours.entries.values())
+        owner = {(iface, st.mac): node for (node, iface), st in view.stations.items()}
+        for iface, stations in reader.last_stations.items():
+            seen = self.stations_seen.get(iface)
+            for st in stations:
+                epoch = f"{self.boot_id}/{iface}#{system.iface_index(iface)}/{st.mac}"
+                raw = {
+                    "rx_bytes": st.rx_bytes,
+                    "tx_bytes": st.tx_bytes,
+                    "rx_packets": st.rx_packets,
+                    "tx_packets": st.tx_packets,
+                }
+                self.link_meters.fold(
+                    iface,
+                    raw,
+                    epoch,
+                    owner.get((iface, st.mac)),
+                    source=f"{iface}/{st.mac}",
+                    new=seen is not None and st.mac not in seen,
+                )
+            self.stations_seen[iface] = {st.mac for st in stations}
+
     async def _fold_counters(self) -> None:
         for iface in self.config.mesh_ifaces:
-            self._fold_iface(iface)
+            if iface not in self.wifi_ifaces:  # wifi: per station, below
+                self._fold_iface(iface)
+        if self.radio is not None:
+            await self._fold_radio(self.radio)
         if self.nft is not None:
             for name, (nbytes, packets) in (await self.nft.counters()).items():
                 self.ledger.update(f"nft/{name}/bytes", nbytes, self.nft_epoch)
@@ -312,7 +355,8 @@ class Agent:
             self.neighbours.entries.values(),
             {nid: est.sample(now) for nid, est in self.estimators.items()},
             self.babel,
-            system.iface_medium,
+            lambda iface: "wifi" if iface in self.wifi_ifaces else system.iface_medium(iface),
+            self.radio_view,
         )
         traffic = build.traffic_body(
             self.ledger,
@@ -847,6 +891,7 @@ class Agent:
                     "rtt_ms": s.rtt_ms if s else None,
                     "delivery_rx": s.delivery_rx if s else None,
                     "delivery_tx": s.delivery_tx if s else None,
+                    **build.radio_fields(n, self.radio_view),
                 }
             )
         return {

@@ -20,6 +20,7 @@ from meshd.records import (
 )
 from node_agent.neighbours import Neighbour
 from node_agent.parsers import BabelNeighbour, BabelTable
+from node_agent.radio import RadioView
 
 Body = NodeBody | LinksBody | TrafficBody
 
@@ -59,16 +60,43 @@ def babel_for(n: Neighbour, babel: BabelTable) -> BabelNeighbour | None:
     return on_link[0] if len(on_link) == 1 else None
 
 
+def _cap(mbit: float | None) -> float | None:
+    return None if mbit is None or mbit < 0 else min(mbit, 1_000_000.0)
+
+
+def radio_fields(n: Neighbour, radio: RadioView | None) -> dict[str, Any]:
+    """Signal and rates of the link to `n` from the station dump, throughput from batman-adv
+    V when the radio gives none; TQ (batman-adv IV) only for the status page."""
+    st = radio.stations.get((n.node_id, n.iface)) if radio else None
+    bat = radio.batman.get(n.node_id) if radio else None
+    signal = st.signal_avg_dbm if st and st.signal_avg_dbm is not None else None
+    if signal is None and st is not None:
+        signal = st.signal_dbm
+    if signal is not None and not -150 <= signal <= 30:
+        signal = None  # a driver's placeholder, not a reading
+    expected = st.expected_throughput_mbit if st else None
+    if expected is None and bat is not None:
+        expected = bat.throughput_mbit
+    return {
+        "signal_dbm": signal,
+        "tx_bitrate_mbit": _r(_cap(st.tx_bitrate_mbit), 1) if st else None,
+        "expected_throughput_mbit": _r(_cap(expected), 3),
+        "batman_tq": bat.tq if bat else None,
+    }
+
+
 def links_body(
     neighbours: Iterable[Neighbour],
     samples: Mapping[str, LinkSample],
     babel: BabelTable,
     medium: Callable[[str], str],
+    radio: RadioView | None = None,
 ) -> LinksBody:
     entries = []
     for n in sorted(neighbours, key=lambda x: x.node_id)[:MAX_NEIGHBOURS]:
         s = samples.get(n.node_id)
         b = babel_for(n, babel)
+        r = radio_fields(n, radio)
         etx = s.etx if s else None
         entries.append(
             LinkEntry(
@@ -83,6 +111,9 @@ def links_body(
                 delivery_tx=_r(s.delivery_tx) if s else None,
                 loss=_r(s.loss) if s and s.loss is not None else None,
                 etx=_r(min(etx, 65535.0)) if etx is not None else None,
+                signal_dbm=r["signal_dbm"],
+                tx_bitrate_mbit=r["tx_bitrate_mbit"],
+                expected_throughput_mbit=r["expected_throughput_mbit"],
             )
         )
     return LinksBody(tuple(entries))

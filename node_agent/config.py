@@ -48,6 +48,9 @@ class Config:
     neighbour_rate: float = 50.0
     neighbour_burst: int = 2000
     static_neighbours: list[str] = field(default_factory=list)
+    wifi_ifaces: list[str] = field(default_factory=list)
+    routing: str = "babel"
+    batman_iface: str = "bat0"
     log_level: str = "info"
 
 
@@ -117,6 +120,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="NODE_ID@ADDRESS[%%IFACE]:PORT[/PROBEPORT], a neighbour known without mDNS "
         "(repeatable)",
     )
+    a(
+        "--wifi-iface",
+        dest="wifi_ifaces",
+        action="append",
+        help="mesh interface that is 802.11s wifi (read with `iw station dump`); interfaces "
+        "with /sys/class/net/IF/phy80211 are found without this (repeatable)",
+    )
+    a(
+        "--routing",
+        choices=["babel", "batman-adv"],
+        help="routing protocol of the mesh (default babel); batman-adv adds `batctl` link data",
+    )
+    a("--batman-iface", help="batman-adv mesh interface (default bat0)")
     a("--log-level", choices=["debug", "info", "warning", "error"], help="default info")
     return p
 
@@ -147,7 +163,7 @@ def load(argv: list[str] | None = None) -> Config:
     for name in ("key", "cert", "community_file", "state_dir", "status_file"):
         if values.get(name) is not None:
             values[name] = Path(values[name])
-    for name in ("mesh_ifaces", "addresses", "client_ifaces", "static_neighbours"):
+    for name in ("mesh_ifaces", "addresses", "client_ifaces", "static_neighbours", "wifi_ifaces"):
         if isinstance(values.get(name), str):
             values[name] = [values[name]]
     config = Config(**values)
@@ -188,5 +204,12 @@ def _check(c: Config) -> None:
         raise ConfigError(f"--probe-window {c.probe_window}: must be 2..1024")
     if c.seq_block < 1:
         raise ConfigError(f"--seq-block {c.seq_block}: must be at least 1")
+    stray = sorted(set(c.wifi_ifaces) - set(c.mesh_ifaces))
+    if stray:
+        raise ConfigError(
+            f"--wifi-iface {', '.join(stray)}: not a --mesh-iface. Fix: name it as both"
+        )
+    if c.routing not in ("babel", "batman-adv"):
+        raise ConfigError(f"routing {c.routing!r}: must be babel or batman-adv")
     if not c.mesh_ifaces and c.mdns:
         raise ConfigError("no --mesh-iface given. Fix: name at least one mesh interface")

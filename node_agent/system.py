@@ -49,6 +49,11 @@ def iface_index(iface: str) -> int | None:
         return None
 
 
+def is_wifi(iface: str) -> bool:
+    path = SYS_NET / iface
+    return (path / "phy80211").exists() or (path / "wireless").exists()
+
+
 def iface_medium(iface: str) -> str:
     path = SYS_NET / iface
     if (path / "phy80211").exists() or (path / "wireless").exists():
