@@ -90,7 +90,7 @@ def lab() -> None:
     "-t",
     default="chain:3",
     show_default=True,
-    help="chain:N, ring:N, grid:RxC, neighbourhood, or a YAML file.",
+    help="chain:N, ring:N, grid:RxC, shared:N, neighbourhood, or a YAML file.",
 )
 @click.option(
     "--gateway", "-g", multiple=True, help="Node with an uplink to the internet (repeat)."
@@ -128,7 +128,9 @@ def up(
     the_lab = Lab(name, topo, agents=agents, agent_args=agent_arg, echo=click.echo)
     click.echo(
         f"building lab {name!r}: {topo.spec}, {len(topo.nodes)} nodes, "
-        f"{len(topo.mesh_links())} links, gateways: {', '.join(topo.gateways) or 'none'}, "
+        f"{len(topo.mesh_links())} links"
+        + (f", {len(topo.segments)} shared segments" if topo.segments else "")
+        + f", gateways: {', '.join(topo.gateways) or 'none'}, "
         f"agents: {'on' if the_lab.agents else 'off'}"
     )
     the_lab.up(timeout=timeout)
@@ -137,14 +139,20 @@ def up(
 
 def _hints(the_lab: Any, demo: bool = False) -> None:
     nodes = the_lab.t.names
-    a, b = nodes[0], nodes[1]
+    a = nodes[0]
+    b = the_lab.t.neighbours(a)[0] if the_lab.t.neighbours(a) else nodes[1]
     far = nodes[-1]
     flag = "" if the_lab.name == "lab" else f" --name {the_lab.name}"
     rows = [
         (f"mutualmesh lab status{flag}", "nodes, routes, link costs"),
         (f"mutualmesh lab exec {a}{flag} -- ping -c 3 {the_lab.addr(far)}", f"{a} reaches {far}"),
         (f"mutualmesh lab traffic {a} {far} --seconds 3{flag}", "TCP traffic across the mesh"),
-        (f"mutualmesh lab impair {a} {b} --loss 20 --delay 25{flag}", "make a link worse"),
+        (
+            f"mutualmesh lab impair {a} {b} --loss 20"
+            + (" --delay 25" if the_lab.t.mesh_links() else "")
+            + flag,
+            "make a link worse",
+        ),
         (f"mutualmesh lab cut {a} {b}{flag}", f"break it (then: lab restore {a} {b})"),
     ]
     if the_lab.agents and importlib.util.find_spec("cli.commands.links"):
@@ -275,13 +283,18 @@ def _print_status(st: dict[str, Any]) -> None:
             )
         )
     _table(rows)
-    click.echo("")
     link_rows: list[tuple[str, ...]] = [("link", "state", "impairment", "babel cost (each end)")]
     for k in st["links"]:
         costs = ", ".join(f"{node} {c if c is not None else '-'}" for node, c in k["cost"].items())
         imp = k["impairment"] + (f" (from {k['from']})" if k["impairment"] != "none" else "")
         link_rows.append((k["link"], "CUT" if k["cut"] else "up", imp, costs))
-    _table(link_rows)
+    if st["links"]:
+        click.echo("")
+        _table(link_rows)
+    for seg in st.get("segments", []):
+        pairs = ", ".join(f"{k} {v}" for k, v in seg["pairs"].items()) or "all in range, no loss"
+        members = ", ".join(seg["nodes"])
+        click.echo(f"\nshared segment {seg['segment']} ({seg['iface']}): {members}; {pairs}")
     if st.get("internet"):
         i = st["internet"]
         click.echo(f"\ninternet: {i['v4']} in {i['namespace']}, sink {_yn(i['sink'])}")
@@ -298,7 +311,12 @@ def _table(rows: Sequence[Sequence[str]]) -> None:
 @lab.command()
 @click.argument("a")
 @click.argument("b")
-@click.option("--loss", type=float, help="Percent of pings lost over the link (split each way).")
+@click.option(
+    "--loss",
+    type=float,
+    help="Percent of pings lost over the link (split each way); on a shared segment 100 = out"
+    " of range.",
+)
 @click.option("--rate", help="Bandwidth per direction, e.g. 10mbit, 500kbit.")
 @click.option("--delay", type=float, help="One-way delay in ms per direction (TAP relay).")
 @click.option("--one-way", is_flag=True, help="Impair only the direction from A to B.")

@@ -71,8 +71,8 @@ def agent_argv(topo: Topology, run_dir: Path, node: str) -> list[str]:
         "--state-dir", str(files.state_dir),
         "--status-file", str(files.status),
     ]  # fmt: skip
-    for link in topo.mesh_links(node):
-        argv += ["--mesh-iface", link.side(node)[0]]
+    for iface in topo.mesh_ifaces(node):  # point-to-point links, then shared segments
+        argv += ["--mesh-iface", iface]
     argv += ["--address", n.v4, "--address", n.v6]
     argv += [
         "--hostname", node,

@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass
 
 NFT_TABLE = "mutualmesh_lab_impair"
+RADIO_TABLE = "mutualmesh_lab_radio"
 _RATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(bit|kbit|mbit|gbit|bps|kbps|mbps|gbps)?\s*$", re.I)
 _RATE_UNITS = {
     "bit": 1,
@@ -141,3 +142,27 @@ def relay_params(delay_ms: float, one_way: bool) -> dict[str, dict[str, float]]:
         "a_to_b": {"delay_ms": delay_ms},
         "b_to_a": {"delay_ms": 0.0 if one_way else delay_ms},
     }
+
+
+def radio_script(drops: dict[tuple[str, str], float]) -> str:
+    """A self-replacing bridge table for a shared segment: {(from port, to port): probability}.
+
+    The bridge evaluates `forward` once per output port, so flooded multicast (babel hellos,
+    mDNS, ARP) is dropped per receiver exactly like unicast: a pair out of range (probability 1)
+    never hears each other, while both still hear the others.
+    """
+    head = f"table bridge {RADIO_TABLE}\ndelete table bridge {RADIO_TABLE}\n"
+    body = [
+        f"table bridge {RADIO_TABLE} {{",
+        "  chain forward {",
+        "    type filter hook forward priority 0; policy accept;",
+    ]
+    for (src, dst), prob in sorted(drops.items()):
+        match = f'iifname "{src}" oifname "{dst}"'
+        if prob >= 1:
+            body.append(f"    {match} counter drop")
+        elif prob > 0:
+            threshold = round(prob * LOSS_SCALE)
+            body.append(f"    {match} numgen random mod {LOSS_SCALE} < {threshold} counter drop")
+    body += ["  }", "}"]
+    return head + "\n".join(body) + "\n"

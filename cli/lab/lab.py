@@ -33,10 +33,13 @@ from cli.lab.topology import (
     INTERNET,
     INTERNET_V4,
     INTERNET_V6,
+    OUT_OF_RANGE,
     Link,
     LinkImpairment,
     Node,
+    Segment,
     Topology,
+    pair_key,
 )
 
 RUN_BASE = Path(os.environ.get("MUTUALMESH_LAB_RUN", "/run/mutualmesh-lab"))
@@ -212,6 +215,10 @@ def topology_to_json(topo: Topology) -> dict[str, Any]:
         "spec": topo.spec,
         "nodes": [{"name": n.name, "index": n.index, "gateway": n.gateway} for n in topo.nodes],
         "links": [{"index": k.index, "a": k.a, "b": k.b, "kind": k.kind} for k in topo.links],
+        "segments": [
+            {"name": g.name, "index": g.index, "nodes": list(g.nodes), "loss": dict(g.loss)}
+            for g in topo.segments
+        ],
     }
 
 
@@ -220,7 +227,16 @@ def topology_from_json(data: dict[str, Any]) -> Topology:
     links = tuple(
         Link(int(k["index"]), str(k["a"]), str(k["b"]), str(k["kind"])) for k in data["links"]
     )
-    return Topology(str(data["spec"]), nodes, links)
+    segments = tuple(
+        Segment(
+            str(g["name"]),
+            int(g["index"]),
+            tuple(str(m) for m in g["nodes"]),
+            tuple(sorted((str(k), float(v)) for k, v in g.get("loss", {}).items())),
+        )
+        for g in data.get("segments", [])
+    )
+    return Topology(str(data["spec"]), nodes, links, segments)
 
 
 def impairment_to_json(imp: Impairment, sender: str) -> dict[str, Any]:
@@ -244,6 +260,25 @@ class LinkState:
     @property
     def delayed(self) -> bool:
         return self.impairment.delay_ms > 0
+
+
+@dataclass
+class PairState:
+    """What was done to one pair of a shared segment (loss oriented from `sender`)."""
+
+    loss: float
+    one_way: bool = False
+    sender: str = ""
+    cut: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"loss": self.loss, "one_way": self.one_way, "from": self.sender, "cut": self.cut}
+
+    def describe(self) -> str:
+        if self.loss >= OUT_OF_RANGE:
+            return "out of range"
+        text = f"loss {self.loss:g}%" if self.loss else "none"
+        return text + (" one-way" if self.one_way and self.loss else "")
 
 
 def _now() -> float:
@@ -303,6 +338,8 @@ class Lab:
         self.namespaces: list[str] = []
         self.procs: dict[str, ProcRecord] = {}
         self.links: dict[int, LinkState] = {}
+        # shared segments: segment name -> pair key ("n1-n3") -> what is done to that pair
+        self.pairs: dict[str, dict[str, PairState]] = {}
         self.timings: dict[str, float] = {}
         self._t0 = _now()
 
@@ -332,6 +369,47 @@ class Lab:
             f"use one of: {', '.join(self.node_names(allow_internet))}",
             usage=True,
         )
+
+    def segment_ifaces(self, node: str) -> dict[str, str]:
+        """Shared segments `node` is on: segment name -> its interface there (e.g. `sg-s1`)."""
+        self._check_node(node)
+        return {seg.name: seg.iface for seg in self.t.segments_of(node)}
+
+    def mesh_ifaces(self, node: str) -> list[str]:
+        """Every mesh interface of `node` as the agent should be told (links, then segments)."""
+        self._check_node(node)
+        return self.t.mesh_ifaces(node)
+
+    def segment_addr(self, segment: str, node: str) -> str:
+        """IPv4 address of `node` on shared segment `segment`."""
+        return self.t.segment(segment).addr(self.t.node(node))
+
+    def _pair(self, a: str, b: str) -> Link | Segment:
+        """The point-to-point link between a and b, else the shared segment they are both on."""
+        self._check_node(a)
+        self._check_node(b)
+        try:
+            return self.link(a, b)
+        except LabError:
+            try:
+                return self.t.shared_segment(a, b)
+            except KeyError:
+                raise LabError(
+                    f"{a} and {b} share no link and no segment",
+                    f"{a} can reach directly: {', '.join(self.t.neighbours(a)) or 'nothing'}",
+                    usage=True,
+                ) from None
+
+    def pair_state(self, segment: str, a: str, b: str) -> PairState:
+        """Current range/loss between a and b on `segment` (what the radio rules enforce)."""
+        seg = self.t.segment(segment)
+        got = self.pairs.get(seg.name, {}).get(pair_key(a, b))
+        return got if got is not None else PairState(seg.loss_of(a, b), False, a)
+
+    def hears(self, segment: str, a: str, b: str) -> bool:
+        """True when a and b are in range of each other on `segment` right now."""
+        st = self.pair_state(segment, a, b)
+        return not st.cut and st.loss < OUT_OF_RANGE
 
     def link(self, a: str, b: str) -> Link:
         self._check_node(a)
@@ -375,6 +453,10 @@ class Lab:
                 for i, s in self.links.items()
             },
             "timings": self.timings,
+            "pairs": {
+                seg: {k: st.to_json() for k, st in pairs.items()}
+                for seg, pairs in self.pairs.items()
+            },
             "owner": list(self.owner) if self.owner else None,
             "writer": [os.getpid(), procs.start_time(os.getpid())],
         }
@@ -408,6 +490,13 @@ class Lab:
         lab.timings = {str(k): float(v) for k, v in data.get("timings", {}).items()}
         owner = data.get("owner")
         lab.owner = (int(owner[0]), int(owner[1])) if owner else None
+        for seg, pairs in (data.get("pairs") or {}).items():
+            lab.pairs[str(seg)] = {
+                str(k): PairState(
+                    float(v["loss"]), bool(v["one_way"]), str(v["from"]), bool(v["cut"])
+                )
+                for k, v in pairs.items()
+            }
         if data.get("topology"):
             lab.topo = topology_from_json(data["topology"])
         for key, s in data.get("links", {}).items():
@@ -475,6 +564,7 @@ class Lab:
             try:
                 self.phase = "building"
                 self.namespaces = [self.ns(n) for n in self.node_names(with_internet=True)]
+                self.namespaces += [self.ns(seg.bridge_ns) for seg in topo.segments]
                 self.save()
                 self._build_network(topo)
                 self._start_daemons(topo)
@@ -529,6 +619,7 @@ class Lab:
                     f"route add default via {k.v4_b} dev {k.if_a} proto static onlink",
                     f"route add ::/0 via {k.v6_b} dev {k.if_a} proto static onlink",
                 ]
+        self._build_segments(topo, per_ns)
         for name, cmds in per_ns.items():
             netns.batch(self.ns(name), cmds)
         for gw in topo.gateways:
@@ -540,15 +631,89 @@ class Lab:
                 f'    oifname "{uplink.if_a}" masquerade\n  }}\n}}\n'
             )
             netns.run(netns.nsexec(self.ns(gw), "nft", "-f", "-"), input_text=nat)
-        self._step(f"{len(topo.links)} links configured")
+        if topo.links:
+            self._step(f"{len(topo.links)} links configured")
         deadline = _now() + 10
         for name in self.node_names(with_internet=True):
             ifaces = [k.side(name)[0] for k in topo.links if name in k.ends()]
+            ifaces += [seg.iface for seg in topo.segments_of(name)]
             while not netns.links_ready(self.ns(name), ifaces):
                 if _now() > deadline:
                     raise LabError(f"links of {name} did not come up within 10 s")
                 time.sleep(0.02)
         self._step("all links up with IPv6 link-local addresses")
+
+    def _build_segments(self, topo: Topology, per_ns: dict[str, list[str]]) -> None:
+        """Each segment: a bridge in its own namespace, one veth port per member, radio rules.
+
+        The rules are in place before babeld starts, so out-of-range members never meet.
+        """
+        if not topo.segments:
+            return
+        for seg in topo.segments:
+            ns = self.ns(seg.bridge_ns)
+            netns.add(ns)
+            # the bridge only switches frames: no IPv6 of its own on the ports
+            netns.run(
+                netns.nsexec(
+                    ns,
+                    "sysctl",
+                    "-qw",
+                    "net.ipv6.conf.all.disable_ipv6=1",
+                    "net.ipv6.conf.default.disable_ipv6=1",
+                )
+            )
+            netns.batch(
+                ns, ["link add br0 type bridge mcast_snooping 0 stp_state 0", "link set br0 up"]
+            )
+        veths = []
+        for seg in topo.segments:
+            for m in seg.nodes:
+                idx = 20000 + 2 * (seg.index * 256 + topo.node(m).index)
+                veths.append(
+                    f"link add {seg.iface} index {idx} netns {self.ns(m)} type veth"
+                    f" peer name {seg.port(m)} index {idx + 1} netns {self.ns(seg.bridge_ns)}"
+                )
+        netns.batch(None, veths)
+        for seg in topo.segments:
+            netns.batch(
+                self.ns(seg.bridge_ns),
+                [
+                    c
+                    for m in seg.nodes
+                    for c in (f"link set {seg.port(m)} master br0", f"link set {seg.port(m)} up")
+                ],
+            )
+            self._apply_radio(seg)
+            for m in seg.nodes:
+                per_ns[m] += [
+                    f"addr add {seg.addr(topo.node(m))}/{seg.v4_plen} dev {seg.iface}",
+                    f"link set {seg.iface} up",
+                ]
+        n = len(topo.segments)
+        self._step(f"{n} shared segment{'s' if n > 1 else ''} bridged")
+
+    def _apply_radio(self, seg: Segment) -> None:
+        """Rewrite the segment's bridge rules from its pairs' range, loss and cuts."""
+        drops: dict[tuple[str, str], float] = {}
+        members = seg.nodes
+        for i, a in enumerate(members):
+            for b in members[i + 1 :]:
+                st = self.pair_state(seg.name, a, b)
+                if st.cut or st.loss >= OUT_OF_RANGE:
+                    forward = backward = 1.0
+                elif st.loss:
+                    forward, backward = impair.per_direction_loss(st.loss, st.one_way)
+                    if st.sender and st.sender != a:
+                        forward, backward = backward, forward
+                else:
+                    continue
+                drops[(seg.port(a), seg.port(b))] = forward
+                drops[(seg.port(b), seg.port(a))] = backward
+        netns.run(
+            netns.nsexec(self.ns(seg.bridge_ns), "nft", "-f", "-"),
+            input_text=impair.radio_script(drops),
+        )
 
     def _conf_path(self, node: str, what: str) -> Path:
         return self.run_dir / f"{what}-{node}.conf"
@@ -569,7 +734,7 @@ class Lab:
             babel.config(v4=n.v4, v6=n.v6, run_dir=self.run_dir, node=node, gateway=n.gateway)
         )
         (self.run_dir / f"babel-{node}.pid").unlink(missing_ok=True)
-        ifaces = [k.side(node)[0] for k in topo.mesh_links(node)]
+        ifaces = topo.mesh_ifaces(node)  # segments too: `default type wireless` covers them
         state = self.links
         for k in topo.mesh_links(node):
             if k.index in state and state[k.index].delayed:
@@ -671,19 +836,30 @@ class Lab:
             time.sleep(0.1)
 
     def wait_neighbours(self, a: str, b: str, timeout: float = 20.0) -> bool:
-        """Poll until `a` and `b` see each other as usable babel neighbours on their link."""
-        link = self.link(a, b)
+        """Poll until `a` and `b` see each other as usable babel neighbours on their link.
+
+        On a shared segment the neighbour is told apart by the peer's link-local address.
+        """
+        pair = self._pair(a, b)
         deadline = _now() + timeout
         while True:
             ok = True
             for node in (a, b):
-                iface = self._active_iface(link, node)
+                if isinstance(pair, Segment):
+                    iface = pair.iface
+                    peer_ll = self.link_local(a if node == b else b, iface)
+                else:
+                    iface = self._active_iface(pair, node)
+                    peer_ll = None
                 try:
                     d = babel.dump(self.ns(node))
                 except (babel.BabelError, OSError):
                     ok = False
                     break
-                if not any(nb.iface == iface and nb.cost < 65535 for nb in d.neighbours):
+                if not any(
+                    nb.iface == iface and nb.cost < 65535 and peer_ll in (None, nb.address)
+                    for nb in d.neighbours
+                ):
                     ok = False
                     break
             if ok:
@@ -691,6 +867,14 @@ class Lab:
             if _now() > deadline:
                 return False
             time.sleep(0.1)
+
+    def link_local(self, node: str, iface: str) -> str | None:
+        """The IPv6 link-local address of `iface` in `node` (what babeld knows a neighbour by)."""
+        for entry in netns.ip_json(self.ns(node), "addr", "show", "dev", iface):
+            for a in entry.get("addr_info", []):
+                if a.get("family") == "inet6" and str(a.get("local", "")).startswith("fe80:"):
+                    return str(a["local"])
+        return None
 
     # -- initial impairments and agents ----------------------------------------------------------
 
@@ -742,6 +926,12 @@ class Lab:
             seen = agent.neighbours_up(status)
             cut = {i for i, st in self.links.items() if st.cut}
             wanted = [k.peer(node) for k in topo.mesh_links(node) if k.index not in cut]
+            for seg in topo.segments_of(node):
+                wanted += [
+                    m
+                    for m in seg.nodes
+                    if m != node and m not in wanted and self.hears(seg.name, node, m)
+                ]
             lacking = [peer for peer in wanted if ids[peer] not in seen]
             if lacking:
                 missing[node] = lacking
@@ -878,6 +1068,26 @@ class Lab:
                     "cost": costs,
                 }
             )
+        segments = []
+        for seg in topo.segments:
+            pairs = {}
+            for i, x in enumerate(seg.nodes):
+                for y in seg.nodes[i + 1 :]:
+                    st = self.pair_state(seg.name, x, y)
+                    if st.cut or st.loss:
+                        desc = "CUT" if st.cut else st.describe()
+                        pairs[pair_key(x, y)] = desc + (
+                            f" (from {st.sender})" if st.one_way and not st.cut else ""
+                        )
+            segments.append(
+                {
+                    "segment": seg.name,
+                    "namespace": self.ns(seg.bridge_ns),
+                    "iface": seg.iface,
+                    "nodes": list(seg.nodes),
+                    "pairs": pairs,
+                }
+            )
         return {
             "name": self.name,
             "phase": self.phase,
@@ -885,6 +1095,7 @@ class Lab:
             "agents": self.agents,
             "nodes": nodes,
             "links": links,
+            "segments": segments,
             "missing_routes": self.missing_routes(dumps),
             "internet": {
                 "namespace": self.ns(INTERNET),
@@ -912,9 +1123,25 @@ class Lab:
         delay_ms: float | None = None,
         one_way: bool = False,
     ) -> Impairment:
-        """Set loss / rate / delay on link a-b (unset values keep what was there)."""
+        """Set loss / rate / delay on link a-b (unset values keep what was there).
+
+        For two nodes on a shared segment (and no link), only loss applies: the segment's radio
+        rules drop that share of the frames between the two (100 = out of range).
+        """
         self.require_up()
-        link = self.link(a, b)
+        pair = self._pair(a, b)
+        if isinstance(pair, Segment):
+            if rate is not None or delay_ms is not None:
+                raise LabError(
+                    f"{a}-{b} is a pair on shared segment {pair.name}: only --loss applies there",
+                    "give --loss PCT (100 = out of range)",
+                    usage=True,
+                )
+            if loss is None:
+                raise LabError("nothing to do", "give --loss PCT", usage=True)
+            self._impair_pair(pair, a, b, loss, one_way)
+            return Impairment(loss, 0, 0.0, one_way)
+        link = pair
         old = self.links.get(link.index)
         base = old.impairment if old else Impairment()
         if old and old.sender != a and old.impairment.one_way and not one_way:
@@ -935,11 +1162,58 @@ class Lab:
         Returns once the link carries traffic again (routes present, a ping across it answers).
         """
         self.require_up()
-        link = self.link(a, b)
+        pair = self._pair(a, b)
+        if isinstance(pair, Segment):
+            self._heal_pair(pair, a, b)
+            return
+        link = pair
         with self.locked():
             self._impair_link(link, a, Impairment())
             if not self.links.get(link.index, LinkState(Impairment(), a)).cut:
                 self._wait_link_usable(link)
+
+    def _impair_pair(self, seg: Segment, a: str, b: str, loss: float, one_way: bool) -> None:
+        if not 0 <= loss <= OUT_OF_RANGE:
+            raise LabError(f"loss {loss}: must be a percentage in [0, 100]", usage=True)
+        with self.locked():
+            old = self.pair_state(seg.name, a, b)
+            self.pairs.setdefault(seg.name, {})[pair_key(a, b)] = PairState(
+                loss, one_way and loss < OUT_OF_RANGE, a, old.cut
+            )
+            self.save()
+            self._apply_radio(seg)
+
+    def _heal_pair(self, seg: Segment, a: str, b: str) -> None:
+        """Back to perfect range between a and b (a cut pair stays cut)."""
+        with self.locked():
+            cut = self.pair_state(seg.name, a, b).cut
+            self.pairs.setdefault(seg.name, {})[pair_key(a, b)] = PairState(0.0, False, a, cut)
+            self.save()
+            self._apply_radio(seg)
+            if not cut:
+                self._wait_pair_usable(seg, a, b)
+
+    def _pair_problems(self, seg: Segment, a: str, b: str) -> list[str]:
+        problems = []
+        for x, y in ((a, b), (b, a)):
+            dst = seg.addr(self.t.node(y))
+            argv = netns.nsexec(self.ns(x), "ping", "-n", "-q", "-c", "1", "-W", "1", dst)
+            if netns.run(argv, check=False).returncode != 0:
+                problems.append(f"{x} gets no ping reply from {y} ({dst}) on {seg.iface}")
+        return problems
+
+    def _wait_pair_usable(self, seg: Segment, a: str, b: str, timeout: float = 20.0) -> None:
+        """Poll until a and b answer each other's pings across the segment."""
+        deadline = _now() + timeout
+        while True:
+            problems = self._pair_problems(seg, a, b)
+            if not problems:
+                return
+            if _now() > deadline:
+                raise LabError(
+                    f"{a}-{b} on {seg.name} does not carry traffic: " + "; ".join(problems)
+                )
+            time.sleep(0.05)
 
     def _impair_link(self, link: Link, sender: str, new: Impairment) -> None:
         old = self.links.get(link.index)
@@ -1004,7 +1278,10 @@ class Lab:
         Each end must have a route to the peer's link address over the link's active interface
         (the connected route), and with `ping` a ping across the link must answer both ways.
         """
-        return self._link_problems(self.link(a, b), ping=ping)
+        pair = self._pair(a, b)
+        if isinstance(pair, Segment):
+            return self._pair_problems(pair, a, b) if ping else []
+        return self._link_problems(pair, ping=ping)
 
     def _link_problems(self, link: Link, *, ping: bool = True) -> list[str]:
         problems = []
@@ -1165,9 +1442,21 @@ class Lab:
     # -- cut / restore ---------------------------------------------------------------------------
 
     def cut(self, a: str, b: str) -> None:
-        """Take link a-b down at both ends (as if the radio path were blocked)."""
+        """Take link a-b down at both ends (as if the radio path were blocked).
+
+        On a shared segment the pair stops hearing each other; both still hear the others.
+        """
         self.require_up()
-        link = self.link(a, b)
+        pair = self._pair(a, b)
+        if isinstance(pair, Segment):
+            with self.locked():
+                st = self.pair_state(pair.name, a, b)
+                st.cut = True
+                self.pairs.setdefault(pair.name, {})[pair_key(a, b)] = st
+                self.save()
+                self._apply_radio(pair)
+            return
+        link = pair
         with self.locked():
             s = self.links.get(link.index) or LinkState(Impairment(), a)
             s.cut = True
@@ -1183,7 +1472,18 @@ class Lab:
     def restore(self, a: str, b: str, wait: bool = True) -> bool:
         """Bring a cut link back up; with `wait`, until babeld uses it again."""
         self.require_up()
-        link = self.link(a, b)
+        pair = self._pair(a, b)
+        if isinstance(pair, Segment):
+            with self.locked():
+                st = self.pair_state(pair.name, a, b)
+                st.cut = False
+                self.pairs.setdefault(pair.name, {})[pair_key(a, b)] = st
+                self.save()
+                self._apply_radio(pair)
+                if wait and st.loss < 50:
+                    self._wait_pair_usable(pair, a, b)
+            return self.wait_neighbours(a, b) if wait else True
+        link = pair
         with self.locked():
             s = self.links.get(link.index)
             if s is not None:
@@ -1276,6 +1576,9 @@ class Lab:
         for k in self.t.links:
             owner[k.v4_a] = k.a
             owner[k.v4_b] = k.b
+        for seg in self.t.segments:
+            for m in seg.nodes:
+                owner[seg.addr(self.t.node(m))] = m
         return owner
 
     def _iface_peer(self, node: str, dev: str) -> str | None:

@@ -1,6 +1,7 @@
 """Lab topologies: parse a spec into nodes, links and addresses (pure, no root needed).
 
-Specs are `chain:N`, `ring:N`, `grid:RxC`, `neighbourhood` (the 7-node demo street) or a YAML file.
+Specs are `chain:N`, `ring:N`, `grid:RxC`, `shared:N` (N nodes on one shared radio segment),
+`neighbourhood` (the 7-node demo street) or a YAML file.
 The address plan is fixed so every lab (and every test) can predict addresses without asking the
 kernel, and so that nothing here can ever collide with the host: everything lives in 10.77.0.0/16
 and fd77::/48, and those addresses only exist inside the lab's namespaces.
@@ -8,7 +9,12 @@ and fd77::/48, and those addresses only exist inside the lab's namespaces.
 - node *i* (1-based): 10.77.0.i/32 and fd77::i/128 on `lo` (the address babeld announces);
 - mesh or uplink link *k* (0-based): 10.77.128.0/17 cut into /30s, `a` end .1, `b` end .2;
 - uplink *k* also gets fd77:0:0:f<k>::/64 so a gateway has an IPv6 default next hop;
+- shared segment *k* (0-based): 10.77.(64+k).0/24, node *i* has .i on it (IPv6: link-local);
 - the "internet" namespace has 10.77.254.1/32 and fd77:0:0:ff::1/128 on `lo` (the traffic sink).
+
+A shared segment stands for one radio channel that several routers hear: a bridge in its own
+namespace with one veth port per member. Which members hear each other, and how lossy each pair
+is, is set per pair (loss 100 = out of range).
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from typing import Any
 
 MAX_NODES = 200
 MAX_LINKS = 4000
+MAX_SEGMENTS = 64
+OUT_OF_RANGE = 100.0  # segment pair loss meaning "these two do not hear each other at all"
 INTERNET = "internet"
 NODE_NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,9}$")
 INTERNET_V4 = "10.77.254.1"
@@ -134,6 +142,58 @@ class Link:
         return self.b if node == self.a else self.a
 
 
+def pair_key(a: str, b: str) -> str:
+    """Canonical name of an unordered node pair, e.g. `n1-n3` (sorted)."""
+    x, y = sorted((a, b))
+    return f"{x}-{y}"
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A shared radio segment: every member attaches to one bridge; `loss` is per pair.
+
+    `loss` maps `pair_key(a, b)` to the round-trip loss in percent between those two members;
+    100 means they are out of each other's range. Pairs not listed hear each other perfectly.
+    """
+
+    name: str
+    index: int
+    nodes: tuple[str, ...]
+    loss: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def iface(self) -> str:
+        """Interface name of the segment on every member node (<= 15 chars)."""
+        return f"sg-{self.name}"
+
+    @property
+    def bridge_ns(self) -> str:
+        """Namespace suffix of the segment's bridge (a hyphen: never a node name)."""
+        return f"seg-{self.name}"
+
+    @staticmethod
+    def port(node: str) -> str:
+        """Bridge port of `node`, inside the bridge namespace."""
+        return f"p-{node}"
+
+    def addr(self, node: Node) -> str:
+        return f"10.77.{64 + self.index}.{node.index}"
+
+    @property
+    def v4_plen(self) -> int:
+        return 24
+
+    def loss_of(self, a: str, b: str) -> float:
+        return dict(self.loss).get(pair_key(a, b), 0.0)
+
+    def in_range(self, a: str, b: str) -> bool:
+        return a != b and a in self.nodes and b in self.nodes and self.loss_of(a, b) < OUT_OF_RANGE
+
+    def peers(self, node: str) -> list[str]:
+        """Members `node` can hear on this segment."""
+        return [m for m in self.nodes if self.in_range(node, m)]
+
+
 @dataclass(frozen=True)
 class Topology:
     """The whole mesh; links never include the uplinks until `with_gateways` adds them."""
@@ -141,6 +201,29 @@ class Topology:
     spec: str
     nodes: tuple[Node, ...]
     links: tuple[Link, ...]
+    segments: tuple[Segment, ...] = ()
+
+    def segment(self, name: str) -> Segment:
+        for seg in self.segments:
+            if seg.name == name:
+                return seg
+        raise KeyError(name)
+
+    def segments_of(self, node: str) -> list[Segment]:
+        return [seg for seg in self.segments if node in seg.nodes]
+
+    def shared_segment(self, x: str, y: str) -> Segment:
+        """The first segment both `x` and `y` are members of (KeyError if none)."""
+        for seg in self.segments:
+            if x != y and x in seg.nodes and y in seg.nodes:
+                return seg
+        raise KeyError(f"{x}-{y}")
+
+    def mesh_ifaces(self, node: str) -> list[str]:
+        """Every mesh interface of `node`: its point-to-point links, then its segments."""
+        return [k.side(node)[0] for k in self.mesh_links(node)] + [
+            seg.iface for seg in self.segments_of(node)
+        ]
 
     def node(self, name: str) -> Node:
         for n in self.nodes:
@@ -185,10 +268,14 @@ class Topology:
         links = [link for link in self.links if link.kind == "mesh"]
         for gw in wanted:
             links.append(Link(len(links), gw, INTERNET, kind="uplink"))
-        return Topology(self.spec, nodes, tuple(links))
+        return Topology(self.spec, nodes, tuple(links), self.segments)
 
     def neighbours(self, node: str) -> list[str]:
-        return [link.peer(node) for link in self.mesh_links(node)]
+        """Nodes `node` hears directly: over its links and, in range, on its segments."""
+        out = [link.peer(node) for link in self.mesh_links(node)]
+        for seg in self.segments_of(node):
+            out += [m for m in seg.peers(node) if m not in out]
+        return out
 
     def is_connected(self) -> bool:
         if not self.nodes:
@@ -248,6 +335,13 @@ def grid(rows: int, cols: int) -> Topology:
     return _from_pairs(f"grid:{rows}x{cols}", nodes, pairs)
 
 
+def shared(n: int) -> Topology:
+    """N nodes on one shared segment `s1`, all in range of each other (no point-to-point links)."""
+    nodes = _numbered(n)
+    seg = Segment("s1", 0, tuple(x.name for x in nodes))
+    return Topology(f"shared:{n}", tuple(nodes), (), (seg,))
+
+
 def neighbourhood() -> Topology:
     """The demo street: a ring of six houses with a seventh across the road linking n3 and n6."""
     nodes = _numbered(7)
@@ -256,7 +350,7 @@ def neighbourhood() -> Topology:
 
 
 def parse(spec: str) -> Topology:
-    """Turn `chain:N`, `ring:N`, `grid:RxC`, `neighbourhood` or a YAML path into a topology."""
+    """Turn `chain:N`, `ring:N`, `grid:RxC`, `shared:N`, `neighbourhood` or a YAML path into one."""
     spec = spec.strip()
     kind, _, arg = spec.partition(":")
     if kind == "chain" and arg:
@@ -271,6 +365,8 @@ def parse(spec: str) -> Topology:
         if r * c < 2 or r * c > MAX_NODES:
             raise TopologyError(f"{spec!r}: a grid needs 2 to {MAX_NODES} nodes")
         return grid(r, c)
+    if kind == "shared" and arg:
+        return shared(_count(arg, spec, 2))
     if spec == "neighbourhood":
         return neighbourhood()
     if spec.endswith((".yaml", ".yml")) or "/" in spec:
@@ -281,7 +377,8 @@ def parse(spec: str) -> Topology:
             raise TopologyError(f"cannot read {spec}: {exc.strerror}") from exc
         return from_yaml_text(text, spec)
     raise TopologyError(
-        f"unknown topology {spec!r}: use chain:N, ring:N, grid:RxC, neighbourhood or FILE.yaml"
+        f"unknown topology {spec!r}: use chain:N, ring:N, grid:RxC, shared:N, neighbourhood"
+        " or FILE.yaml"
     )
 
 
@@ -318,8 +415,11 @@ def from_yaml_text(text: str, spec: str = "<yaml>") -> Topology:
     links:
       - [alice, bob]
       - {a: bob, b: carol, loss: 10, rate: 5mbit, delay: 20, one_way: false}
+    segments:                           # shared radio segments (a bridge; per-pair range/loss)
+      - {name: s1, nodes: [carol, dave, erin], loss: {carol-erin: 100, dave-erin: 20}}
     gateways: [alice]
     ```
+    `links` or `segments` (or both) must be given.
     """
     import yaml  # local: the pure parsers above must not need PyYAML
 
@@ -329,7 +429,7 @@ def from_yaml_text(text: str, spec: str = "<yaml>") -> Topology:
         raise TopologyError(f"{spec}: not valid YAML ({exc})") from exc
     if not isinstance(data, dict):
         raise TopologyError(f"{spec}: expected a mapping with 'links' (and optional 'nodes')")
-    unknown = set(data) - {"nodes", "links", "gateways"}
+    unknown = set(data) - {"nodes", "links", "gateways", "segments"}
     if unknown:
         raise TopologyError(f"{spec}: unknown keys {sorted(unknown)}")
     names: list[str] = []
@@ -342,8 +442,11 @@ def from_yaml_text(text: str, spec: str = "<yaml>") -> Topology:
             raise TopologyError(f"{spec}: node {name!r} listed twice")
         names.append(name)
     raw_links = data.get("links")
-    if not isinstance(raw_links, list) or not raw_links:
-        raise TopologyError(f"{spec}: 'links' must be a non-empty list")
+    raw_segments = data.get("segments")
+    if raw_links is None and raw_segments:
+        raw_links = []
+    if not isinstance(raw_links, list) or (not raw_links and not raw_segments):
+        raise TopologyError(f"{spec}: 'links' must be a non-empty list (or give 'segments')")
     links: list[Link] = []
     seen: set[frozenset[str]] = set()
     for i, entry in enumerate(raw_links):
@@ -368,11 +471,65 @@ def from_yaml_text(text: str, spec: str = "<yaml>") -> Topology:
             if name not in names:
                 names.append(name)
         links.append(Link(len(links), a, b, impairment=imp))
+    segments = _segments(raw_segments, spec, names)
     if len(names) > MAX_NODES or len(links) > MAX_LINKS:
         raise TopologyError(f"{spec}: at most {MAX_NODES} nodes and {MAX_LINKS} links")
     nodes = tuple(Node(name, i + 1) for i, name in enumerate(names))
-    topo = Topology(spec, nodes, tuple(links))
+    topo = Topology(spec, nodes, tuple(links), segments)
     gateways = data.get("gateways") or []
     if not isinstance(gateways, list):
         raise TopologyError(f"{spec}: 'gateways' must be a list of node names")
     return topo.with_gateways([_check_name(g, spec) for g in gateways]) if gateways else topo
+
+
+def _segments(raw: object, spec: str, names: list[str]) -> tuple[Segment, ...]:
+    """Parse `segments:`; member nodes not seen yet are appended to `names`."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise TopologyError(f"{spec}: 'segments' must be a list of {{name, nodes, loss}}")
+    if len(raw) > MAX_SEGMENTS:
+        raise TopologyError(f"{spec}: at most {MAX_SEGMENTS} segments")
+    out: list[Segment] = []
+    for i, entry in enumerate(raw):
+        where = f"{spec}: segments[{i}]"
+        if not isinstance(entry, dict):
+            raise TopologyError(f"{where}: write a segment as {{name: s1, nodes: [a, b, c]}}")
+        extra = set(entry) - {"name", "nodes", "loss"}
+        if extra:
+            raise TopologyError(f"{where}: unknown keys {sorted(extra)}")
+        name = entry.get("name", f"s{i + 1}")
+        if not isinstance(name, str) or not NODE_NAME_RE.match(name):
+            raise TopologyError(
+                f"{where}: segment name {name!r} must be 1-10 lowercase letters/digits"
+                " starting with a letter"
+            )
+        if any(seg.name == name for seg in out):
+            raise TopologyError(f"{where}: segment {name!r} is listed twice")
+        members = entry.get("nodes")
+        if not isinstance(members, list) or len(members) < 2:
+            raise TopologyError(f"{where}: 'nodes' must list at least two nodes")
+        members = [_check_name(m, where) for m in members]
+        if len(set(members)) != len(members):
+            raise TopologyError(f"{where}: a node is listed twice")
+        loss: dict[str, float] = {}
+        raw_loss = entry.get("loss") or {}
+        if not isinstance(raw_loss, dict):
+            raise TopologyError(f"{where}: 'loss' must map pairs like n1-n3 to a percentage")
+        for pair, pct in raw_loss.items():
+            a, sep, b = str(pair).partition("-")
+            if not sep or a not in members or b not in members or a == b:
+                raise TopologyError(
+                    f"{where}: loss key {pair!r} must be two different members joined by '-',"
+                    f" e.g. {members[0]}-{members[1]}"
+                )
+            if not isinstance(pct, int | float) or not 0 <= pct <= OUT_OF_RANGE:
+                raise TopologyError(
+                    f"{where}: loss of {pair} must be a percentage in [0, 100] (100 = out of range)"
+                )
+            loss[pair_key(a, b)] = float(pct)
+        for m in members:
+            if m not in names:
+                names.append(m)
+        out.append(Segment(name, i, tuple(members), tuple(sorted(loss.items()))))
+    return tuple(out)

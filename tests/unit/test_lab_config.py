@@ -208,3 +208,36 @@ def test_provisioned_identities_verify_against_the_lab_community(tmp_path):
         assert cert.key == key.public
         assert cert.hostname == n
         assert cert.problem(community.trust, now=0) is None
+
+
+def test_radio_script_drops_per_port_pair_and_out_of_range_always():
+    script = impair.radio_script({("p-n1", "p-n3"): 1.0, ("p-n1", "p-n2"): 0.1056})
+    assert script.startswith(f"table bridge {impair.RADIO_TABLE}\ndelete table bridge")
+    assert "type filter hook forward priority 0" in script
+    assert 'iifname "p-n1" oifname "p-n3" counter drop' in script
+    assert (
+        f'iifname "p-n1" oifname "p-n2" numgen random mod {impair.LOSS_SCALE} < 1056 counter drop'
+        in script
+    )
+    assert 'p-n2" oifname' not in script  # only the directions given
+    assert "drop" not in impair.radio_script({})
+
+
+def test_agent_is_told_about_its_segment_interfaces(tmp_path):
+    topo = parse("shared:3")
+    argv = agent.agent_argv(topo, tmp_path, "n2")
+    assert [argv[i + 1] for i, a in enumerate(argv) if a == "--mesh-iface"] == ["sg-s1"]
+
+
+def test_topology_survives_the_state_file():
+    from cli.lab.lab import topology_from_json, topology_to_json
+    from cli.lab.topology import from_yaml_text
+
+    topo = from_yaml_text(
+        "links: [[n0, n1]]\nsegments: [{name: s1, nodes: [n1, n2, n3], loss: {n1-n3: 100}}]\n"
+        "gateways: [n0]\n"
+    )
+    again = topology_from_json(json.loads(json.dumps(topology_to_json(topo))))
+    assert again.segments == topo.segments
+    assert again.names == topo.names
+    assert again.gateways == topo.gateways

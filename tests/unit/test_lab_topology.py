@@ -142,3 +142,64 @@ def test_bad_yaml_says_what_is_wrong(text, needle):
 def test_missing_yaml_file_is_a_topology_error(tmp_path):
     with pytest.raises(TopologyError, match="cannot read"):
         parse(str(tmp_path / "nope.yaml"))
+
+
+SEGMENT_YAML = """
+links: [[n0, n1]]
+segments:
+  - {name: s1, nodes: [n1, n2, n3], loss: {n3-n1: 100, n1-n2: 20}}
+gateways: [n0]
+"""
+
+
+def test_yaml_segment_members_ranges_and_addresses():
+    topo = from_yaml_text(SEGMENT_YAML)
+    assert topo.names == ["n0", "n1", "n2", "n3"]
+    seg = topo.segment("s1")
+    assert seg.loss_of("n1", "n3") == 100  # keys are normalised, either order
+    assert seg.loss_of("n2", "n1") == 20
+    assert not seg.in_range("n1", "n3")
+    assert seg.peers("n1") == ["n2"]
+    assert topo.neighbours("n1") == ["n0", "n2"]
+    assert topo.neighbours("n3") == ["n2"]
+    assert topo.mesh_ifaces("n1") == ["to-n0", "sg-s1"]
+    assert topo.shared_segment("n3", "n1") is seg
+    assert topo.is_connected()
+    assert topo.gateways == ["n0"]
+    assert topo.segments == (seg,), "with_gateways keeps the segments"
+    addrs = [seg.addr(topo.node(m)) for m in seg.nodes]
+    assert addrs == ["10.77.64.2", "10.77.64.3", "10.77.64.4"]
+    link_addrs = {x for k in topo.links for x in (k.v4_a, k.v4_b)}
+    assert not link_addrs & set(addrs)
+
+
+def test_shared_spec_puts_every_node_on_one_segment():
+    topo = parse("shared:4")
+    assert topo.links == ()
+    assert topo.segment("s1").nodes == ("n1", "n2", "n3", "n4")
+    assert topo.neighbours("n1") == ["n2", "n3", "n4"]
+    assert len(topo.segment("s1").iface) <= 15
+
+
+def test_a_segment_with_everyone_out_of_range_is_not_connected():
+    topo = from_yaml_text("segments: [{nodes: [a, b], loss: {a-b: 100}}]")
+    assert topo.segment("s1").nodes == ("a", "b")
+    assert not topo.is_connected()
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("segments: [{name: s1, nodes: [a]}]", "at least two"),
+        ("segments: [{name: s1, nodes: [a, a]}]", "twice"),
+        ("segments: [{name: S-1, nodes: [a, b]}]", "segment name"),
+        ("segments: [{name: s1, nodes: [a, b]}, {name: s1, nodes: [b, c]}]", "listed twice"),
+        ("segments: [{name: s1, nodes: [a, b], loss: {a-c: 10}}]", "two different members"),
+        ("segments: [{name: s1, nodes: [a, b], loss: {a-b: 101}}]", r"\[0, 100\]"),
+        ("segments: [{name: s1, nodes: [a, b], range: 3}]", "unknown keys"),
+        ("segments: {s1: [a, b]}", "list"),
+    ],
+)
+def test_bad_segments_say_what_is_wrong(text, needle):
+    with pytest.raises(TopologyError, match=needle):
+        from_yaml_text(text)
