@@ -5,15 +5,18 @@ with the real core (every record signed, every node enrolled), writes it as a sn
 times in the same run:
 
 - ours: `mutualmesh audit --snapshot FILE --json` in-process, end to end: read the file, verify
-  every signature and certificate (RecordStore, on all cores), merge, build the graph, check
-  contributions, find cut points, partitions and concentration (sampled weighted Brandes).
+  every signature and certificate (RecordStore, split by node over forked workers), merge,
+  build the graph, check contributions, find cut points, partitions and concentration (sampled
+  weighted Brandes). Best of --repeats runs, also split into read+verify and analyse.
 - baseline: parse the same records as plain JSON (no verification at all), build a networkx graph,
   components, articulation points, bridges, exact weighted betweenness, and netdiff's diff of two
   NetJSON snapshots (the OpenWISP way to see what changed). It runs in a child process and is
   stopped at the cap (120 s); then the ratio is printed as a lower bound, next to an estimate of
   the full baseline extrapolated from timed pieces (clearly labelled).
 
-Run: .venv/bin/python bench/audit_scale.py [--sizes 1000,10000] [--cap 120]
+Generating the signed mesh is printed but not counted.
+
+Run: .venv/bin/python bench/audit_scale.py [--sizes 1000,10000] [--cap 120] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -31,7 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from click.testing import CliRunner
 
+from cli.analysis.pipeline import run_audit
 from cli.main import app
+from cli.mesh import MeshArgs, open_mesh
 from tests.meshgen import SyntheticMesh
 
 
@@ -51,17 +56,31 @@ def build(n: int, workdir: Path) -> tuple[Path, Path, SyntheticMesh]:
     return snap, community, mesh
 
 
-def ours(snap: Path, community: Path) -> tuple[float, dict]:
-    t = time.perf_counter()
-    r = CliRunner().invoke(
-        app,
-        ["audit", "--snapshot", str(snap), "--community", str(community), "--json"],
-        catch_exceptions=False,
-    )
-    elapsed = time.perf_counter() - t
-    if r.exit_code not in (0, 3):
-        raise SystemExit(f"audit failed: {r.output[:2000]}")
-    return elapsed, json.loads(r.output)
+def ours(snap: Path, community: Path, repeats: int) -> tuple[float, float, float, dict]:
+    """Best of `repeats` (the machine may be shared): end to end through the CLI, and the same
+    work split into reading+verifying and analysing, timed around the functions the CLI calls."""
+    best_total = best_verify = best_analyse = float("inf")
+    result: dict = {}
+    args = MeshArgs(None, str(snap), str(community), None, True)
+    for _ in range(repeats):
+        t = time.perf_counter()
+        r = CliRunner().invoke(
+            app,
+            ["audit", "--snapshot", str(snap), "--community", str(community), "--json"],
+            catch_exceptions=False,
+        )
+        best_total = min(best_total, time.perf_counter() - t)
+        if r.exit_code not in (0, 3):
+            raise SystemExit(f"audit failed: {r.output[:2000]}")
+        result = json.loads(r.output)
+        t = time.perf_counter()
+        mesh = open_mesh(args, quiet=True)
+        t_verified = time.perf_counter()
+        run_audit(mesh, None)
+        best_verify = min(best_verify, t_verified - t)
+        best_analyse = min(best_analyse, time.perf_counter() - t_verified)
+        del mesh
+    return best_total, best_verify, best_analyse, result
 
 
 # -- the baseline: what a script on networkx + netdiff would do -------------------------------
@@ -168,6 +187,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="1000,10000")
     ap.add_argument("--cap", type=float, default=120.0)
+    ap.add_argument("--repeats", type=int, default=3, help="runs of ours; the best is kept")
     args = ap.parse_args()
     sizes = [int(x) for x in args.sizes.split(",")]
     print(f"audit scale benchmark ({os.cpu_count()} cores, cap {args.cap:.0f} s)")
@@ -177,10 +197,12 @@ def main() -> None:
         for n in sizes:
             print(f"\n== {n} nodes")
             snap, community, _ = build(n, Path(tmp))
-            ours_s, result = ours(snap, community)
+            ours_s, verify_s, analyse_s, result = ours(snap, community, args.repeats)
             stats = result["stats"]
             print(
-                f"  ours:     {ours_s:7.2f} s  ({len(result['findings'])} findings; betweenness "
+                f"  ours:     {ours_s:7.2f} s end to end, best of {args.repeats} "
+                f"(read+verify {verify_s:.2f} s, analyse {analyse_s:.2f} s; "
+                f"{len(result['findings'])} findings; betweenness "
                 f"{'exact' if stats['betweenness_exact'] else 'sampled'}, "
                 f"{stats['betweenness_sources']} sources)"
             )
@@ -190,21 +212,26 @@ def main() -> None:
             if not capped:
                 small = {"n": n, **stages}
             ratio = base_s / ours_s
-            bound = ">=" if capped else "="
-            print(f"  ratio:    {bound} {ratio:.1f}x")
+            print(f"  ratio:    {'≥' if capped else '='} {ratio:.1f}x")
             est_ratio = None
             if capped:
                 est = estimate_full_baseline(snap, stages, n, small)
                 est_ratio = est / ours_s
                 print(f"  estimate: full baseline ~{est:.0f} s -> ~{est_ratio:.0f}x (extrapolated)")
-            rows.append((n, ours_s, base_s, capped, ratio, est_ratio))
-    print("\nsummary")
-    print(f"{'nodes':>6} {'ours s':>8} {'baseline s':>11} {'ratio':>9} {'target':>22}")
-    for n, o, b, capped, ratio, est in rows:
-        r = f"{'>=' if capped else ''}{ratio:.1f}x"
+            rows.append((n, ours_s, verify_s, analyse_s, base_s, capped, ratio, est_ratio))
+    print("\nsummary (generation not counted)")
+    print(
+        f"{'nodes':>6} {'ours s':>7} {'verify':>7} {'analyse':>8} {'baseline s':>11} "
+        f"{'ratio':>8}  target"
+    )
+    for n, o, v, a, b, capped, ratio, est in rows:
+        r = f"{'≥' if capped else ''}{ratio:.1f}x"
         target = f"<=5 s: {'yes' if o <= 5 else 'NO'}, >=50x: {'yes' if ratio >= 50 else 'NO'}"
         extra = f" (est. {est:.0f}x)" if est else ""
-        print(f"{n:>6} {o:>8.2f} {b:>11.2f}{' cap' if capped else '    '} {r:>9} {target}{extra}")
+        print(
+            f"{n:>6} {o:>7.2f} {v:>7.2f} {a:>8.2f} {b:>7.2f}{' cap' if capped else '    '} "
+            f"{r:>8}  {target}{extra}"
+        )
 
 
 if __name__ == "__main__":

@@ -237,8 +237,7 @@ class MeshView:
             link = Link(a, b, ab, ba, state, reason, in_graph)
             self.links[(a, b)] = link
             if in_graph:
-                adjacency[a][b] = link.cost
-                adjacency[b][a] = link.cost
+                adjacency[a][b] = adjacency[b][a] = link.cost
         self.adjacency = adjacency
 
     # -- lookups ----------------------------------------------------------------------------
@@ -486,40 +485,53 @@ def betweenness(adj: Adjacency, *, max_sources: int | None = None, seed: int = 0
         step = n / max_sources
         offset = seed % max(1, int(step))
         sources = [nodes[min(n - 1, int(i * step) + offset)] for i in range(max_sources)]
-    score: dict[str, float] = dict.fromkeys(nodes, 0.0)
     comp_size: dict[str, int] = {}
     for comp in components(adj):
         for x in comp:
             comp_size[x] = len(comp)
-    for s in sources:
-        order: list[str] = []
-        preds: dict[str, list[str]] = {}
-        sigma: dict[str, int] = {s: 1}
-        final: dict[str, int] = {}
-        seen: dict[str, int] = {s: 0}
-        heap: list[tuple[int, str, str]] = [(0, s, s)]
+    # Integer ids and flat lists: the inner loops below run a few hundred thousand times, and
+    # list indexing is several times cheaper than hashing node-id strings.
+    index = {x: i for i, x in enumerate(nodes)}
+    nbrs = [[(index[y], max(1, c)) for y, c in adj[x].items()] for x in nodes]
+    score = [0.0] * n
+    no_preds: list[int] = []
+    unreached = sum(c for x in nbrs for _, c in x) + 1  # longer than any path
+    for s in (index[x] for x in sources):
+        order: list[int] = []
+        preds: list[list[int]] = [no_preds] * n  # replaced, never appended to, before use
+        sigma = [0] * n
+        sigma[s] = 1
+        final = [False] * n
+        seen = [unreached] * n  # tentative distances
+        seen[s] = 0
+        heap: list[tuple[int, int, int]] = [(0, s, s)]
+        pop, push = heapq.heappop, heapq.heappush
         while heap:
-            d, v, via = heapq.heappop(heap)
-            if v in final:
+            d, v, via = pop(heap)
+            if final[v]:
                 continue
             if v != s:
                 sigma[v] += sigma[via]
             order.append(v)
-            final[v] = d
-            for w, cost in adj[v].items():
-                nd = d + max(1, cost)
-                if w not in final and (w not in seen or nd < seen[w]):
+            final[v] = True
+            sv = sigma[v]
+            for w, cost in nbrs[v]:
+                if final[w]:
+                    continue
+                nd = d + cost
+                old = seen[w]
+                if nd < old:
                     seen[w] = nd
-                    heapq.heappush(heap, (nd, w, v))
+                    push(heap, (nd, w, v))
                     sigma[w] = 0
                     preds[w] = [v]
-                elif nd == seen.get(w):
-                    sigma[w] += sigma[v]
+                elif nd == old:
+                    sigma[w] += sv
                     preds[w].append(v)
-        delta = dict.fromkeys(order, 0.0)
+        delta = [0.0] * n
         for w in reversed(order):
             coeff = (1.0 + delta[w]) / sigma[w]
-            for v in preds.get(w, ()):
+            for v in preds[w]:
                 delta[v] += sigma[v] * coeff
             if w != s:
                 score[w] += delta[w]
@@ -528,7 +540,7 @@ def betweenness(adj: Adjacency, *, max_sources: int | None = None, seed: int = 0
     for x in nodes:
         k = comp_size[x]
         pairs = (k - 1) * (k - 2)  # ordered pairs of other nodes in the component
-        share[x] = min(1.0, score[x] * scale / pairs) if pairs > 0 else 0.0
+        share[x] = min(1.0, score[index[x]] * scale / pairs) if pairs > 0 else 0.0
     return Betweenness(share, len(sources), n)
 
 

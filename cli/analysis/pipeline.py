@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from cli.mesh import Archive, Mesh
+from cli.mesh import Archive, Mesh, paused_gc
 from meshd.audit import AuditInput, AuditPolicy, AuditResult, audit
 from meshd.contrib import Contribution, Figure, contributions, regressions
 from meshd.records import TrafficBody
@@ -53,6 +53,13 @@ def history(
 def contributions_for(
     mesh: Mesh, archive_dir: str | None, since_s: int | None
 ) -> tuple[list[Contribution], Window, MeshView]:
+    with paused_gc():
+        return _contributions_for(mesh, archive_dir, since_s)
+
+
+def _contributions_for(
+    mesh: Mesh, archive_dir: str | None, since_s: int | None
+) -> tuple[list[Contribution], Window, MeshView]:
     before, window, flaps = history(mesh, archive_dir, since_s)
     view = mesh.view(flaps)
     span = None if window.baseline_at is None else mesh.now - window.baseline_at
@@ -63,6 +70,11 @@ def contributions_for(
 def run_audit(
     mesh: Mesh, archive_dir: str | None, policy: AuditPolicy | None = None
 ) -> AuditResult:
+    with paused_gc():
+        return _run_audit(mesh, archive_dir, policy)
+
+
+def _run_audit(mesh: Mesh, archive_dir: str | None, policy: AuditPolicy | None) -> AuditResult:
     previous: dict[str, TrafficBody] = {}
     previous_adjacency: dict[str, dict[str, int]] = {}
     flaps: dict[tuple[str, str], int] = {}
@@ -83,7 +95,7 @@ def run_audit(
         mesh.community,
         dict(mesh.rejections),
         sorted(mesh.store.revoked),
-        regressions(mesh.traffic(), previous),
+        regressions(mesh.traffic(), previous) if previous else [],
         previous_adjacency,
     )
     return audit(data, policy or AuditPolicy())
