@@ -319,6 +319,9 @@ def _table(rows: Sequence[Sequence[str]]) -> None:
 )
 @click.option("--rate", help="Bandwidth per direction, e.g. 10mbit, 500kbit.")
 @click.option("--delay", type=float, help="One-way delay in ms per direction (TAP relay).")
+@click.option(
+    "--jitter", type=float, help="Random +-ms around --delay per frame (frames stay in order)."
+)
 @click.option("--one-way", is_flag=True, help="Impair only the direction from A to B.")
 @_name_option
 @_user_errors
@@ -328,16 +331,19 @@ def impair(
     loss: float | None,
     rate: str | None,
     delay: float | None,
+    jitter: float | None,
     one_way: bool,
     name: str,
 ) -> None:
     """Make link A-B lossy, slow or long (values not given stay as they were)."""
-    if loss is None and rate is None and delay is None:
+    if loss is None and rate is None and delay is None and jitter is None:
         raise UserError(
-            "nothing to do", fix="give --loss, --rate and/or --delay (or use `lab heal`)"
+            "nothing to do", fix="give --loss, --rate, --delay and/or --jitter (or use `lab heal`)"
         )
     _require_root("impair", f"impair {a} {b} --name {name}")
-    imp = _load(name).impair(a, b, loss=loss, rate=rate, delay_ms=delay, one_way=one_way)
+    imp = _load(name).impair(
+        a, b, loss=loss, rate=rate, delay_ms=delay, jitter_ms=jitter, one_way=one_way
+    )
     click.echo(f"{a}-{b}: {imp.describe()}")
 
 

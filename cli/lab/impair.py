@@ -5,6 +5,8 @@
 - rate: a tbf qdisc on the sending interface;
 - delay: a userspace TAP relay (`cli.lab.relay`) carries the link instead of the veth.
 
+`--jitter MS` adds a uniform +-MS to each frame's delay in the relay (frames stay in order).
+
 `--loss PCT` means the loss a ping over the link sees (round trip). Without `--one-way` it is
 split evenly between the two directions (each drops 1 - sqrt(1 - PCT)); with `--one-way` only
 frames from A to B are dropped. `--delay MS` and `--rate R` are per direction, like netem.
@@ -59,6 +61,17 @@ def check_delay(ms: float) -> float:
     return ms
 
 
+def check_jitter(ms: float, delay_ms: float) -> float:
+    """Jitter is +-ms around the delay, so it needs a delay at least as large."""
+    if not 0 <= ms <= 10_000:
+        raise ImpairError(f"jitter {ms}: must be milliseconds in [0, 10000]")
+    if ms > delay_ms:
+        raise ImpairError(
+            f"jitter {ms:g} ms is larger than the delay ({delay_ms:g} ms): give --delay >= --jitter"
+        )
+    return ms
+
+
 def per_direction_loss(pct: float, one_way: bool) -> tuple[float, float]:
     """(A->B, B->A) drop probabilities so a round trip loses `pct` percent."""
     p = check_loss(pct) / 100
@@ -76,6 +89,7 @@ class Impairment:
     rate_bps: int = 0
     delay_ms: float = 0.0
     one_way: bool = False
+    jitter_ms: float = 0.0  # +- around delay_ms, uniform, frames stay in order
 
     @property
     def empty(self) -> bool:
@@ -88,7 +102,8 @@ class Impairment:
         if self.rate_bps:
             parts.append(f"rate {format_rate(self.rate_bps)}")
         if self.delay_ms:
-            parts.append(f"delay {self.delay_ms:g}ms")
+            jitter = f"+-{self.jitter_ms:g}" if self.jitter_ms else ""
+            parts.append(f"delay {self.delay_ms:g}{jitter}ms")
         if parts and self.one_way:
             parts.append("one-way")
         return ", ".join(parts) or "none"
@@ -135,13 +150,16 @@ def tbf_clear_argv(iface: str) -> list[str]:
     return ["tc", "qdisc", "del", "dev", iface, "root"]
 
 
-def relay_params(delay_ms: float, one_way: bool) -> dict[str, dict[str, float]]:
+def relay_params(
+    delay_ms: float, one_way: bool, jitter_ms: float = 0.0
+) -> dict[str, dict[str, float]]:
     """Parameters file of the delay relay (it re-reads it on SIGUSR1)."""
     check_delay(delay_ms)
-    return {
-        "a_to_b": {"delay_ms": delay_ms},
-        "b_to_a": {"delay_ms": 0.0 if one_way else delay_ms},
-    }
+    check_jitter(jitter_ms, delay_ms)
+    forward = {"delay_ms": delay_ms}
+    if jitter_ms:
+        forward["jitter_ms"] = jitter_ms
+    return {"a_to_b": forward, "b_to_a": {"delay_ms": 0.0} if one_way else dict(forward)}
 
 
 def radio_script(drops: dict[tuple[str, str], float]) -> str:

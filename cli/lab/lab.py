@@ -244,6 +244,7 @@ def impairment_to_json(imp: Impairment, sender: str) -> dict[str, Any]:
         "loss": imp.loss,
         "rate_bps": imp.rate_bps,
         "delay_ms": imp.delay_ms,
+        "jitter_ms": imp.jitter_ms,
         "one_way": imp.one_way,
         "from": sender,
     }
@@ -501,7 +502,11 @@ class Lab:
             lab.topo = topology_from_json(data["topology"])
         for key, s in data.get("links", {}).items():
             imp = Impairment(
-                float(s["loss"]), int(s["rate_bps"]), float(s["delay_ms"]), bool(s["one_way"])
+                float(s["loss"]),
+                int(s["rate_bps"]),
+                float(s["delay_ms"]),
+                bool(s["one_way"]),
+                float(s.get("jitter_ms", 0.0)),
             )
             lab.links[int(key)] = LinkState(imp, str(s["from"]), bool(s["cut"]))
         return lab
@@ -892,6 +897,7 @@ class Lab:
                         impair.parse_rate(imp.rate) if imp.rate else 0,
                         impair.check_delay(imp.delay_ms),
                         imp.one_way,
+                        impair.check_jitter(imp.jitter_ms, imp.delay_ms),
                     ),
                 )
                 count += 1
@@ -1122,8 +1128,11 @@ class Lab:
         rate: str | None = None,
         delay_ms: float | None = None,
         one_way: bool = False,
+        jitter_ms: float | None = None,
     ) -> Impairment:
-        """Set loss / rate / delay on link a-b (unset values keep what was there).
+        """Set loss / rate / delay / jitter on link a-b (unset values keep what was there).
+
+        Jitter is +-ms around the delay (the relay keeps frames in order); delay 0 drops it.
 
         For two nodes on a shared segment (and no link), only loss applies: the segment's radio
         rules drop that share of the frames between the two (100 = out of range).
@@ -1131,7 +1140,7 @@ class Lab:
         self.require_up()
         pair = self._pair(a, b)
         if isinstance(pair, Segment):
-            if rate is not None or delay_ms is not None:
+            if rate is not None or delay_ms is not None or jitter_ms is not None:
                 raise LabError(
                     f"{a}-{b} is a pair on shared segment {pair.name}: only --loss applies there",
                     "give --loss PCT (100 = out of range)",
@@ -1146,11 +1155,14 @@ class Lab:
         base = old.impairment if old else Impairment()
         if old and old.sender != a and old.impairment.one_way and not one_way:
             base = Impairment()
+        delay = impair.check_delay(delay_ms) if delay_ms is not None else base.delay_ms
+        jitter = jitter_ms if jitter_ms is not None else (base.jitter_ms if delay else 0.0)
         new = Impairment(
             impair.check_loss(loss) if loss is not None else base.loss,
             impair.parse_rate(rate) if rate is not None else base.rate_bps,
-            impair.check_delay(delay_ms) if delay_ms is not None else base.delay_ms,
+            delay,
             one_way,
+            impair.check_jitter(jitter, delay),
         )
         with self.locked():
             self._impair_link(link, a, new)
@@ -1345,7 +1357,7 @@ class Lab:
         return self.run_dir / f"relay-{link.a}-{link.b}.json"
 
     def _write_relay_params(self, link: Link, sender: str, imp: Impairment) -> None:
-        params = impair.relay_params(imp.delay_ms, imp.one_way)
+        params = impair.relay_params(imp.delay_ms, imp.one_way, imp.jitter_ms)
         if sender != link.a:  # the params are written from a's point of view
             params = {"a_to_b": params["b_to_a"], "b_to_a": params["a_to_b"]}
         self._relay_params_path(link).write_text(json.dumps(params))

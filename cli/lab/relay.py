@@ -1,12 +1,15 @@
 """A userspace delay line between two namespaces: the lab's stand-in for netem.
 
 It creates one TAP device in each namespace and copies Ethernet frames between them, holding
-each frame for the configured one-way delay (FIFO, so frames are never reordered). The TAPs are
-not persistent: they vanish when this process exits, so killing it is the whole cleanup.
+each frame for the configured one-way delay, plus a uniform random jitter of up to +-jitter. The
+queue is FIFO, so frames are never reordered: a frame whose draw would overtake the previous one
+leaves right after it (as netem does with a rate or a FIFO child qdisc). The TAPs are not
+persistent: they vanish when this process exits, so killing it is the whole cleanup.
 
     python -m cli.lab.relay --a NS_A:IF_A --b NS_B:IF_B --params FILE
 
-FILE is JSON `{"a_to_b": {"delay_ms": 25}, "b_to_a": {"delay_ms": 25}}`; SIGUSR1 re-reads it.
+FILE is JSON `{"a_to_b": {"delay_ms": 25, "jitter_ms": 5}, "b_to_a": {"delay_ms": 25}}`
+(`jitter_ms` is optional); SIGUSR1 re-reads it.
 The process should itself run inside NS_A (`ip netns exec NS_A ...`) so the lab's namespace sweep
 finds it.
 """
@@ -19,6 +22,7 @@ import collections
 import fcntl
 import json
 import os
+import random
 import signal
 import struct
 import sys
@@ -43,6 +47,12 @@ def open_tap(ns: str, iface: str) -> int:
     return fd
 
 
+def next_due(now: float, delay_s: float, jitter_s: float, last_due: float, draw: float) -> float:
+    """When a frame that arrives `now` leaves: delay plus jitter (`draw` in [-1, 1]), FIFO."""
+    hold = max(0.0, delay_s + jitter_s * draw)
+    return max(now + hold, last_due)
+
+
 class Direction:
     """One direction of the link: frames wait in a FIFO until their due time."""
 
@@ -51,6 +61,9 @@ class Direction:
         self.src = src
         self.dst = dst
         self.delay_s = 0.0
+        self.jitter_s = 0.0
+        self.last_due = 0.0
+        self.rng = random.Random()
         self.queue: collections.deque[tuple[float, bytes]] = collections.deque()
         self.timer: asyncio.TimerHandle | None = None
         self.forwarded = 0
@@ -67,10 +80,13 @@ class Direction:
                 return
             if not frame:
                 return
-            if self.delay_s <= 0 and not self.queue:
+            if self.delay_s <= 0 and self.jitter_s <= 0 and not self.queue:
                 self.send(frame)
                 continue
-            self.queue.append((self.loop.time() + self.delay_s, frame))
+            draw = self.rng.uniform(-1.0, 1.0)
+            now = self.loop.time()
+            self.last_due = next_due(now, self.delay_s, self.jitter_s, self.last_due, draw)
+            self.queue.append((self.last_due, frame))
             if self.timer is None:
                 self.timer = self.loop.call_at(self.queue[0][0], self.release)
 
@@ -112,13 +128,15 @@ def main(argv: list[str] | None = None) -> int:
     def load() -> None:
         try:
             params = json.loads(args.params.read_text(encoding="utf-8"))
-            a_to_b.delay_s = float(params["a_to_b"]["delay_ms"]) / 1000
-            b_to_a.delay_s = float(params["b_to_a"]["delay_ms"]) / 1000
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+            for d, key in ((a_to_b, "a_to_b"), (b_to_a, "b_to_a")):
+                d.delay_s = float(params[key]["delay_ms"]) / 1000
+                d.jitter_s = float(params[key].get("jitter_ms", 0.0)) / 1000
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             print(f"relay: cannot use {args.params}: {exc}", file=sys.stderr, flush=True)
             return
         print(
-            f"relay: delay a->b {a_to_b.delay_s * 1000:g} ms, b->a {b_to_a.delay_s * 1000:g} ms",
+            f"relay: delay a->b {a_to_b.delay_s * 1000:g}+-{a_to_b.jitter_s * 1000:g} ms,"
+            f" b->a {b_to_a.delay_s * 1000:g}+-{b_to_a.jitter_s * 1000:g} ms",
             flush=True,
         )
 

@@ -67,6 +67,7 @@ class LinkImpairment:
     rate: str | None = None
     delay_ms: float = 0.0
     one_way: bool = False
+    jitter_ms: float = 0.0
 
     @property
     def empty(self) -> bool:
@@ -404,7 +405,10 @@ def _impairment(entry: dict[str, Any], where: str) -> LinkImpairment:
         raise TopologyError(f"{where}: rate must be a string like 10mbit")
     if not isinstance(one_way, bool):
         raise TopologyError(f"{where}: one_way must be true or false")
-    return LinkImpairment(float(loss), rate, float(delay), one_way)
+    jitter = entry.get("jitter", 0)
+    if not isinstance(jitter, int | float) or not 0 <= jitter <= delay:
+        raise TopologyError(f"{where}: jitter must be milliseconds in [0, delay]")
+    return LinkImpairment(float(loss), rate, float(delay), one_way, float(jitter))
 
 
 def from_yaml_text(text: str, spec: str = "<yaml>") -> Topology:
@@ -414,7 +418,7 @@ def from_yaml_text(text: str, spec: str = "<yaml>") -> Topology:
     nodes: [alice, bob, carol]          # optional: nodes named by links are added in order
     links:
       - [alice, bob]
-      - {a: bob, b: carol, loss: 10, rate: 5mbit, delay: 20, one_way: false}
+      - {a: bob, b: carol, loss: 10, rate: 5mbit, delay: 20, jitter: 5, one_way: false}
     segments:                           # shared radio segments (a bridge; per-pair range/loss)
       - {name: s1, nodes: [carol, dave, erin], loss: {carol-erin: 100, dave-erin: 20}}
     gateways: [alice]
@@ -454,7 +458,7 @@ def from_yaml_text(text: str, spec: str = "<yaml>") -> Topology:
         if isinstance(entry, list) and len(entry) == 2:
             a, b, imp = entry[0], entry[1], LinkImpairment()
         elif isinstance(entry, dict) and "a" in entry and "b" in entry:
-            extra = set(entry) - {"a", "b", "loss", "rate", "delay", "one_way"}
+            extra = set(entry) - {"a", "b", "loss", "rate", "delay", "jitter", "one_way"}
             if extra:
                 raise TopologyError(f"{where}: unknown keys {sorted(extra)}")
             a, b, imp = entry["a"], entry["b"], _impairment(entry, where)

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from cli.lab.lab import Lab
-from cli.lab.measure import parse_ping
+from cli.lab.measure import PingResult, parse_ping
 from cli.lab.topology import chain
 from tests.lab.labkit import lab_name, running_lab
 
@@ -70,7 +70,19 @@ def test_rate_10mbit_measured_by_iperf3(lab: Lab):
 
 
 def _rtt_ms(lab: Lab, a: str, b: str) -> float:
-    """Average RTT of 20 pings, once a single ping across the link answers (ARP/ND warm)."""
+    r = _rtt(lab, a, b)
+    assert r.rtt_avg_ms is not None
+    return r.rtt_avg_ms
+
+
+def _spread(r: PingResult) -> float:
+    assert r.rtt_max_ms is not None
+    assert r.rtt_min_ms is not None
+    return r.rtt_max_ms - r.rtt_min_ms
+
+
+def _rtt(lab: Lab, a: str, b: str) -> PingResult:
+    """20 pings across the link, once a single ping answers (ARP/ND warm)."""
     deadline = time.monotonic() + 20
     while True:
         warm = _link_ping(lab, a, b, 1, 0.2).communicate(timeout=10)[0]
@@ -79,8 +91,9 @@ def _rtt_ms(lab: Lab, a: str, b: str) -> float:
         assert time.monotonic() < deadline, f"no ping reply across {a}-{b}: {warm}"
     r = parse_ping(_link_ping(lab, a, b, 20, 0.05).communicate(timeout=30)[0])
     assert r.received >= 18, r
-    assert r.rtt_avg_ms is not None
-    return r.rtt_avg_ms
+    assert r.rtt_min_ms is not None
+    assert r.rtt_max_ms is not None
+    return r
 
 
 def test_delay_25ms_adds_50ms_of_rtt_and_babel_routes_over_it(lab: Lab):
@@ -88,10 +101,22 @@ def test_delay_25ms_adds_50ms_of_rtt_and_babel_routes_over_it(lab: Lab):
     lab.impair("n4", "n5", delay_ms=25)
     try:
         assert lab.wait_neighbours("n4", "n5", timeout=20)
-        after = _rtt_ms(lab, "n4", "n5")
+        steady = _rtt(lab, "n4", "n5")
+        assert steady.rtt_avg_ms is not None
+        after = steady.rtt_avg_ms
         rise = after - before
         print(f"\nRTT n4-n5: {before:.2f} ms -> {after:.2f} ms (+{rise:.1f} ms) with --delay 25")
         assert 40 <= rise <= 60
+        # jitter: +-10 ms per direction spreads the RTTs (the relay reloads, no relink)
+        assert lab.impair("n4", "n5", jitter_ms=10).describe() == "delay 25+-10ms"
+        jittery = _rtt(lab, "n4", "n5")
+        spread = {"without": _spread(steady), "with": _spread(jittery)}
+        print(f"RTT spread (max-min) without/with --jitter 10: {spread}, min {jittery.rtt_min_ms}")
+        assert spread["with"] >= 12
+        assert spread["with"] > spread["without"] + 5
+        assert jittery.rtt_min_ms is not None
+        assert jittery.rtt_min_ms >= 28  # 2 x (25 - 10)
+        lab.impair("n4", "n5", jitter_ms=0)
         # the node route from n1 to n5 must now cross the relay's TAP on n4
         deadline = time.monotonic() + 20
         while True:

@@ -241,3 +241,26 @@ def test_topology_survives_the_state_file():
     assert again.segments == topo.segments
     assert again.names == topo.names
     assert again.gateways == topo.gateways
+
+
+def test_relay_jitter_stays_within_bounds_and_keeps_frames_in_order():
+    from cli.lab.relay import next_due
+
+    assert next_due(10.0, 0.025, 0.010, 0.0, -1.0) == pytest.approx(10.015)
+    assert next_due(10.0, 0.025, 0.010, 0.0, 1.0) == pytest.approx(10.035)
+    # a short draw right after a long one waits for it: FIFO, never reordered
+    assert next_due(10.001, 0.025, 0.010, 10.035, -1.0) == 10.035
+    assert next_due(10.0, 0.0, 0.0, 0.0, 0.5) == 10.0
+
+
+def test_jitter_needs_a_delay_at_least_as_large():
+    assert impair.relay_params(25, one_way=False, jitter_ms=5) == {
+        "a_to_b": {"delay_ms": 25, "jitter_ms": 5},
+        "b_to_a": {"delay_ms": 25, "jitter_ms": 5},
+    }
+    assert impair.relay_params(25, one_way=True, jitter_ms=5)["b_to_a"] == {"delay_ms": 0.0}
+    with pytest.raises(impair.ImpairError, match="larger than the delay"):
+        impair.check_jitter(30, 25)
+    with pytest.raises(impair.ImpairError):
+        impair.check_jitter(-1, 25)
+    assert impair.Impairment(delay_ms=25, jitter_ms=5).describe() == "delay 25+-5ms"
