@@ -55,12 +55,20 @@ def trace(target: str, *, max_hops: int = 16, timeout: float = 1.0) -> list[tupl
     return hops
 
 
+class ProbeError(RuntimeError):
+    """An active check could not run (no such interface, no capture socket)."""
+
+
 def rogue_servers(iface: str, *, timeout: float = 3.0) -> dict[str, Any]:
     """Send a DHCP discover and a router solicitation on `iface`; list who answers.
 
     On a mesh interface nobody should: a DHCP server or IPv6 router there hands clients a wrong
-    gateway (the classic rogue-DHCP / rogue-RA problem).
+    gateway (the classic rogue-DHCP / rogue-RA problem). Replies are picked in Python
+    (`lfilter`), not by a BPF expression, so libpcap is not needed.
     """
+    import threading
+    import time
+
     from scapy.all import (  # type: ignore[attr-defined]
         BOOTP,
         DHCP,
@@ -72,26 +80,41 @@ def rogue_servers(iface: str, *, timeout: float = 3.0) -> dict[str, Any]:
         ICMPv6ND_RS,
         IPv6,
         get_if_hwaddr,
+        get_if_list,
         sendp,
     )
+    from scapy.error import Scapy_Exception
 
-    mac = get_if_hwaddr(iface)
-    sniffer = AsyncSniffer(iface=iface, filter="udp port 68 or icmp6", store=True)
-    sniffer.start()
-    discover = (
-        Ether(src=mac, dst="ff:ff:ff:ff:ff:ff")
-        / IP(src="0.0.0.0", dst="255.255.255.255")
-        / UDP(sport=68, dport=67)
-        / BOOTP(chaddr=bytes.fromhex(mac.replace(":", "")), xid=0x4D4D)
-        / DHCP(options=[("message-type", "discover"), "end"])
-    )
-    solicit = Ether(src=mac, dst="33:33:00:00:00:02") / IPv6(dst="ff02::2") / ICMPv6ND_RS()
-    sendp(discover, iface=iface, verbose=0)
-    sendp(solicit, iface=iface, verbose=0)
-    import time
+    if iface not in get_if_list():
+        raise ProbeError(f"no interface {iface!r} here")
+    ready = threading.Event()
 
-    time.sleep(timeout)
-    packets: list[Any] = list(sniffer.stop() or [])
-    dhcp = sorted({str(p[IP].src) for p in packets if p.haslayer(BOOTP) and int(p[BOOTP].op) == 2})
+    def answer(p: Any) -> bool:
+        return bool(
+            (p.haslayer(BOOTP) and int(p[BOOTP].op) == 2 and p.haslayer(IP))
+            or (p.haslayer(ICMPv6ND_RA) and p.haslayer(IPv6))
+        )
+
+    try:
+        mac = get_if_hwaddr(iface)
+        sniffer = AsyncSniffer(iface=iface, lfilter=answer, store=True, started_callback=ready.set)
+        sniffer.start()
+        if not ready.wait(5):
+            raise ProbeError(f"could not start capturing on {iface}")
+        discover = (
+            Ether(src=mac, dst="ff:ff:ff:ff:ff:ff")
+            / IP(src="0.0.0.0", dst="255.255.255.255")
+            / UDP(sport=68, dport=67)
+            / BOOTP(chaddr=bytes.fromhex(mac.replace(":", "")), xid=0x4D4D, flags=0x8000)
+            / DHCP(options=[("message-type", "discover"), "end"])
+        )
+        solicit = Ether(src=mac, dst="33:33:00:00:00:02") / IPv6(dst="ff02::2") / ICMPv6ND_RS()
+        sendp(discover, iface=iface, verbose=0)
+        sendp(solicit, iface=iface, verbose=0)
+        time.sleep(timeout)
+        packets: list[Any] = list(sniffer.stop() or [])
+    except Scapy_Exception as exc:
+        raise ProbeError(str(exc)) from None
+    dhcp = sorted({str(p[IP].src) for p in packets if p.haslayer(BOOTP)})
     ra = sorted({str(p[IPv6].src) for p in packets if p.haslayer(ICMPv6ND_RA)})
     return {"iface": iface, "dhcp_servers": dhcp, "router_advertisers": ra}

@@ -58,11 +58,11 @@ def diagnose(
     flapping, MTU) and next steps. Active probes use scapy and run from this machine."""
     args = MeshArgs(**kw)
     if rogue_iface is not None:
-        from cli.analysis.probes import rogue_servers
+        from cli.analysis.probes import ProbeError, rogue_servers
 
         try:
             found = rogue_servers(rogue_iface)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, ProbeError) as exc:
             raise UserError(
                 f"cannot probe {rogue_iface}: {exc}",
                 fix="run as root on an existing interface",
