@@ -177,6 +177,7 @@ class LinkMeters:
     marks: dict[str, _Mark] = field(default_factory=dict)
     owners: dict[str, str] = field(default_factory=dict)
     absent: set[str] = field(default_factory=set)
+    fed_by: dict[str, str] = field(default_factory=dict)  # meter name -> source feeding it
 
     def gone(self, iface: str) -> None:
         """The interface does not exist (yet): when it appears, all its bytes are ours to count."""
@@ -192,11 +193,15 @@ class LinkMeters:
         *,
         source: str | None = None,
         new: bool = False,
+        counted_elsewhere: bool = False,
     ) -> None:
         """One read of a raw counter set; `owner` is the neighbour at its other end, None if
         unknown. `source` names the counter set when it is not the interface itself (a wifi
         station, keyed by MAC); `new` says it appeared after the agent began watching (a
-        station absent from an earlier dump), so it counted from zero while we watched."""
+        station absent from an earlier dump), so it counted from zero while we watched.
+        `counted_elsewhere`: these bytes are credited through another source right now (a
+        per-MAC counter while the interface's own counters serve), so they are never unclaimed.
+        """
         key = iface if source is None else source
         mark = self.marks.get(key)
         if mark is None:
@@ -207,16 +212,21 @@ class LinkMeters:
         elif mark.epoch != epoch:  # recreated between two reads
             mark.epoch, mark.raw = epoch, dict.fromkeys(raw, 0)
         if owner is None:
+            if counted_elsewhere:
+                mark.raw = dict(raw)
             return
         previous = self.owners.get(key)
         self.owners[key] = owner
         for stat, value in raw.items():
             name = neighbour_meter(owner, iface, stat)
             meter = self.ledger.meters.get(name)
+            fed_by = self.fed_by.get(name)
+            self.fed_by[name] = key
             if meter is None:
                 meter = self.ledger.meters[name] = Meter(epoch=epoch, baseline=mark.raw.get(stat))
-            elif previous is not None and previous != owner:
-                # Back after another node held the link: its bytes since are not ours. (A meter
+            elif (previous is not None and previous != owner) or fed_by not in (None, key):
+                # Back after another node held the link, or fed from another source until now
+                # (interface counters, then per-MAC ones): start from this source's mark. (A meter
                 # restored from saved state keeps its own baseline when it is the interface's
                 # first owner of this run: bytes while the agent was down were that neighbour's.)
                 meter.epoch, meter.baseline = epoch, mark.raw.get(stat)

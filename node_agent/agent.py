@@ -39,7 +39,7 @@ from node_agent import build, system
 from node_agent.config import Config
 from node_agent.neighbours import Event, Neighbour, NeighbourTable, TokenBucket
 from node_agent.parsers import BabelTable, babel_status
-from node_agent.radio import RadioReader, RadioView, Runner
+from node_agent.radio import RadioReader, RadioView, Runner, neighbour_macs, parse_ip_neigh
 
 log = logging.getLogger("meshd")
 SOFTWARE = "meshd 0.1.0"
@@ -130,6 +130,9 @@ class Agent:
             i for i in config.mesh_ifaces if i in config.wifi_ifaces or system.is_wifi(i)
         }
         self.radio_view = RadioView()
+        self.macs: system.MacCounters | None = None
+        self.macs_seen: dict[str, set[str]] = {}  # iface -> MACs in the last read
+        self.shared_ifaces: set[str] = set()  # more than one neighbour heard there at once
         self.stations_seen: dict[str, set[str]] = {}  # iface -> MACs in its last station dump
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -149,6 +152,15 @@ class Agent:
                 self.nft_epoch = f"{self.boot_id}/nft{self.nft.handle}"
             else:
                 self.nft = None
+            wired = [
+                i
+                for i in self.config.mesh_ifaces
+                if i not in self.wifi_ifaces and system.iface_stats(i) is not None
+            ]
+            if wired:
+                self.macs = system.MacCounters(self.config.nft_table, wired, self.run)
+                if not await self.macs.setup():
+                    self.macs = None
         for spec in self.config.static_neighbours:
             self._add_static(spec)
         await self._read_counters()
@@ -195,6 +207,8 @@ class Agent:
         self.save_state()
         if self.nft is not None:
             await self.nft.remove()
+        if self.macs is not None:
+            await self.macs.remove()
         log.info("stopped")
 
     async def _goodbye(self) -> None:
@@ -273,7 +287,7 @@ class Agent:
         shared (more than one neighbour heard there at once)."""
         on_link = [n for n in self.neighbours.entries.values() if n.iface == iface]
         up = [n for n in on_link if n.up]
-        if len(up) > 1:
+        if len(up) > 1 or iface in self.shared_ifaces:
             return None
         if len(up) == 1:
             return up[0].node_id
@@ -320,10 +334,45 @@ class Agent:
                 )
             self.stations_seen[iface] = {st.mac for st in stations}
 
+    async def _fold_macs(self, macs: system.MacCounters) -> None:
+        """Per-MAC counters: the source for an interface once it is shared (more than one
+        neighbour heard there at once); until then the interface's own counters serve and the
+        MAC counters only keep their marks current, so nothing is credited twice."""
+        totals = await macs.read()
+        for iface, rows in totals.items():
+            shared = iface in self.shared_ifaces
+            owner: dict[str, str] = {}
+            if shared:
+                rc, out = await self.run("ip", "-j", "neigh", "show", "dev", iface)
+                arp = parse_ip_neigh(out) if rc == 0 else {}
+                for n in self.neighbours.entries.values():
+                    if n.iface == iface:
+                        for mac in neighbour_macs(n, arp):
+                            owner[mac] = n.node_id
+            seen = self.macs_seen.get(iface)
+            for mac, raw in rows.items():
+                self.link_meters.fold(
+                    iface,
+                    raw,
+                    f"{self.boot_id}/macnft{macs.handle}/{iface}/{mac}",
+                    owner.get(mac) if shared else None,
+                    source=f"{iface}/{mac}/nft",
+                    new=seen is not None and mac not in seen,
+                    counted_elsewhere=not shared,
+                )
+            self.macs_seen[iface] = set(rows)
+
     async def _fold_counters(self) -> None:
         for iface in self.config.mesh_ifaces:
+            heard = sum(n.up for n in self.neighbours.entries.values() if n.iface == iface)
+            metered = self.macs is not None and iface in self.macs.ifaces
+            if heard > 1 and metered and iface not in self.shared_ifaces:
+                log.info("%s is shared by several neighbours: per-MAC counters from now", iface)
+                self.shared_ifaces.add(iface)
             if iface not in self.wifi_ifaces:  # wifi: per station, below
                 self._fold_iface(iface)
+        if self.macs is not None:
+            await self._fold_macs(self.macs)
         if self.radio is not None:
             await self._fold_radio(self.radio)
         if self.nft is not None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import json
 import logging
 import os
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -225,3 +227,115 @@ class Nft:
         rc, out = await run("nft", "delete", "table", "inet", self.table)
         if rc:
             log.warning("could not delete nftables table %s: %s", self.table, out)
+
+
+# -- per-MAC counters on shared media -----------------------------------------------------------
+
+ETHER_HEADER = 14  # ingress sees frames without it; interface counters and egress include it
+
+
+def mac_nft_script(table: str, ifaces: list[str], *, egress: bool = True) -> str:
+    """A netdev table counting bytes per peer MAC on each interface: a dynamic set per direction
+    whose elements carry counters, filled by every frame in (ether saddr) and out (ether
+    daddr). Sets and chains are numbered by position in `ifaces` (any interface name works)."""
+    lines = [f"add table netdev {table}"]
+    for i, iface in enumerate(ifaces):
+        hooks = [("in", "ingress", "rx", "saddr")]
+        if egress:
+            hooks.append(("out", "egress", "tx", "daddr"))
+        for chain, hook, direction, field_ in hooks:
+            lines += [
+                f"add set netdev {table} {direction}{i} "
+                "{ type ether_addr; size 1024; flags dynamic; counter; }",
+                f"add chain netdev {table} {chain}{i} "
+                f'{{ type filter hook {hook} device "{iface}" priority -150; policy accept; }}',
+                f"flush chain netdev {table} {chain}{i}",
+                f"add rule netdev {table} {chain}{i} update @{direction}{i} {{ ether {field_} }}",
+            ]
+    return "\n".join(lines) + "\n"
+
+
+MacTotals = dict[str, dict[str, int]]  # mac -> {rx_bytes, rx_packets, tx_bytes, tx_packets}
+
+
+def parse_mac_sets(text: str, ifaces: list[str]) -> dict[str, MacTotals]:
+    """`nft -j list table netdev T` -> {iface: {mac: counters}}; rx bytes get the Ethernet
+    header added back so they compare with the interface's own counters."""
+    out: dict[str, MacTotals] = {iface: {} for iface in ifaces}
+    try:
+        items = json.loads(text).get("nftables", [])
+    except (ValueError, AttributeError):
+        return out
+    for item in items if isinstance(items, list) else []:
+        s = item.get("set") if isinstance(item, dict) else None
+        if not isinstance(s, dict):
+            continue
+        name = str(s.get("name", ""))
+        direction, index = name[:2], name[2:]
+        if direction not in ("rx", "tx") or not index.isdigit() or int(index) >= len(ifaces):
+            continue
+        macs = out[ifaces[int(index)]]
+        for elem in s.get("elem", []):
+            e = elem.get("elem") if isinstance(elem, dict) else None
+            if not isinstance(e, dict) or not isinstance(e.get("counter"), dict):
+                continue
+            mac, c = str(e.get("val", "")).lower(), e["counter"]
+            try:
+                nbytes, packets = int(c["bytes"]), int(c["packets"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            if direction == "rx":
+                nbytes += ETHER_HEADER * packets
+            row = macs.setdefault(
+                mac, {"rx_bytes": 0, "rx_packets": 0, "tx_bytes": 0, "tx_packets": 0}
+            )
+            row[f"{direction}_bytes"], row[f"{direction}_packets"] = nbytes, packets
+    return out
+
+
+class MacCounters:
+    """The agent's netdev table of per-MAC counters: created at start on every mesh interface
+    that is not wifi (wifi has per-station counters), read each cycle, deleted on exit."""
+
+    def __init__(
+        self,
+        table: str,
+        ifaces: list[str],
+        runner: Callable[..., Awaitable[tuple[int, str]]] | None = None,
+    ) -> None:
+        self.table = table
+        self.ifaces = ifaces
+        self.run = runner if runner is not None else run
+        self.handle: int | None = None
+
+    async def setup(self) -> bool:
+        for egress in (True, False):  # the egress hook needs Linux 5.16+
+            rc, out = await self.run(
+                "nft",
+                "-f",
+                "-",
+                stdin=mac_nft_script(self.table, self.ifaces, egress=egress).encode(),
+            )
+            if rc == 0:
+                if not egress:
+                    log.warning("nftables has no egress hook here: per-MAC tx counters stay at 0")
+                break
+        else:
+            log.warning("per-MAC counters unavailable (%s); shared links are not metered", out)
+            return False
+        rc, out = await self.run("nft", "-j", "list", "table", "netdev", self.table)
+        if rc == 0:
+            with contextlib.suppress(ValueError, TypeError, AttributeError):
+                for item in json.loads(out).get("nftables", []):
+                    if "table" in item:
+                        self.handle = int(item["table"].get("handle", 0))
+        return True
+
+    async def read(self) -> dict[str, MacTotals]:
+        rc, out = await self.run("nft", "-j", "list", "table", "netdev", self.table)
+        return parse_mac_sets(out, self.ifaces) if rc == 0 else {}
+
+    async def remove(self) -> None:
+        rc, out = await self.run("nft", "delete", "table", "netdev", self.table)
+        if rc:
+            log.warning("could not delete nftables table netdev %s: %s", self.table, out)
