@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 
 from node_agent.config import Config, ConfigError, load
 
@@ -58,19 +60,46 @@ def _load_identity(config: Config) -> tuple[object, object, object]:
     return key, cert, community
 
 
+async def _wait_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+async def delayed_start(
+    config: Config,
+    stop: asyncio.Event,
+    start: Callable[[], Awaitable[object]],
+    *,
+    uniform: Callable[[float, float], float] = random.uniform,
+    wait: Callable[[asyncio.Event, float], Awaitable[None]] = _wait_or_stop,
+) -> bool:
+    """After a power cut every router boots at once: wait a random 0..--start-delay seconds
+    before anything is started (no broker connection, nothing published), so the mesh is not
+    flooded by all agents replaying at the same instant. SIGTERM during the wait ends it; then
+    nothing starts and False is returned."""
+    if config.start_delay > 0:
+        delay = uniform(0.0, config.start_delay)
+        log.info("start delay %.1f s", delay)
+        await wait(stop, delay)
+        if stop.is_set():
+            return False
+    await start()
+    return True
+
+
 async def _main(config: Config) -> None:
     from node_agent.agent import run
 
     key, cert, community = _load_identity(config)
-    if config.start_delay > 0:
-        delay = random.uniform(0, config.start_delay)
-        log.info("start delay %.1f s", delay)
-        await asyncio.sleep(delay)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await run(config, key, cert, community, stop.wait)  # type: ignore[arg-type]
+    await delayed_start(
+        config,
+        stop,
+        lambda: run(config, key, cert, community, stop.wait),  # type: ignore[arg-type]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
