@@ -248,36 +248,60 @@ def read_broker(host: str, port: int, community: str, *, quiet_s: float = 0.5) -
 
 
 def discover_broker(community: str, timeout_s: float = 3.0) -> tuple[str, int] | None:
-    """The first neighbour announcing this community over mDNS."""
+    """The first node announcing this community over mDNS whose broker takes a connection.
+
+    This machine's own agent announces itself too, and its broker may be the one that is down,
+    so every announced address is tried (IPv4 first) rather than taking the first answer.
+    """
+    import socket
+    import threading
+
     try:
         from zeroconf import ServiceBrowser, ServiceStateChange, Zeroconf
     except ImportError:
         return None
-    found: list[tuple[str, int]] = []
     service = "_mutualmesh._tcp.local."
+    lock = threading.Lock()
+    candidates: list[tuple[str, int]] = []
 
     def on_change(
         zeroconf: Zeroconf, service_type: str, name: str, state_change: ServiceStateChange
     ) -> None:
-        if state_change is not ServiceStateChange.Added or found:
+        if state_change is not ServiceStateChange.Added:
             return
         info = zeroconf.get_service_info(service_type, name, timeout=1000)
         if info is None:
             return
         props = {k.decode(): (v or b"").decode() for k, v in info.properties.items()}
-        addrs = info.parsed_addresses()
-        if props.get("community") == community and addrs:
-            found.append((addrs[0], int(props.get("port") or info.port or DEFAULT_PORT)))
+        if props.get("community") != community:
+            return
+        try:
+            port = int(props.get("port") or info.port or DEFAULT_PORT)
+        except ValueError:
+            return
+        addrs = sorted(info.parsed_scoped_addresses(), key=lambda a: ":" in a)  # IPv4 first
+        with lock:
+            candidates.extend((a, port) for a in addrs)
 
+    tried: set[tuple[str, int]] = set()
     zc = Zeroconf()
     try:
         ServiceBrowser(zc, service, handlers=[on_change])
         end = time.monotonic() + timeout_s
-        while not found and time.monotonic() < end:
+        while time.monotonic() < end:
+            with lock:
+                fresh = [c for c in candidates if c not in tried]
+            for host, port in fresh:
+                tried.add((host, port))
+                try:
+                    with socket.create_connection((host, port), timeout=1):
+                        return host, port
+                except OSError:
+                    continue
             time.sleep(0.1)
     finally:
         zc.close()
-    return found[0] if found else None
+    return None
 
 
 # -- verification -----------------------------------------------------------------------------

@@ -2,12 +2,14 @@
 when it is restored; a node that publishes a validly signed but inflated relay claim is flagged.
 
 Real babeld, mosquitto and meshd agents in namespaces; the CLI reads n1's broker and verifies
-every record itself.
+every record itself. Without --broker the CLI finds one itself: the node's own, else (its broker
+stopped) a neighbour announcing `_mutualmesh._tcp` over mDNS, else it says nothing is reachable.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -23,7 +25,7 @@ from meshd.codec import decode, sign_record
 from meshd.records import Kind, TrafficBody
 from meshd.topics import record_topic
 from provisioning.keys import load_certificate, load_private_key
-from tests.lab.cliview import agent_lab, cli, cli_json, wait_for
+from tests.lab.cliview import MUTUALMESH, agent_lab, cli, cli_json, wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -155,3 +157,62 @@ def test_inflated_relay_claim_is_flagged(lab: Lab, tmp_path: Path):
     code, data = cli_json(lab, "n1", "contrib")
     n3 = next(n for n in data["nodes"] if n["name"] == "n3")
     assert n3["relayed_bytes"]["check"] == "contradicted"
+
+
+# -- finding a broker without --broker ----------------------------------------------------------
+
+
+def cli_default(lab: Lab, node: str, *args: str) -> tuple[int, str]:
+    """The CLI inside `node` with the lab's community but no --broker: it must find one."""
+    argv = [MUTUALMESH, *args, "--community", str(lab.run_dir / "community.yaml")]
+    proc = lab.popen(node, argv)
+    out, _ = proc.communicate(timeout=60)
+    return proc.returncode, out
+
+
+def test_default_broker_is_the_local_node(lab: Lab):
+    code, out = cli_default(lab, "n1", "nodes", "--json")
+    assert code == 0, out
+    data = json.loads(out)
+    assert data["source"] == f"broker 127.0.0.1:{broker.BROKER_PORT}"
+    assert {"n1", "n2", "n4", "n5"} <= {n["name"] for n in data["nodes"]}
+
+
+def test_default_broker_falls_back_to_a_neighbour_over_mdns(lab: Lab):
+    n4_side = lab.link("n4", "n5").side("n4")[2]  # n4's address on the n4-n5 link
+    lab.kill("n5", "mosquitto")
+    try:
+        code, out = cli_default(lab, "n5", "nodes", "--json")
+    finally:
+        lab.start("n5")
+    assert code == 0, out
+    data = json.loads(out)
+    assert data["source"] == f"broker {n4_side}:{broker.BROKER_PORT}"
+    assert {"n1", "n4", "n5"} <= {n["name"] for n in data["nodes"]}
+
+
+def test_no_broker_anywhere_is_unreachable(lab: Lab):
+    ns = f"{lab.prefix}lone"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
+        proc = subprocess.run(
+            [
+                "ip",
+                "netns",
+                "exec",
+                ns,
+                MUTUALMESH,
+                "nodes",
+                "--community",
+                str(lab.run_dir / "community.yaml"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    assert "no broker on this machine" in proc.stderr + proc.stdout
+    assert "Traceback" not in proc.stderr
