@@ -77,3 +77,36 @@ def test_cut_pair_stops_hearing_each_other_and_restore_brings_it_back(lab: Lab):
         assert lab.restore("n2", "n3")
     assert lab.wait_converged(30) == []
     assert lab.ping("n1", lab.addr("n3"), count=3, interval=0.05).received == 3
+
+
+def test_agents_on_a_segment_see_exactly_the_members_in_range():
+    """`up` returns once each agent sees its in-range members, and never the hidden one."""
+    from cli.lab import agent
+    from tests.lab.labkit import skip_reason
+
+    reason = skip_reason() or (None if agent.agent_available() else "node agent not installed")
+    if reason:
+        pytest.skip(reason)
+    topo = from_yaml_text(TOPOLOGY, "segment.yaml")
+    lab = Lab(lab_name("sa"), topo, agents=True, agent_args=["--mdns-fast"], echo=print)
+    try:
+        lab.up(timeout=60)
+        assert lab.agents_missing() == {}
+        ids = agent.node_ids(topo, lab.run_dir)
+        port = agent.metrics_port(lab.agent_args)
+        seen = {
+            n: agent.neighbours_up(
+                agent.read_status(lab.ns(n), agent.AgentFiles.of(lab.run_dir, n).status, port)
+            )
+            for n in topo.names
+        }
+        names = {v: k for k, v in ids.items()}
+        print(
+            f"\nagents ready after {lab.timings['agents_ready']:.1f}s; neighbours: "
+            f"{ {n: sorted(names.get(i, i) for i in s) for n, s in seen.items()} }"
+        )
+        assert seen["n1"] == {ids["n2"]}
+        assert seen["n3"] == {ids["n2"]}
+        assert seen["n2"] == {ids["n1"], ids["n3"]}
+    finally:
+        lab.down()
