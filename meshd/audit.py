@@ -197,9 +197,14 @@ def _claims(f: list[Finding], contributions: Sequence[Contribution], name: Any) 
             )
 
 
+_LINK_FINDINGS = frozenset({LinkState.ONE_SIDED, LinkState.ASYMMETRIC, LinkState.FLAPPING})
+
+
 def _links(f: list[Finding], view: MeshView) -> None:
     name = view.name
     for link in view.links.values():
+        if link.state not in _LINK_FINDINGS:
+            continue  # most links: skip before naming them
         subject = _pair(name(link.a), name(link.b))
         if link.state is LinkState.ONE_SIDED:
             f.append(

@@ -220,7 +220,8 @@ def contributions(
                 consumed = Figure(d.client, Check.UNCHECKED, "a gateway's clients use its uplink")
             else:
                 consumed = _figure_le(d.client, local_seen, tolerance, "its own mesh traffic")
-            alive = [r for r, _, _ in reports if (link := view.link(node_id, r)) and link.in_graph]
+            live = view.adjacency.get(node_id, {})  # holds exactly the links in the graph
+            alive = [r for r, _, _ in reports if r in live]
             uptime = Figure(
                 d.uptime,
                 Check.VERIFIED if alive else Check.UNCHECKED,
@@ -272,15 +273,15 @@ def _shares(items: list[Contribution], policy: ContributionPolicy) -> None:
     def figures(c: Contribution) -> dict[str, Figure]:
         return dict(zip(names, (c.relayed, c.gateway, c.consumed, c.uptime_s), strict=True))
 
-    totals = {k: sum(_credited(figures(c)[k]) for c in items) for k in names}
+    all_figs = [figures(c) for c in items]
+    totals = {k: sum(_credited(figs[k]) for figs in all_figs) for k in names}
     weights = {
         "relayed": policy.relay_weight,
         "gateway": policy.gateway_weight,
         "uptime": policy.uptime_weight,
     }
     wsum = sum(weights.values()) or 1.0
-    for c in items:
-        figs = figures(c)
+    for c, figs in zip(items, all_figs, strict=True):
         c.share = {k: (_credited(figs[k]) / totals[k] if totals[k] else 0.0) for k in names}
         c.score = (
             sum(weights[k] * c.share[k] for k in weights if figs[k].check is Check.VERIFIED) / wsum

@@ -156,8 +156,9 @@ class NodeView:
 
     @property
     def hostname(self) -> str:
-        if self.info is not None:
-            return self.info.hostname
+        body = None if self.node is None else self.node.body
+        if isinstance(body, NodeBody):
+            return body.hostname
         for env in (self.links, self.traffic):
             if env is not None:
                 return env.cert.hostname
@@ -221,21 +222,25 @@ class MeshView:
                 # several interfaces to one neighbour: keep the best (up, then cheapest)
                 if held is None or _better(entry, held):
                     entries[(nv.node_id, entry.neighbour)] = entry
-        adjacency: dict[str, dict[str, int]] = {node_id: {} for node_id in self.nodes}
+        nodes, links = self.nodes, self.links
+        adjacency: dict[str, dict[str, int]] = {node_id: {} for node_id in nodes}
         for src, dst in entries:
-            if dst not in self.nodes:
+            if dst not in nodes:
                 self.unknown_neighbours.setdefault(dst, set()).add(src)
                 continue
             a, b = (src, dst) if src < dst else (dst, src)
-            if (a, b) in self.links:
+            if (a, b) in links:
                 continue
-            ab = Direction(a, b, entries.get((a, b)), entries.get((b, a)))
-            ba = Direction(b, a, entries.get((b, a)), entries.get((a, b)))
-            silent = (self.nodes[a].links is None) or (self.nodes[b].links is None)
-            in_graph = (ab.reported and ba.reported) or (silent and (ab.reported or ba.reported))
+            e_ab, e_ba = entries.get((a, b)), entries.get((b, a))
+            ab = Direction(a, b, e_ab, e_ba)
+            ba = Direction(b, a, e_ba, e_ab)
+            silent = (nodes[a].links is None) or (nodes[b].links is None)
+            up_ab = e_ab is not None and e_ab.up
+            up_ba = e_ba is not None and e_ba.up
+            in_graph = (up_ab and up_ba) or (silent and (up_ab or up_ba))
             state, reason = classify(ab, ba, flaps.get((a, b), 0), thresholds, silent)
             link = Link(a, b, ab, ba, state, reason, in_graph)
-            self.links[(a, b)] = link
+            links[(a, b)] = link
             if in_graph:
                 adjacency[a][b] = adjacency[b][a] = link.cost
         self.adjacency = adjacency
