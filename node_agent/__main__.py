@@ -40,6 +40,14 @@ def _load_identity(config: Config) -> tuple[object, object, object]:
     except CommunityError as exc:
         lines = "; ".join(f"{p.path}: {p.message} (fix: {p.fix})" for p in exc.problems)
         raise ConfigError(f"{config.community_file}: {lines}") from None
+    if config.trust_file is not None:
+        from node_agent.trustpin import TrustError, check_community
+
+        try:
+            verified = check_community(config.trust_file, config.community_file, data, community)
+        except TrustError as exc:
+            raise ConfigError(f"refusing the community file: {exc}") from None
+        log.info("%s: %s", config.community_file, verified)
     if cert.key != key.public:
         raise ConfigError(
             f"{config.cert}: certificate is for another key than {config.key}. "

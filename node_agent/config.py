@@ -22,6 +22,7 @@ class Config:
     cert: Path
     community_file: Path
     state_dir: Path
+    trust_file: Path | None = None
     status_file: Path | None = None
     mesh_ifaces: list[str] = field(default_factory=list)
     addresses: list[str] = field(default_factory=list)
@@ -70,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     a("--key", type=Path, help="node private key file (mode 0600)")
     a("--cert", type=Path, help="enrollment certificate (JSON) signed by a community admin")
     a("--community-file", type=Path, help="community.yaml")
+    a(
+        "--trust-file",
+        type=Path,
+        help="trust.json of the node bundle: refuse a community file its pinned admins did not "
+        "authorise (a newer version needs its chain in trust/ next to the community file)",
+    )
     a("--state-dir", type=Path, help="where seq and counter state survive restarts")
     a("--status-file", type=Path, help="JSON status written every publish interval")
     a("--mesh-iface", dest="mesh_ifaces", action="append", help="mesh interface (repeatable)")
@@ -160,7 +167,7 @@ def load(argv: list[str] | None = None) -> Config:
             f"{ns.config}: unknown setting(s) {', '.join(unknown)}. Fix: use the flag names "
             "from `meshd --help` with underscores"
         )
-    for name in ("key", "cert", "community_file", "state_dir", "status_file"):
+    for name in ("key", "cert", "community_file", "state_dir", "status_file", "trust_file"):
         if values.get(name) is not None:
             values[name] = Path(values[name])
     for name in ("mesh_ifaces", "addresses", "client_ifaces", "static_neighbours", "wifi_ifaces"):

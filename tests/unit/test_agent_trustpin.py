@@ -1,0 +1,163 @@
+"""meshd --trust-file: the router refuses a community file its pinned admins did not authorise.
+
+Bundles come from the real admin CLI (`community init`, `node add`, `add-admin`, `sign`).
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from cli.main import app
+from node_agent.__main__ import _load_identity, main
+from node_agent.config import load
+
+
+@pytest.fixture(autouse=True)
+def own_config(tmp_path, monkeypatch):
+    monkeypatch.setenv("MUTUALMESH_CONFIG_DIR", str(tmp_path / "config"))
+
+
+def invoke(*args):
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def admin_key(tmp_path, name):
+    path = tmp_path / "keys" / f"{name}.key"
+    return path, invoke("community", "admin-key", "--admin-key", path, "--create").strip()
+
+
+@pytest.fixture
+def community(tmp_path):
+    """A community (version 1, admin ada) with the bundle of node `bakery` rendered."""
+    directory = tmp_path / "c"
+    ada, _ = admin_key(tmp_path, "ada")
+    invoke("community", "init", "riverside", "--dir", directory, "--admin-key", ada)
+    invoke(
+        "node", "add", "bakery", "--model", "zyxel_nwa50ax", "--dir", directory, "--admin-key", ada
+    )
+    return directory, ada
+
+
+def bundle(directory):
+    return directory / "build" / "bakery" / "etc" / "meshd"
+
+
+def argv(etc, tmp_path):
+    return [
+        "--key", str(etc / "node.key"),
+        "--cert", str(etc / "cert.json"),
+        "--community-file", str(etc / "community.yaml"),
+        "--trust-file", str(etc / "trust.json"),
+        "--state-dir", str(tmp_path / "state"),
+        "--mesh-iface", "lo",
+        "--hostname", "bakery",
+    ]  # fmt: skip
+
+
+def refused(etc, tmp_path, capsys) -> str:
+    """Exit status 2 and one clear line (no traceback); returns it."""
+    assert main(argv(etc, tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("meshd: refusing the community file: ")
+    assert "Fix: " in err
+    assert "Traceback" not in err
+    return err
+
+
+def add_bea(tmp_path, directory, ada):
+    """Version 2: bea added with k = 2, accepted by ada (k of version 1), signed by both."""
+    bea, bea_pub = admin_key(tmp_path, "bea")
+    invoke(
+        "community", "add-admin", "bea", "--key", bea_pub, "--dir", directory, "--threshold", "2"
+    )
+    assert "trusted version 2" in invoke(
+        "community", "sign", "--dir", directory, "--admin-key", ada
+    )
+    invoke("community", "sign", "--dir", directory, "--admin-key", bea)
+    return bea
+
+
+def test_the_rendered_bundle_starts_and_a_self_made_admin_is_refused(community, tmp_path, capsys):
+    directory, _ = community
+    etc = bundle(directory)
+    _key, _cert, parsed = _load_identity(load(argv(etc, tmp_path)))
+    assert parsed.name == "riverside"  # type: ignore[attr-defined]
+
+    # mallory rewrites the router's community file: herself as admin, k = 1, signed by herself
+    mallory, mallory_pub = admin_key(tmp_path, "mallory")
+    forged = tmp_path / "forged"
+    shutil.copytree(directory, forged, ignore=shutil.ignore_patterns("build"))
+    data = yaml.safe_load((forged / "community.yaml").read_text())
+    data["admins"] = [{"name": "mallory", "key": mallory_pub}]
+    data["signatures"] = []
+    (forged / "community.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    invoke("community", "sign", "--dir", forged, "--admin-key", mallory)  # valid by its own list
+    shutil.copy(forged / "community.yaml", etc / "community.yaml")
+    err = refused(etc, tmp_path, capsys)
+    assert "is not the pinned version 1" in err
+    assert str(etc / "trust.json") in err
+
+
+def test_a_newer_version_is_accepted_only_with_a_chain_from_the_pin(
+    community, tmp_path, capsys, caplog
+):
+    directory, ada = community
+    etc = bundle(directory)  # pins version 1
+    pinned = (etc / "trust.json").read_bytes()
+    add_bea(tmp_path, directory, ada)
+    shutil.copy(directory / "community.yaml", etc / "community.yaml")
+    err = refused(etc, tmp_path, capsys)
+    assert "needs its chain" in err
+
+    shutil.copytree(directory / "trust", etc / "trust")
+    with caplog.at_level("INFO", "meshd"):
+        _load_identity(load(argv(etc, tmp_path)))
+    assert "version 2 of the chain from the pinned genesis (pin: 1)" in caplog.text
+
+    # a chain of another genesis (a community of the same name made by someone else) is refused
+    other = tmp_path / "other"
+    eve, _ = admin_key(tmp_path, "eve")
+    invoke("community", "init", "riverside", "--dir", other, "--admin-key", eve)
+    shutil.rmtree(etc / "trust")
+    shutil.copytree(other / "trust", etc / "trust")
+    shutil.copy(other / "community.yaml", etc / "community.yaml")
+    assert "not the pinned" in refused(etc, tmp_path, capsys)
+    assert (etc / "trust.json").read_bytes() == pinned  # the agent never rewrites its pin
+
+
+def test_a_pin_past_genesis_checks_admins_and_signatures_without_a_chain(
+    community, tmp_path, capsys
+):
+    directory, ada = community
+    add_bea(tmp_path, directory, ada)
+    invoke("node", "render", "bakery", "--dir", directory)
+    etc = bundle(directory)  # pins version 2 (ada, bea, k = 2); no chain on the router
+    assert not (etc / "trust").exists()
+    _load_identity(load(argv(etc, tmp_path)))
+
+    # one signature dropped: the same admin set, but only 1 of the 2 needed
+    data = yaml.safe_load((etc / "community.yaml").read_text())
+    data["signatures"] = data["signatures"][:1]
+    (etc / "community.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    assert "1 valid signature(s) of the pinned admins, 2 needed" in refused(etc, tmp_path, capsys)
+
+    # a changed file keeps its old signatures: they no longer verify
+    data["signatures"] = yaml.safe_load((directory / "community.yaml").read_text())["signatures"]
+    data["radio"]["sae_passphrase"] = "mallory-knows-this-one"
+    (etc / "community.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    assert "0 valid signature(s)" in refused(etc, tmp_path, capsys)
+
+
+def test_an_unreadable_or_foreign_pin_is_a_clear_error(community, tmp_path, capsys):
+    directory, _ = community
+    etc = bundle(directory)
+    (etc / "trust.json").write_text("{")
+    assert "not valid JSON" in refused(etc, tmp_path, capsys)
+    (etc / "trust.json").unlink()
+    assert "cannot read" in refused(etc, tmp_path, capsys)
