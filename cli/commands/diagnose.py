@@ -55,7 +55,11 @@ def diagnose(
 ) -> None:
     """Explain the path from A to B (default: A's nearest gateway): per-hop loss both ways, RTT,
     cost and signal, the weakest hop, likely causes (one-way loss, low signal, congestion,
-    flapping, MTU) and next steps. Active probes use scapy and run from this machine."""
+    flapping, MTU) and next steps. Active probes use scapy and run from this machine.
+
+    Exit status: 0 when done (and, with --rogue, nobody answered), 3 when --rogue found a DHCP
+    server or IPv6 router, 1 when a probe cannot run, 2 on bad input, 4 when no broker answers.
+    """
     args = MeshArgs(**kw)
     if rogue_iface is not None:
         from cli.analysis.probes import ProbeError, rogue_servers
