@@ -165,13 +165,34 @@ def decode(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Envelope:
         ttl_s = v.integer(o["ttl_s"], "record.ttl_s", 1, limits.max_ttl_s)
         key = PublicKey.from_text(o["key"], "record.key")
         sig = b64decode(o["sig"], SIGNATURE_BYTES, "record.sig")
-        cert = Enrollment.from_json(o["cert"], "record.cert")
+        cert = _parse_cert(o["cert"])
         body = parse_body(kind, o["body"])
     except v.Invalid as exc:
         raise RecordRejected(RejectReason.MALFORMED, str(exc)) from None
     except KeyFormatError as exc:
         raise RecordRejected(RejectReason.MALFORMED, str(exc)) from None
     return Envelope(kind, node_id, community, seq, issued_at, ttl_s, key, cert, body, sig, data)
+
+
+_CERTS: dict[str, tuple[Any, Enrollment]] = {}
+
+
+def _parse_cert(value: Any) -> Enrollment:
+    """Parse an enrollment certificate, reusing the parse when the identical one was seen.
+
+    A node's three records carry the same certificate; the cache is keyed by its signature and
+    a hit still compares every field, so a changed certificate is always parsed afresh.
+    """
+    sig = value.get("sig") if isinstance(value, dict) else None
+    if isinstance(sig, str):
+        hit = _CERTS.get(sig)
+        if hit is not None and hit[0] == value:
+            return hit[1]
+    cert = Enrollment.from_json(value, "record.cert")
+    if len(_CERTS) >= 4096:
+        _CERTS.clear()
+    _CERTS[cert.to_json()["sig"]] = (value, cert)
+    return cert
 
 
 def signed_bytes(envelope: Envelope) -> bytes:
