@@ -5,7 +5,9 @@ zero (reboot, interface or nftables table recreated). Each raw source therefore 
 *epoch* string (boot id plus whatever identifies the counter's lifetime); a saved baseline is only
 reused when its epoch matches. That is what makes a restart after kill -9 count every byte once:
 totals and baselines are saved together, so bytes since the last save are counted again from the
-old baseline — exactly once — instead of being lost or doubled.
+old baseline — exactly once — instead of being lost or doubled. It also means the saved state
+must be rewritten whenever a baseline stops describing its meter's lineage (a new meter, a new
+epoch, a link passing to another neighbour): `Ledger.changes` counts those moments.
 """
 
 from __future__ import annotations
@@ -83,11 +85,14 @@ class Ledger:
     """All meters of a node by name, saved and restored as one unit."""
 
     meters: dict[str, Meter] = field(default_factory=dict)
+    changes: int = 0  # new meters and re-anchored baselines: each needs a save (not saved itself)
 
     def update(self, name: str, raw: int, epoch: str, width: int = WIDTH_64) -> int:
         meter = self.meters.get(name)
         if meter is None:
             meter = self.meters[name] = Meter(width=width)
+        if meter.baseline is None or meter.epoch != epoch:
+            self.changes += 1
         return meter.update(raw, epoch)
 
     def total(self, name: str) -> int:
@@ -171,6 +176,10 @@ class LinkMeters:
     no neighbour is known are held as unclaimed and go to the first neighbour found there. When
     a different node appears on the interface (cable moved, router replaced) it gets a fresh
     meter starting where the previous neighbour's stopped, so no byte is credited twice.
+
+    `owners` (who held each counter source last) is saved with the ledger: after a restart the
+    last holder keeps its link until another node shows up, so its restored meter catches up at
+    the first read instead of publishing its older saved total until mDNS finds it again.
     """
 
     ledger: Ledger
@@ -178,6 +187,18 @@ class LinkMeters:
     owners: dict[str, str] = field(default_factory=dict)
     absent: set[str] = field(default_factory=set)
     fed_by: dict[str, str] = field(default_factory=dict)  # meter name -> source feeding it
+
+    def to_json(self) -> dict[str, Any]:
+        return {"owners": dict(sorted(self.owners.items()))}
+
+    @classmethod
+    def from_json(cls, ledger: Ledger, value: Any) -> LinkMeters:
+        if not isinstance(value, dict) or not isinstance(value.get("owners", {}), dict):
+            raise ValueError("links must be an object with an owners object")
+        owners = value.get("owners", {})
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in owners.items()):
+            raise ValueError("link owners must map counter sources to node ids")
+        return cls(ledger, owners=dict(owners))
 
     def gone(self, iface: str) -> None:
         """The interface does not exist (yet): when it appears, all its bytes are ours to count."""
@@ -217,6 +238,8 @@ class LinkMeters:
             return
         previous = self.owners.get(key)
         self.owners[key] = owner
+        if previous != owner:
+            self.ledger.changes += 1
         for stat, value in raw.items():
             name = neighbour_meter(owner, iface, stat)
             meter = self.ledger.meters.get(name)
@@ -224,11 +247,15 @@ class LinkMeters:
             self.fed_by[name] = key
             if meter is None:
                 meter = self.ledger.meters[name] = Meter(epoch=epoch, baseline=mark.raw.get(stat))
+                self.ledger.changes += 1
             elif (previous is not None and previous != owner) or fed_by not in (None, key):
                 # Back after another node held the link, or fed from another source until now
                 # (interface counters, then per-MAC ones): start from this source's mark. (A meter
                 # restored from saved state keeps its own baseline when it is the interface's
                 # first owner of this run: bytes while the agent was down were that neighbour's.)
                 meter.epoch, meter.baseline = epoch, mark.raw.get(stat)
+                self.ledger.changes += 1
+            elif meter.epoch != epoch:
+                self.ledger.changes += 1
             meter.update(value, epoch)
         mark.raw = dict(raw)

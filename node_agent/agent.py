@@ -236,8 +236,13 @@ class Agent:
         try:
             reserved = int(data.get("seq_reserved", 0))
             self.seq = SeqReservation.resume(reserved, self.config.seq_block)
-            self.ledger = Ledger.from_json(data.get("ledger", {}))
-            self.link_meters = LinkMeters(self.ledger)
+            ledger = Ledger.from_json(data.get("ledger", {}))
+            link_meters = LinkMeters.from_json(ledger, data.get("links", {}))
+            shared = data.get("shared", [])
+            if not isinstance(shared, list) or not all(isinstance(i, str) for i in shared):
+                raise ValueError("shared must be a list of interface names")
+            self.ledger, self.link_meters = ledger, link_meters
+            self.shared_ifaces = set(shared) & set(self.config.mesh_ifaces)
             self.since = int(data.get("since", self.since))
         except (ValueError, TypeError) as exc:
             log.warning("%s: bad state (%s); seq resumes, counters restart", self.state_path, exc)
@@ -260,6 +265,8 @@ class Agent:
             "since": self.since,
             "saved_at": int(time.time()),
             "ledger": self.ledger.to_json(),
+            "links": self.link_meters.to_json(),
+            "shared": sorted(self.shared_ifaces),
         }
         system.write_atomic(self.state_path, json.dumps(data, sort_keys=True).encode())
         self.last_save = time.monotonic()
@@ -275,11 +282,12 @@ class Agent:
     # -- counters ---------------------------------------------------------------------------
 
     async def _read_counters(self) -> None:
-        """Fold raw counters into the ledger; a new meter is saved at once, so its baseline
-        survives a kill -9 (one write per new neighbour, not per cycle)."""
-        meters = len(self.ledger.meters)
+        """Fold raw counters into the ledger; a new meter, a re-anchored baseline or a link
+        passing to another neighbour is saved at once, so what a restart after kill -9 resumes
+        from matches what was counted (one write per such event, not per cycle)."""
+        changes = self.ledger.changes
         await self._fold_counters()
-        if len(self.ledger.meters) > meters and self.last_save:
+        if self.ledger.changes != changes and self.last_save:
             self.save_state()
 
     def p2p_owner(self, iface: str) -> str | None:
@@ -291,9 +299,10 @@ class Agent:
             return None
         if len(up) == 1:
             return up[0].node_id
-        # Nobody heard right now: the last holder keeps the link until another node shows up.
+        # Nobody heard right now: the last holder keeps the link until another node shows up
+        # (also just after a restart, before discovery has found anyone: owners are saved).
         previous = self.link_meters.owners.get(iface)
-        return previous if any(n.node_id == previous for n in on_link) else None
+        return previous if all(n.node_id == previous for n in on_link) else None
 
     def _fold_iface(self, iface: str) -> None:
         stats = system.iface_stats(iface)
@@ -317,6 +326,7 @@ class Agent:
         for iface, stations in reader.last_stations.items():
             seen = self.stations_seen.get(iface)
             for st in stations:
+                source = f"{iface}/{st.mac}"
                 epoch = f"{self.boot_id}/{iface}#{system.iface_index(iface)}/{st.mac}"
                 raw = {
                     "rx_bytes": st.rx_bytes,
@@ -328,8 +338,9 @@ class Agent:
                     iface,
                     raw,
                     epoch,
-                    owner.get((iface, st.mac)),
-                    source=f"{iface}/{st.mac}",
+                    # a station's MAC stays its node's: until discovery the last holder has it
+                    owner.get((iface, st.mac)) or self.link_meters.owners.get(source),
+                    source=source,
                     new=seen is not None and st.mac not in seen,
                 )
             self.stations_seen[iface] = {st.mac for st in stations}
@@ -351,12 +362,13 @@ class Agent:
                             owner[mac] = n.node_id
             seen = self.macs_seen.get(iface)
             for mac, raw in rows.items():
+                source = f"{iface}/{mac}/nft"
                 self.link_meters.fold(
                     iface,
                     raw,
                     f"{self.boot_id}/macnft{macs.handle}/{iface}/{mac}",
-                    owner.get(mac) if shared else None,
-                    source=f"{iface}/{mac}/nft",
+                    (owner.get(mac) or self.link_meters.owners.get(source)) if shared else None,
+                    source=source,
                     new=seen is not None and mac not in seen,
                     counted_elsewhere=not shared,
                 )
