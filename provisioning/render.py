@@ -496,9 +496,13 @@ def _meshd(community: Community, node: NodeEntry, bands: list[str]) -> uci.Packa
         "key": "/etc/meshd/node.key",
         "cert": "/etc/meshd/cert.json",
         "community_file": "/etc/meshd/community.yaml",
+        "trust_file": "/etc/meshd/trust.json",
         "state_dir": "/etc/meshd/state",
         "status_file": "/tmp/meshd/status.json",
         "mesh_iface": [mesh_ifname(b) for b in bands],
+        "wifi_iface": [mesh_ifname(b) for b in bands],  # 802.11s: per-station counters
+        "routing": community.routing,
+        "batman_iface": "bat0" if community.routing == "batman-adv" else None,
         "mesh_network": [f"mesh_{b}" for b in bands],  # restart triggers
         "address": [str(node.addresses.ipv4), str(node.addresses.ipv6)],
         "hostname": node.hostname,
