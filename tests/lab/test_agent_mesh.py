@@ -258,7 +258,9 @@ def test_loss_20_shows_in_links_records_and_clean_links_stay_clean(mesh: AgentLa
         )
         for entry in (a, b):
             assert 0.15 <= entry.loss <= 0.25
-            assert entry.etx >= 1.2
+            # ETX follows the loss (1 / 0.85 at the bound): a 400-probe window at 20 % loss
+            # measures 0.16 now and then, so 1.2 here contradicted the loss bound above
+            assert entry.etx >= 1.15
             assert entry.rxcost is not None
         for entry in clean:
             assert entry is not None
