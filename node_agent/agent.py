@@ -161,6 +161,8 @@ class Agent:
                 self.macs = system.MacCounters(self.config.nft_table, wired, self.run)
                 if not await self.macs.setup():
                     self.macs = None
+        # a link saved as shared stays on per-MAC counters, if there are any this time
+        self.shared_ifaces &= set(self.macs.ifaces) if self.macs is not None else set()
         for spec in self.config.static_neighbours:
             self._add_static(spec)
         await self._read_counters()
