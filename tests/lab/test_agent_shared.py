@@ -99,6 +99,7 @@ def test_known_traffic_per_neighbour_on_a_shared_segment(segment: AgentLab):
         print(f"n1->{dst}: tx {tx} rx {rx} (sent {wire})")
         assert abs(tx - wire) <= 0.05 * wire, (dst, tx, wire)
         assert abs(rx - wire) <= 0.05 * wire, (dst, rx, wire)
-    # n2 and n3 exchanged only control traffic: nothing of n1's bytes is credited to them
+    # n2 and n3 exchanged only control traffic (babel, MQTT relay, probes at 40/s: ~15 kB/s):
+    # crediting them with even the smaller of n1's flows would put 2.2 MB here.
     quiet = delta("n2", "n3", "rx_bytes") + delta("n3", "n2", "rx_bytes")
-    assert quiet < 0.05 * SENT["n3"] * WIRE, quiet
+    assert quiet < 0.25 * SENT["n3"] * WIRE, quiet
