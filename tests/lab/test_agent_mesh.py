@@ -7,6 +7,7 @@ Agents run with fast timers (publish every 2 s, probes every 50 ms) so the suite
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import statistics
 import sys
@@ -168,12 +169,13 @@ def hops(topo: Topology, origin: str) -> dict[str, int]:
     return dist
 
 
-@pytest.fixture(scope="module")
-def mesh() -> Iterator[AgentLab]:
+@contextlib.contextmanager
+def running_agents(tag: str, topology: Topology) -> Iterator[AgentLab]:
+    """A lab of `topology` with one real meshd per node, torn down whatever happens."""
     reason = skip_reason()
     if reason:
         pytest.skip(reason)
-    lab = Lab(lab_name("am"), neighbourhood(), agents=False, echo=print)
+    lab = Lab(lab_name(tag), topology, agents=False, echo=print)
     kit = None
     try:
         lab.up(timeout=60)
@@ -183,6 +185,12 @@ def mesh() -> Iterator[AgentLab]:
         if kit is not None:
             kit.stop()
         lab.down()
+
+
+@pytest.fixture(scope="module")
+def mesh() -> Iterator[AgentLab]:
+    with running_agents("am", neighbourhood()) as kit:
+        yield kit
 
 
 def test_every_broker_holds_every_record_within_10s_and_relay_latency(mesh: AgentLab):

@@ -12,10 +12,8 @@ from collections.abc import Iterator
 import pytest
 
 from cli.lab.babel import Dump
-from cli.lab.lab import Lab
 from cli.lab.topology import shared
-from tests.lab.labkit import lab_name, skip_reason
-from tests.lab.test_agent_mesh import AgentLab, wait_for
+from tests.lab.test_agent_mesh import AgentLab, running_agents, wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -26,19 +24,8 @@ SENT = {"n2": 3000, "n3": 1500}  # datagrams from n1 to each
 
 @pytest.fixture(scope="module")
 def segment() -> Iterator[AgentLab]:
-    reason = skip_reason()
-    if reason:
-        pytest.skip(reason)
-    lab = Lab(lab_name("as"), shared(3), agents=False, echo=print)
-    kit = None
-    try:
-        lab.up(timeout=60)
-        kit = AgentLab(lab)
+    with running_agents("as", shared(3)) as kit:
         yield kit
-    finally:
-        if kit is not None:
-            kit.stop()
-        lab.down()
 
 
 def direct_route(lab, src: str, dst: str) -> bool:

@@ -8,10 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from cli.lab.lab import Lab
 from cli.lab.topology import chain
-from tests.lab.labkit import lab_name, skip_reason
-from tests.lab.test_agent_mesh import AgentLab, wait_for
+from tests.lab.test_agent_mesh import AgentLab, running_agents, wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -23,19 +21,8 @@ L2_OVERHEAD = 14  # Ethernet header: what the interface counters add on veth
 
 @pytest.fixture(scope="module")
 def chain5() -> Iterator[AgentLab]:
-    reason = skip_reason()
-    if reason:
-        pytest.skip(reason)
-    lab = Lab(lab_name("at"), chain(5), agents=False, echo=print)
-    kit = None
-    try:
-        lab.up(timeout=60)
-        kit = AgentLab(lab)
+    with running_agents("at", chain(5)) as kit:
         yield kit
-    finally:
-        if kit is not None:
-            kit.stop()
-        lab.down()
 
 
 def test_known_traffic_shows_as_forwarded_and_per_neighbour_bytes(chain5: AgentLab):
