@@ -16,11 +16,6 @@ from node_agent.__main__ import _load_identity, main
 from node_agent.config import load
 
 
-@pytest.fixture(autouse=True)
-def own_config(tmp_path, monkeypatch):
-    monkeypatch.setenv("MUTUALMESH_CONFIG_DIR", str(tmp_path / "config"))
-
-
 def invoke(*args):
     result = CliRunner().invoke(app, [str(a) for a in args])
     assert result.exit_code == 0, result.output

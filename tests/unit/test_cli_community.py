@@ -6,31 +6,12 @@ import stat
 
 import pytest
 import yaml
-from click.testing import CliRunner
 
-from cli.main import app
 from meshd.encoding import b64encode
 from meshd.ids import SigningKey
 from meshd.trust import admin_signature, community_message
 from provisioning.community import check
-
-
-@pytest.fixture(autouse=True)
-def own_config(tmp_path, monkeypatch):
-    """Pins and default keys go to the test's folder, never the real ~/.config."""
-    monkeypatch.setenv("MUTUALMESH_CONFIG_DIR", str(tmp_path / "config"))
-
-
-def invoke(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-@pytest.fixture
-def comm(tmp_path):
-    key = tmp_path / "keys" / "ada.key"
-    result = invoke("community", "init", "riverside", "--dir", tmp_path / "c", "--admin-key", key)
-    assert result.exit_code == 0, result.output
-    return tmp_path / "c", key
+from tests.clikit import invoke
 
 
 def test_init_writes_a_valid_signed_community_and_a_private_key(comm, tmp_path):
@@ -80,7 +61,7 @@ def test_check_lists_every_problem_with_paths_and_exits_2(comm, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(data))
     before = sorted(p.name for p in tmp_path.iterdir())
-    result = CliRunner().invoke(app, ["community", "check", str(bad)])
+    result = invoke("community", "check", bad)
     assert result.exit_code == 2
     for path in (
         "name:",

@@ -9,34 +9,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-from click.testing import CliRunner
 
-from cli.main import app
 from meshd.community import parse_community
 from meshd.ids import PublicKey
 from meshd.topics import revocation_topic
 from meshd.trust import Enrollment, Revocation
 from provisioning.keys import load_private_key
+from tests.clikit import invoke
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(autouse=True)
-def own_config(tmp_path, monkeypatch):
-    """Pins and default keys go to the test's folder, never the real ~/.config."""
-    monkeypatch.setenv("MUTUALMESH_CONFIG_DIR", str(tmp_path / "config"))
-
-
-def invoke(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-@pytest.fixture
-def comm(tmp_path):
-    key = tmp_path / "keys" / "ada.key"
-    result = invoke("community", "init", "riverside", "--dir", tmp_path / "c", "--admin-key", key)
-    assert result.exit_code == 0, result.output
-    return tmp_path / "c", key
 
 
 def add(comm, hostname, *extra):

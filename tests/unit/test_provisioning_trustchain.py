@@ -11,22 +11,12 @@ import shutil
 
 import pytest
 import yaml
-from click.testing import CliRunner
 
-from cli.main import app
 from meshd.ids import SigningKey
 from provisioning.community import load_chain
 from provisioning.keys import load_private_key
 from provisioning.trustchain import ChainError, Pin, check_pin, propose, verify_chain
-
-
-@pytest.fixture(autouse=True)
-def own_config(tmp_path, monkeypatch):
-    monkeypatch.setenv("MUTUALMESH_CONFIG_DIR", str(tmp_path / "config"))
-
-
-def invoke(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
+from tests.clikit import invoke
 
 
 def new_key(tmp_path, name):
