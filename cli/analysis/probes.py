@@ -59,7 +59,7 @@ class ProbeError(RuntimeError):
     """An active check could not run (no such interface, no capture socket)."""
 
 
-def rogue_servers(iface: str, *, timeout: float = 3.0) -> dict[str, Any]:
+def rogue_servers(iface: str, *, timeout: float = 6.0) -> dict[str, Any]:
     """Send a DHCP discover and a router solicitation on `iface`; list who answers.
 
     On a mesh interface nobody should: a DHCP server or IPv6 router there hands clients a wrong
@@ -109,9 +109,14 @@ def rogue_servers(iface: str, *, timeout: float = 3.0) -> dict[str, Any]:
             / DHCP(options=[("message-type", "discover"), "end"])
         )
         solicit = Ether(src=mac, dst="33:33:00:00:00:02") / IPv6(dst="ff02::2") / ICMPv6ND_RS()
-        sendp(discover, iface=iface, verbose=0)
-        sendp(solicit, iface=iface, verbose=0)
-        time.sleep(timeout)
+        # Three tries a second apart, as real DHCP clients retransmit, so one lost frame is not
+        # "nobody answers"; then keep listening: dnsmasq (OpenWrt's DHCP server) pings an
+        # address before offering it and answers about 3 s after the first discover.
+        for _ in range(3):
+            sendp(discover, iface=iface, verbose=0)
+            sendp(solicit, iface=iface, verbose=0)
+            time.sleep(1.0)
+        time.sleep(max(0.0, timeout - 3.0))
         packets: list[Any] = list(sniffer.stop() or [])
     except Scapy_Exception as exc:
         raise ProbeError(str(exc)) from None

@@ -108,6 +108,13 @@ def test_trace_lists_the_hops_in_order(lab: Lab, mesh_files: list[str]) -> None:
     assert f"  2  {lab.addr('n3')}" in text
 
 
+def ip_ss(lab: Lab, node: str) -> str:
+    """The UDP sockets listening in a node, as `ss` lists them."""
+    return subprocess.run(
+        netns.nsexec(lab.ns(node), "ss", "-H", "-uln"), capture_output=True, text=True, check=False
+    ).stdout
+
+
 @pytest.fixture
 def rogue_dnsmasq(lab: Lab, tmp_path: Path) -> Iterator[str]:
     """dnsmasq in n2 handing out IPv4 leases and advertising an IPv6 prefix on n2's link to n1
@@ -135,11 +142,14 @@ def rogue_dnsmasq(lab: Lab, tmp_path: Path) -> Iterator[str]:
     ]
     proc = subprocess.Popen(netns.nsexec(lab.ns("n2"), *argv), stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(0.5)
-        if proc.poll() is not None:
-            raise AssertionError(
-                f"dnsmasq did not start: {proc.stderr.read() if proc.stderr else ''}"
-            )
+        deadline = time.monotonic() + 10
+        while ":67 " not in ip_ss(lab, "n2"):  # ready once its DHCP socket is bound
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise AssertionError(
+                    f"dnsmasq did not start: {proc.stderr.read() if proc.stderr else ''}"
+                )
+            time.sleep(0.05)
         lines = ip(lab, "n2", "-6", "-o", "addr", "show", "dev", "to-n1", "scope", "link")
         yield lines.split()[3].split("/")[0]
     finally:
