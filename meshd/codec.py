@@ -69,10 +69,6 @@ class Envelope:
         """Newest wins; equal seq breaks ties by signature bytes so every node picks the same."""
         return (self.seq, self.sig)
 
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = json.loads(self.raw)
-        return out
-
 
 def _unsigned(
     kind: Kind,
@@ -128,10 +124,6 @@ def sign_record(
         sig,
         raw,
     )
-
-
-def encode(envelope: Envelope) -> bytes:
-    return envelope.raw
 
 
 def decode(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Envelope:
