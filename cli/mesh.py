@@ -34,6 +34,7 @@ import click
 import yaml
 
 from cli.errors import ExitStatus, UserError
+from meshd import defaults
 from meshd.codec import Envelope
 from meshd.community import Community, parse_community
 from meshd.errors import CommunityError, RecordRejected, RejectReason
@@ -46,7 +47,7 @@ from meshd.trust import Revocation, Trust
 SNAPSHOT_FORMAT = "mutualmesh-snapshot"
 SNAPSHOT_VERSION = 1
 COMMUNITY_ENV = "MUTUALMESH_COMMUNITY"
-DEFAULT_PORT = 1883
+DEFAULT_PORT = defaults.BROKER_PORT
 PARALLEL_MIN_RECORDS = 3000  # below this, forking costs more than it saves
 PARENT_WEIGHT = 1.17
 
@@ -263,7 +264,7 @@ def discover_broker(community: str, timeout_s: float = 3.0) -> tuple[str, int] |
         from zeroconf import ServiceBrowser, ServiceStateChange, Zeroconf
     except ImportError:
         return None
-    service = "_mutualmesh._tcp.local."
+    service = defaults.SERVICE_TYPE
     lock = threading.Lock()
     candidates: list[tuple[str, int]] = []
 

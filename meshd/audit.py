@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from meshd import defaults
 from meshd.community import Community
 from meshd.contrib import Check, Contribution, Regression
 from meshd.errors import RejectReason
@@ -53,7 +54,7 @@ class Finding:
 
 @dataclass(frozen=True, slots=True)
 class AuditPolicy:
-    stale_after_s: int = 600  # yanic calls a node offline after 10 minutes without data
+    stale_after_s: int = defaults.STALE_AFTER_S
     path_share_max: float = 0.5  # one node on more than half of all shortest paths
     relay_gini_max: float = 0.8
     uplink_share_max: float = 0.6

@@ -25,6 +25,7 @@ from typing import Any
 import aiomqtt
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from meshd import defaults
 from meshd.accounting import Ledger, LinkMeters, SeqReservation
 from meshd.codec import Envelope, sign_record
 from meshd.community import Community
@@ -42,9 +43,9 @@ from node_agent.parsers import BabelTable, babel_status
 from node_agent.radio import RadioReader, RadioView, Runner, neighbour_macs, parse_ip_neigh
 
 log = logging.getLogger("meshd")
-SOFTWARE = "meshd 0.1.0"
+SOFTWARE = f"meshd {defaults.VERSION}"
 STATE_FILE = "state.json"
-SERVICE_TYPE = "_mutualmesh._tcp.local."
+SERVICE_TYPE = defaults.SERVICE_TYPE
 REPLAY_LIMIT_S = 3.0  # longest a neighbour holds the replay slot
 MAX_PROBED = 64  # estimators kept for senders we do not know yet (bounds memory)
 

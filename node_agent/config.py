@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from meshd import defaults
+
 DEFAULT_PUBLISH_INTERVAL = 60.0
 DEFAULT_SAVE_INTERVAL = 900.0
 
@@ -28,10 +30,10 @@ class Config:
     addresses: list[str] = field(default_factory=list)
     hostname: str = "node"
     model: str = "unknown"
-    broker_port: int = 1883
+    broker_port: int = defaults.BROKER_PORT
     babel_port: int = 33123
-    metrics_port: int = 9105
-    probe_port: int = 4243
+    metrics_port: int = defaults.HTTP_PORT
+    probe_port: int = defaults.PROBE_PORT
     gateway_iface: str | None = None
     client_ifaces: list[str] = field(default_factory=list)
     gateway_kbit: int | None = None

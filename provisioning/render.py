@@ -20,6 +20,7 @@ from typing import Any
 
 from netjsonconfig import OpenWrt
 
+from meshd import defaults
 from meshd.community import Community
 from meshd.ids import SigningKey
 from provisioning import uci
@@ -30,8 +31,8 @@ from provisioning.profiles import DeviceProfile
 from provisioning.trustchain import Pin
 
 BABEL_LOCAL_PORT = 33123  # babeld's read-only local socket, polled by the agent
-METRICS_PORT = 9274
-PROBE_PORT = 6699
+METRICS_PORT = defaults.HTTP_PORT
+PROBE_PORT = defaults.PROBE_PORT
 BABEL_PORT = 6696  # the Babel protocol itself
 MDNS_PORT = 5353
 APPLY_SRC = "/etc/meshd/uci"

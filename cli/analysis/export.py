@@ -9,7 +9,7 @@ import subprocess
 from collections.abc import Mapping
 from typing import Any
 
-from meshd import __version__
+from meshd import __version__, defaults
 from meshd.topology import LinkState, MeshView
 
 LINK_COLOUR = {
@@ -127,7 +127,7 @@ def meshviewer(view: MeshView, clients: Mapping[str, int] | None = None) -> dict
     nodes = []
     for nv in sorted(view.nodes.values(), key=lambda n: n.node_id):
         info = nv.info
-        online = view.now - nv.last_seen <= 600 and nv.status != "offline"
+        online = view.now - nv.last_seen <= defaults.STALE_AFTER_S and nv.status != "offline"
         node: dict[str, Any] = {
             "node_id": nv.node_id,
             "hostname": nv.hostname,

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cli.mesh import Archive, Mesh, paused_gc
+from meshd import defaults
 from meshd.audit import AuditInput, AuditPolicy, AuditResult, audit
 from meshd.contrib import Contribution, Figure, contributions, regressions
 from meshd.records import TrafficBody
@@ -130,7 +131,7 @@ def node_json(view: MeshView, nv: NodeView) -> dict[str, Any]:
     }
 
 
-def node_state(view: MeshView, nv: NodeView, stale_after_s: int = 600) -> str:
+def node_state(view: MeshView, nv: NodeView, stale_after_s: int = defaults.STALE_AFTER_S) -> str:
     if nv.status == "offline":
         return "offline"
     if view.now - nv.last_seen > stale_after_s:

@@ -10,6 +10,7 @@ from cli.analysis.pipeline import run_audit
 from cli.errors import ExitStatus
 from cli.mesh import MeshArgs, mesh_options, open_mesh
 from cli.output import emit_json, say, table
+from meshd import defaults
 from meshd.audit import AuditPolicy
 
 
@@ -17,7 +18,7 @@ from meshd.audit import AuditPolicy
 @click.option(
     "--stale-after",
     type=click.IntRange(min=1),
-    default=600,
+    default=defaults.STALE_AFTER_S,
     show_default=True,
     help="Seconds without a record before a node is stale.",
 )

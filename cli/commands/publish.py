@@ -14,11 +14,12 @@ from pathlib import Path
 import click
 
 from cli.errors import ExitStatus, UserError
+from meshd import defaults
 from meshd.topics import revocation_topic
 from meshd.trust import Revocation
 from meshd.validate import Invalid
 
-DEFAULT_PORT = 1883
+DEFAULT_PORT = defaults.BROKER_PORT
 
 
 def parse_broker(text: str) -> tuple[str, int]:

@@ -17,8 +17,9 @@ from typing import Any
 
 from cli.lab import babel, broker, netns
 from cli.lab.topology import MESH_V4, MESH_V6, Topology
+from meshd import defaults
 
-METRICS_PORT = 9105
+METRICS_PORT = defaults.HTTP_PORT
 GATEWAY_KBIT = 100_000  # the uplink capacity a lab gateway offers (the lab does not shape it)
 COMMUNITY = "lablab"
 CERT_DAYS = 30

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-BROKER_PORT = 1883
+from meshd import defaults
+
+BROKER_PORT = defaults.BROKER_PORT
 
 
 def config(*, node: str, log_file: Path, port: int = BROKER_PORT) -> str:

@@ -1,0 +1,23 @@
+"""One home for the facts every part of mutualmesh must agree on.
+
+The agent, the rendered router config, the firewall, the lab and the CLI all read these names;
+a port or threshold written anywhere else is a bug waiting for the two copies to drift.
+"""
+
+from __future__ import annotations
+
+from meshd import __version__
+
+#: The software version every component reports (records, `--version`, metrics build info).
+VERSION = __version__
+
+#: Each node's own mosquitto, on the mesh and on loopback.
+BROKER_PORT = 1883
+#: The agent's HTTP port: `/metrics`, the members' page and the JSON exports.
+HTTP_PORT = 9105
+#: The agent's UDP link probes (echo requests and replies between neighbours).
+PROBE_PORT = 4243
+#: The mDNS service every agent announces and browses for.
+SERVICE_TYPE = "_mutualmesh._tcp.local."
+#: A node whose newest record is older than this is shown as offline; yanic uses 10 minutes too.
+STALE_AFTER_S = 600
