@@ -3,7 +3,9 @@
 Merging is a join on a per-slot order (seq, then signature bytes), so it is commutative,
 associative and idempotent: nodes that have seen the same records hold the same store, whatever
 the order, duplication or replay on the way. `offer` is the only way in from the network and
-runs every check before a record touches the store (verify before trust).
+runs every check before a record touches the store (verify before trust); `offer_revocation` is
+the same for revocations. `triage` decides "newer or not" from a header peeked out of the raw
+bytes, so the flood's many copies of a record already held cost no decode and no signature check.
 """
 
 from __future__ import annotations
@@ -199,8 +201,8 @@ class RecordStore:
         state lost) reserves its seq from here to be newest again; the seq ceiling guarantees
         that this is always reachable within MAX_FUTURE_S.
         """
-        held = [e.seq for (nid, _), e in self.records.items() if nid == node_id]
-        return max(held, default=0) + 1
+        held = (self.records.get((node_id, kind)) for kind in Kind)
+        return max((e.seq for e in held if e is not None), default=0) + 1
 
     # -- the lattice ------------------------------------------------------------------------
 

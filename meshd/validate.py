@@ -79,10 +79,6 @@ def number(value: Any, path: str, lo: float, hi: float) -> float:
     return float(value)
 
 
-def opt_number(value: Any, path: str, lo: float, hi: float) -> float | None:
-    return None if value is None else number(value, path, lo, hi)
-
-
 def boolean(value: Any, path: str) -> bool:
     if not isinstance(value, bool):
         raise Invalid(path, "must be true or false")
