@@ -8,8 +8,8 @@ import click
 
 from cli.analysis.pipeline import run_audit
 from cli.errors import ExitStatus
-from cli.mesh import MeshArgs, mesh_options, open_mesh
 from cli.output import emit_json, say, table
+from cli.read.options import MeshArgs, mesh_options, open_mesh
 from meshd import defaults
 from meshd.audit import AuditPolicy
 
@@ -34,7 +34,7 @@ def audit(stale_after: int, explain: bool, **kw: Any) -> None:
     """
     args = MeshArgs(**kw)
     mesh = open_mesh(args)
-    result = run_audit(mesh, args.archive, AuditPolicy(stale_after_s=stale_after))
+    result = run_audit(mesh, AuditPolicy(stale_after_s=stale_after))
     if args.as_json:
         emit_json(
             {

@@ -9,8 +9,8 @@ import click
 from cli.analysis.diagnosis import diagnose as explain
 from cli.analysis.diagnosis import diagnosis_json
 from cli.errors import ExitStatus, UserError
-from cli.mesh import MeshArgs, mesh_options, open_mesh
 from cli.output import emit_json, say, table
+from cli.read.options import MeshArgs, mesh_options, open_mesh
 from meshd.topology import MeshView, NodeView, dijkstra
 
 

@@ -7,8 +7,9 @@ from pathlib import Path
 import click
 
 from cli.errors import UserError
-from cli.mesh import MeshArgs, mesh_options, open_mesh, write_snapshot
 from cli.output import emit_json, say
+from cli.read.options import MeshArgs, mesh_options, open_mesh
+from cli.read.source import write_snapshot
 
 
 @click.group()

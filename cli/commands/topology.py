@@ -12,7 +12,7 @@ import click
 from cli.analysis import export
 from cli.analysis.pipeline import contributions_for
 from cli.errors import ExitStatus, UserError
-from cli.mesh import MeshArgs, mesh_options, open_mesh
+from cli.read.options import MeshArgs, mesh_options, open_mesh
 
 
 @click.command()
@@ -59,7 +59,7 @@ def topology(fmt: str, output: str | None, engine: str, **kw: Any) -> None:
         clients: dict[str, int] = {}
         data = (json.dumps(export.meshviewer(view, clients), indent=2) + "\n").encode()
     else:
-        items, _, _ = contributions_for(mesh, args.archive, None)
+        items, _, _ = contributions_for(mesh, None)
         scores = {c.node_id: c.score for c in items}
         source = export.dot(view, scores, label=mesh.community.name)
         if fmt == "dot":
