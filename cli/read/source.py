@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from cli.errors import ExitStatus, UserError
-from cli.read.mqttcap import MAX_PACKET_BYTES, PacketCap, connect_properties
+from cli.read.mqttcap import PacketCap, connect_properties
 from meshd import defaults
 from meshd.community import Community
 from meshd.topics import community_filter, parse_topic
@@ -145,9 +145,6 @@ def _take(raw: Raw, records: dict[str, bytes], topic: str, payload: Any) -> None
     parsed = parse_topic(topic)
     if parsed is None or not isinstance(payload, bytes) or not payload:
         raw.dropped["not_a_record"] += 1
-        return
-    if len(payload) > MAX_PACKET_BYTES:
-        raw.dropped["too_large"] += 1
         return
     _, subject, leaf = parsed
     if subject == "_revocations":
