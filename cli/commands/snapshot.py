@@ -50,6 +50,7 @@ def save(file: str, **kw: object) -> None:
                 "records": len(mesh.store),
                 "nodes": len(mesh.store.node_ids()),
                 "rejected": {k.value: v for k, v in mesh.rejections.items()},
+                "dropped": dict(mesh.dropped or {}),  # messages that were not records at all
                 "source": mesh.source,
             }
         )

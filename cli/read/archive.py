@@ -72,8 +72,8 @@ class Archive:
     def baseline(self, community: str, *, before: Snapshot, at_or_before: float) -> Snapshot | None:
         """The newest earlier snapshot taken at or before a moment, else the oldest earlier one.
 
-        Earlier means taken before `before` and not `before` itself (matched by id, so reading
-        the same snapshot file twice still finds the copy archived the first time).
+        Earlier means taken before `before` and never `before`'s own row (matched by id: the
+        run's snapshot is saved first, so it must not become its own baseline).
         """
         older = [
             s
