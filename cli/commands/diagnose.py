@@ -8,7 +8,7 @@ import click
 
 from cli.analysis.diagnosis import diagnose as explain
 from cli.analysis.diagnosis import diagnosis_json
-from cli.errors import ExitStatus, UserError
+from cli.errors import ExitStatus, ToolFailed, UserError
 from cli.output import emit_json, say, table
 from cli.read.options import MeshArgs, mesh_options, open_mesh
 from meshd.topology import MeshView, NodeView, dijkstra
@@ -67,10 +67,8 @@ def diagnose(
         try:
             found = rogue_servers(rogue_iface)
         except (OSError, ValueError, ProbeError) as exc:
-            raise UserError(
-                f"cannot probe {rogue_iface}: {exc}",
-                fix="run as root on an existing interface",
-                status=ExitStatus.ERROR,
+            raise ToolFailed(
+                f"cannot probe {rogue_iface}: {exc}", fix="run as root on an existing interface"
             ) from None
         if args.as_json:
             emit_json(found)
@@ -119,7 +117,7 @@ def diagnose(
             if probe_trace:
                 out["trace"] = [{"ttl": t, "from": s} for t, s in probes.trace(addr)]
         except PermissionError:
-            raise UserError("active probes need root", status=ExitStatus.ERROR) from None
+            raise ToolFailed("active probes need root", fix="run as root") from None
     if args.as_json:
         emit_json(out)
         return

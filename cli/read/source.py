@@ -8,6 +8,7 @@ can answer for must not be able to crash or bloat the CLI.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import math
 import os
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cli.errors import ExitStatus, UserError
+from cli.errors import Unreachable, UserError
 from cli.read.mqttcap import PacketCap, connect_properties
 from meshd import defaults
 from meshd.community import Community
@@ -119,24 +120,42 @@ def read_snapshot(path: str) -> Raw:
 # -- brokers ----------------------------------------------------------------------------------
 
 
-def parse_broker(text: str, default_port: int) -> tuple[str, int]:
+def parse_broker(text: str, default_port: int = defaults.BROKER_PORT) -> tuple[str, int]:
+    """ADDR, ADDR:PORT, [V6ADDR]:PORT or a bare IPv6 address (every command's --broker)."""
     host, port = text, default_port
-    if text.startswith("["):  # [v6]:port
-        end = text.find("]")
-        host, rest = text[1:end], text[end + 1 :]
-        if rest.startswith(":"):
+    if text.startswith("["):
+        close = text.find("]")
+        if close < 0:
+            raise _bad_broker(text, "missing ] after an IPv6 address")
+        host, rest = text[1:close], text[close + 1 :]
+        if rest:
+            if not rest.startswith(":"):
+                raise _bad_broker(text, "write [ADDR]:PORT")
             port = _port(rest[1:], text)
     elif text.count(":") == 1:
         host, port_text = text.split(":")
         port = _port(port_text, text)
+    elif text.count(":") > 1:
+        try:
+            ipaddress.IPv6Address(text)  # a bare IPv6 address, no port
+        except ValueError as exc:
+            raise _bad_broker(text, str(exc)) from None
     if not host:
-        raise UserError(f"no host in --broker {text!r}", fix="use HOST or HOST:PORT")
+        raise _bad_broker(text, "the address is empty")
     return host, port
 
 
+def _bad_broker(text: str, why: str) -> UserError:
+    return UserError(
+        f"invalid --broker {text!r}: {why}",
+        where="--broker",
+        fix="write ADDR, ADDR:PORT or [IPV6]:PORT",
+    )
+
+
 def _port(text: str, whole: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
-        raise UserError(f"bad port in --broker {whole!r}", fix="use HOST:PORT with PORT 1-65535")
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise _bad_broker(whole, f"{text!r} is not a port (1-65535)")
     return int(text)
 
 
@@ -206,10 +225,9 @@ def read_broker(host: str, port: int, community: str, *, quiet_s: float = 0.5) -
     try:
         return asyncio.run(_collect(host, port, community, quiet_s, limit_s=60))
     except (aiomqtt.MqttError, OSError) as exc:
-        raise UserError(
+        raise Unreachable(
             f"cannot read the broker at {host}:{port}: {exc}",
             fix="check that the node is up and reachable, or use --snapshot FILE",
-            status=ExitStatus.UNREACHABLE,
         ) from None
 
 
@@ -281,9 +299,8 @@ def default_broker(community: Community) -> tuple[str, int]:
         pass
     found = discover_broker(community.name)
     if found is None:
-        raise UserError(
+        raise Unreachable(
             "no broker on this machine and no mutualmesh node found over mDNS",
             fix="pass --broker HOST[:PORT] or --snapshot FILE",
-            status=ExitStatus.UNREACHABLE,
         )
     return found
