@@ -81,7 +81,7 @@ def test_a_self_signed_rewrite_fails_the_trust_chain(comm, tmp_path):
     snap = mesh.write_snapshot(tmp_path / "snap.json")
     r = invoke("nodes", "--community", path, "--snapshot", snap)
     assert r.exit_code == 2, r.output  # its own signature is valid, but trust/ says otherwise
-    assert "trust" in r.output or "version" in r.output
+    assert "differs from trusted version 1" in r.output
 
 
 def test_revocations_in_the_community_folder_are_applied(chain):
@@ -270,3 +270,22 @@ def test_packet_cap_is_asked_of_the_broker():
 
     props = connect_properties()
     assert props.MaximumPacketSize == MAX_PACKET_BYTES
+
+
+def test_a_rewrite_without_its_folder_is_checked_against_the_pin(comm, tmp_path):
+    folder, _ = comm
+    data = yaml.safe_load((folder / "community.yaml").read_text())
+    mallory = SigningKey.generate()
+    mesh = SyntheticMesh.chain(2, name=data["name"], admin=mallory)
+    snap = mesh.write_snapshot(tmp_path / "snap.json")
+    first = invoke("nodes", "--community", folder / "community.yaml", "--snapshot", snap)
+    assert first.exit_code == 0, first.output  # genuine, verified through trust/: pinned now
+    data["admins"] = [{"name": "mallory", "key": mallory.public.text}]
+    data["signatures"] = []
+    data["signatures"] = [admin_signature(mallory, community_message(data))]
+    loose = tmp_path / "elsewhere" / "community.yaml"
+    loose.parent.mkdir()
+    loose.write_text(yaml.safe_dump(data))
+    r = invoke("nodes", "--community", loose, "--snapshot", snap)
+    assert r.exit_code == 2
+    assert "differ from version 1" in r.output
