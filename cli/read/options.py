@@ -139,6 +139,9 @@ def open_mesh(args: MeshArgs, *, quiet: bool = False) -> Mesh:
     )
     if args.archive:
         mesh.archive = Archive(args.archive)
+        ctx = click.get_current_context(silent=True)
+        if ctx is not None:
+            ctx.call_on_close(mesh.archive.close)  # one archive per run, closed with it
         snap_id = mesh.archive.save(community.name, mesh.now, store)
         mesh.snapshot = Snapshot(snap_id, mesh.now)
     return mesh
