@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from meshd.ids import SigningKey
 from meshd.records import Kind
 from meshd.topics import record_topic, status_topic
 from tests.clikit import invoke
@@ -87,3 +88,18 @@ def test_nodes_from_a_broker_verifies_every_record(broker: int, tmp_path: Path):
     r = invoke("snapshot", "save", out, *args, "--json")
     assert json.loads(r.output)["rejected"] == {"bad_signature": 1}
     assert len(json.loads(out.read_text())["records"]) == 8
+
+
+def test_a_real_broker_keeps_oversized_messages_from_the_cli(broker: int, tmp_path: Path):
+    """The CLI asks for MQTT v5 Maximum Packet Size: mosquitto then never sends it the 200 kB
+    message someone retained, and the honest records still arrive."""
+    from cli.read.source import read_broker
+
+    mesh = SyntheticMesh.chain(2, now=int(time.time()))
+    envs = mesh.envelopes()
+    messages = {record_topic(mesh.name, e.node_id, e.kind): e.raw for e in envs}
+    stranger = SigningKey.generate().public.node_id
+    messages[record_topic(mesh.name, stranger, Kind.NODE)] = b"{" + b" " * 200_000 + b"}"
+    asyncio.run(publish_retained(broker, messages))
+    raw = read_broker("127.0.0.1", broker, mesh.name)
+    assert sorted(raw.records) == sorted(e.raw for e in envs)
