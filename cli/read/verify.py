@@ -105,6 +105,7 @@ def verify(
     *,
     revocations: Sequence[bytes] = (),
     workers: int | None = None,
+    min_parallel: int = PARALLEL_MIN_RECORDS,
 ) -> RecordStore:
     """A RecordStore holding exactly the records that pass every check of the core.
 
@@ -115,7 +116,7 @@ def verify(
     objects that shipping the envelopes back creates.
     """
     workers = workers if workers is not None else (os.cpu_count() or 1)
-    if workers <= 1 or len(records) < PARALLEL_MIN_RECORDS or sys.platform == "win32":
+    if workers <= 1 or len(records) < min_parallel or sys.platform == "win32":
         return _verify_into(RecordStore(trust), records, revocations, now)
     shares = _shares(records, workers)
     with paused_gc(), ProcessPoolExecutor(workers - 1, mp_context=get_context("fork")) as pool:
