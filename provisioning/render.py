@@ -625,6 +625,21 @@ def render_node(
     return files
 
 
+#: Every package `node image` may add to the Image Builder's defaults, and why (a leading '-'
+#: removes one). tests/unit/test_openwrt_feed.py checks each exists upstream on every release.
+EXTRA_IMAGE_PACKAGES: dict[str, str] = {
+    "meshd": "the agent (this feed)",
+    "mosquitto-nossl": "each node's broker; the mesh's MQTT is plain TCP",
+    "ip-full": "`ip -j` for per-station accounting; BusyBox ip has no -j",
+    "babeld": "routing, babel communities",
+    "kmod-batman-adv": "routing, batman-adv communities",
+    "batctl-default": "batman-adv neighbour and originator tables",
+    "kmod-nft-bridge": "the bridge filter keeping clients' DHCP and RAs off bat0",
+    "-wpad-basic-mbedtls": "the default wpad has no 802.11s",
+    "wpad-mesh-mbedtls": "802.11s with SAE",
+}
+
+
 def image_packages(community: Community, node: NodeEntry) -> list[str]:
     """Packages to add to the Image Builder's defaults (a leading '-' removes one)."""
     routing = (
@@ -632,5 +647,11 @@ def image_packages(community: Community, node: NodeEntry) -> list[str]:
         if community.routing == "babel"
         else ["kmod-batman-adv", "batctl-default", "kmod-nft-bridge"]
     )
-    # 802.11s with SAE needs a wpad with mesh support; the default basic one has none.
-    return ["meshd", "mosquitto-nossl", *routing, "-wpad-basic-mbedtls", "wpad-mesh-mbedtls"]
+    return [
+        "meshd",
+        "mosquitto-nossl",
+        "ip-full",
+        *routing,
+        "-wpad-basic-mbedtls",
+        "wpad-mesh-mbedtls",
+    ]

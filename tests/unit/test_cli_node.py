@@ -157,7 +157,7 @@ def test_image_without_imagebuilder_prints_the_command(comm):
     result = invoke("node", "image", "bakery", "--dir", directory)
     assert result.exit_code == 0, result.output
     assert "target ath79/generic" in result.output
-    assert "make image PROFILE=tplink_archer-c7-v5 'PACKAGES=meshd mosquitto-nossl babeld" in (
+    assert "make image PROFILE=tplink_archer-c7-v5 'PACKAGES=meshd mosquitto-nossl ip-full babeld" in (
         result.output
     )
     assert f"FILES={(directory / 'build' / 'bakery').resolve()}" in result.output
