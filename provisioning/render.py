@@ -67,7 +67,9 @@ def node_bands(community: Community, profile: DeviceProfile) -> list[str]:
     return [b for b in profile.bands if b in community.bands]
 
 
-def _netjson(community: Community, node: NodeEntry, bands: list[str]) -> dict[str, Any]:
+def _netjson(
+    community: Community, node: NodeEntry, bands: list[str], passphrase: str
+) -> dict[str, Any]:
     addr = node.addresses
     babel = community.routing == "babel"
     radios = []
@@ -95,7 +97,7 @@ def _netjson(community: Community, node: NodeEntry, bands: list[str]) -> dict[st
                 "encryption": {
                     "protocol": "wpa3_personal",
                     "cipher": "ccmp",
-                    "key": community.sae_passphrase,
+                    "key": passphrase,
                     "ieee80211w": "2",
                 },
             },
@@ -153,9 +155,13 @@ def _netjson(community: Community, node: NodeEntry, bands: list[str]) -> dict[st
 
 
 def _netjsonconfig_packages(
-    community: Community, node: NodeEntry, bands: list[str], ax: bool = False
+    community: Community,
+    node: NodeEntry,
+    bands: list[str],
+    ax: bool,
+    passphrase: str,
 ) -> dict[str, uci.Package]:
-    backend = OpenWrt(_netjson(community, node, bands))
+    backend = OpenWrt(_netjson(community, node, bands, passphrase))
     backend.validate()
     backend.to_intermediate()
     data: Mapping[str, Any] = backend.intermediate_data
@@ -190,8 +196,10 @@ def _fix_wireless(section: uci.Section, ax: bool) -> uci.Section:
     return section
 
 
-def _network(community: Community, node: NodeEntry, bands: list[str]) -> uci.Package:
-    base = _netjsonconfig_packages(community, node, bands)["network"]
+def _network(
+    community: Community, node: NodeEntry, bands: list[str], passphrase: str
+) -> uci.Package:
+    base = _netjsonconfig_packages(community, node, bands, False, passphrase)["network"]
     if community.routing == "babel":
         return base
     # netjsonconfig writes no interface for an address-less mesh: batman-adv hard interfaces
@@ -215,9 +223,9 @@ def _network(community: Community, node: NodeEntry, bands: list[str]) -> uci.Pac
 
 
 def _wireless(
-    community: Community, node: NodeEntry, bands: list[str], profile: DeviceProfile
+    community: Community, node: NodeEntry, bands: list[str], profile: DeviceProfile, passphrase: str
 ) -> uci.Package:
-    return _netjsonconfig_packages(community, node, bands, profile.ax)["wireless"]
+    return _netjsonconfig_packages(community, node, bands, profile.ax, passphrase)["wireless"]
 
 
 def _firewall(community: Community, node: NodeEntry, bands: list[str]) -> uci.Package:
@@ -675,26 +683,35 @@ def render_node(
     node_key: SigningKey,
     profile: DeviceProfile,
     pin: Pin,
+    sae_passphrase: str | None = None,
 ) -> dict[str, BundleFile]:
     """Every file of the node's bundle, keyed by path relative to the router's root.
 
     `pin` (the community's genesis and the version the admin verified) goes to
-    /etc/meshd/trust.json: a later community file must chain from it (provisioning.trustchain).
+    /etc/meshd/trust.json: a later community file must chain from it (meshd.trustchain).
+    `sae_passphrase` comes from the folder's secrets/ (older communities: community.yaml).
     """
+    passphrase = sae_passphrase or community.sae_passphrase
+    if not passphrase:
+        raise ValueError(f"{node.hostname}: no mesh passphrase to render the wireless config")
     if node_key.public != node.key:
         raise ValueError(f"{node.hostname}: the key file does not match the registry")
     bands = node_bands(community, profile)
     packages = [
-        _network(community, node, bands),
-        _wireless(community, node, bands, profile),
+        _network(community, node, bands, passphrase),
+        _wireless(community, node, bands, profile, passphrase),
         _firewall(community, node, bands),
         _dhcp(community, node, bands),
     ]
     if community.routing == "babel":
         packages.append(_babeld(community, node, bands))
     packages.append(_dropbear())
+    # wireless holds the mesh passphrase: owner only, like the node key.
     files: dict[str, BundleFile] = {
-        f"{APPLY_SRC.lstrip('/')}/{p.name}": BundleFile(uci.dumps(p).encode()) for p in packages
+        f"{APPLY_SRC.lstrip('/')}/{p.name}": BundleFile(
+            uci.dumps(p).encode(), 0o600 if p.name == "wireless" else 0o644
+        )
+        for p in packages
     }
     files["etc/config/meshd"] = BundleFile(uci.dumps(_meshd(community, node, bands)).encode())
     files["etc/meshd/node.key"] = BundleFile(

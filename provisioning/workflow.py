@@ -23,6 +23,7 @@ from provisioning.community import (
     COMMUNITY_FILE,
     GITIGNORE,
     NODES_FILE,
+    PASSPHRASE_FILE,
     PENDING_FILE,
     TRUST_DIR,
     ProvisionError,
@@ -31,13 +32,16 @@ from provisioning.community import (
     dump_yaml,
     load_chain,
     load_community_dir,
+    load_passphrase,
     load_pending,
     new_community,
+    random_passphrase,
     save_pin,
     sign,
     signature_status,
     verify_folder,
     version_path,
+    write_secret,
     write_text_atomic,
     write_version,
 )
@@ -45,6 +49,7 @@ from provisioning.keys import KeyFileError, load_private_key, write_private_key
 from provisioning.nodes import MAX_UPLINK_KBIT, NodeEntry, Registry
 from provisioning.profiles import DeviceProfile, UnknownModel, lookup
 from provisioning.render import BundleFile, image_packages, render_node
+from provisioning.security import ssh_key_problem
 from provisioning.trustchain import ChainError, Pin, Version, authorising, propose, verify_chain
 
 CERT_DAYS = 5 * 365
@@ -73,8 +78,13 @@ def init_community(
     admin_name: str,
     country: str,
     routing: str,
+    ssh_key_files: Sequence[Path] = (),
 ) -> tuple[dict[str, Any], bool]:
-    """Create DIR/community.yaml; returns the mapping and whether a new admin key was made."""
+    """Create DIR/community.yaml; returns the mapping and whether a new admin key was made.
+
+    `ssh_key_files` (OpenSSH .pub files) become the admin's `ssh_keys`: the only way into nodes.
+    """
+    ssh_keys = tuple(read_ssh_keys(path) for path in ssh_key_files)
     target = directory / COMMUNITY_FILE
     if target.exists():
         raise ProvisionError(
@@ -91,7 +101,12 @@ def init_community(
     created = not admin_key_path.exists()
     admin_key = SigningKey.generate() if created else load_admin_key(admin_key_path)
     data = new_community(
-        name, admin_name=admin_name, admin_key=admin_key, country=country, routing=routing
+        name,
+        admin_name=admin_name,
+        admin_key=admin_key,
+        country=country,
+        routing=routing,
+        ssh_keys=ssh_keys,
     )
     # Validate the generated file through the same checker every reader uses.
     check(data, require_signatures=True)
@@ -103,6 +118,7 @@ def init_community(
         if created:
             write_private_key(admin_key_path, admin_key)
         write_text_atomic(directory / ".gitignore", GITIGNORE)
+        write_secret(directory / PASSPHRASE_FILE, random_passphrase() + "\n")
         (directory / TRUST_DIR).mkdir(exist_ok=True)
         write_version(version_path(directory, 1), genesis)
         write_text_atomic(target, dump_yaml(data))
@@ -110,6 +126,7 @@ def init_community(
         if created:
             admin_key_path.unlink(missing_ok=True)
         (directory / ".gitignore").unlink(missing_ok=True)
+        (directory / PASSPHRASE_FILE).unlink(missing_ok=True)
         version_path(directory, 1).unlink(missing_ok=True)
         if made_dir:
             shutil.rmtree(directory, ignore_errors=True)
@@ -120,6 +137,24 @@ def init_community(
         raise _key_error(exc) from None
     save_pin(Pin.of([genesis]))
     return data, created
+
+
+def read_ssh_keys(path: Path) -> str:
+    """The one public key line of an OpenSSH .pub file, checked."""
+    try:
+        lines = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProvisionError(
+            f"cannot read the SSH public key ({exc})", str(path), "pass your ~/.ssh/*.pub file"
+        ) from None
+    problem = ssh_key_problem(lines[0]) if len(lines) == 1 else "must hold one key line"
+    if problem:
+        raise ProvisionError(
+            f"not an SSH public key: {problem}",
+            str(path),
+            "pass the .pub file (never the private key), e.g. ~/.ssh/id_ed25519.pub",
+        )
+    return lines[0]
 
 
 def _check_hostname(hostname: str) -> str:
@@ -312,7 +347,10 @@ def add_node(
             (key_path, directory / "secrets" / f"{hostname}-{old.node_id}.key"),
         ]
     registry.add(node)
-    files = render_node(community, data, node, node_key, profile, Pin.of(load_chain(directory)))
+    passphrase = load_passphrase(directory, community)
+    files = render_node(
+        community, data, node, node_key, profile, Pin.of(load_chain(directory)), passphrase
+    )
     tarball = bundle.tar_gz(files)
     out = out or directory / "build"
     tmp_tar, tmp_tree = _stage_outputs(out, hostname, files, tarball)
@@ -361,7 +399,15 @@ def render_stored(directory: Path, hostname: str, out: Path | None = None) -> Bu
     except KeyFileError as exc:
         raise _key_error(exc) from None
     try:
-        files = render_node(community, data, node, node_key, profile, Pin.of(load_chain(directory)))
+        files = render_node(
+            community,
+            data,
+            node,
+            node_key,
+            profile,
+            Pin.of(load_chain(directory)),
+            load_passphrase(directory, community),
+        )
     except ValueError as exc:
         raise ProvisionError(
             str(exc), str(key_path), "restore the node's key from backup"

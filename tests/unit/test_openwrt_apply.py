@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from provisioning import uci
-from tests.unit.test_provisioning_fixtures import community_data, node, pin
+from tests.unit.test_provisioning_fixtures import PASSPHRASE, community_data, node, pin
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data" / "openwrt"
@@ -55,7 +55,9 @@ def rendered(routing: str) -> dict[str, bytes]:
     from provisioning.render import render_node
 
     community, entry, key, profile = node("bakery", gateway=True, routing=routing)
-    files = render_node(community, community_data(routing), entry, key, profile, pin(routing))
+    files = render_node(
+        community, community_data(routing), entry, key, profile, pin(routing), PASSPHRASE
+    )
     return {name: item.data for name, item in files.items()}
 
 

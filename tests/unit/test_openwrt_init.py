@@ -19,7 +19,7 @@ import pytest
 from node_agent.config import build_parser
 from provisioning import uci
 from provisioning.render import render_node
-from tests.unit.test_provisioning_fixtures import community_data, node, pin
+from tests.unit.test_provisioning_fixtures import PASSPHRASE, community_data, node, pin
 
 ROOT = Path(__file__).resolve().parents[2]
 INIT = ROOT / "openwrt" / "meshd" / "files" / "meshd.init"
@@ -87,7 +87,9 @@ def run_init(package: uci.Package, tmp_path: Path) -> list[str]:
 
 def rendered(routing: str) -> uci.Package:
     community, entry, key, profile = node("bakery", gateway=True, routing=routing)
-    files = render_node(community, community_data(routing), entry, key, profile, pin(routing))
+    files = render_node(
+        community, community_data(routing), entry, key, profile, pin(routing), PASSPHRASE
+    )
     return uci.loads(files["etc/config/meshd"].data.decode())
 
 

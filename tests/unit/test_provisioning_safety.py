@@ -12,7 +12,7 @@ import pytest
 
 from provisioning import uci
 from provisioning.security import MANAGEMENT_PORTS, admin_ssh_keys, open_findings, ssh_key_problem
-from tests.unit.test_provisioning_fixtures import ADA_SSH, community_data
+from tests.unit.test_provisioning_fixtures import ADA_SSH, PASSPHRASE, community_data
 from tests.unit.test_provisioning_render import render
 
 
@@ -112,7 +112,13 @@ def test_mesh_listener_is_read_only(case):
 @pytest.mark.parametrize("case", ["gateway", "ordinary"])
 def test_secrets_in_the_bundle_are_not_world_readable(case):
     files = render(case)
-    for name in ("etc/meshd/node.key", "etc/meshd/community.yaml", "etc/dropbear/authorized_keys"):
+    secret = (
+        "etc/meshd/node.key",
+        "etc/meshd/community.yaml",
+        "etc/dropbear/authorized_keys",
+        "etc/meshd/uci/wireless",  # the mesh passphrase
+    )
+    for name in secret:
         assert files[name].mode & 0o077 == 0, name
 
 
@@ -128,8 +134,17 @@ def test_community_findings_name_what_leaves_a_node_open():
     assert admin_ssh_keys(data) == [ADA_SSH]
     where = [w for w, _, _ in open_findings(data)]
     assert "admins[].ssh_keys" not in where
+    assert "radio.sae_passphrase" not in where  # kept in secrets/
     data["admins"][0]["ssh_keys"] = ["ssh-ed25519 nope"]
+    data["radio"]["sae_passphrase"] = "an older folder kept it here"
     where = [w for w, _, _ in open_findings(data)]
     assert "admins[0].ssh_keys[0]" in where
     assert "admins[].ssh_keys" in where
     assert "radio.sae_passphrase" in where
+
+
+def test_the_passphrase_is_rendered_from_secrets_not_the_shared_file():
+    files = render("ordinary")
+    assert b"sae_passphrase" not in files["etc/meshd/community.yaml"].data
+    meshes = [w for w in sections(files, "wireless", "wifi-iface") if w["mode"] == "mesh"]
+    assert {w["key"] for w in meshes} == {PASSPHRASE}
