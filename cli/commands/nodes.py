@@ -6,10 +6,10 @@ from typing import Any
 
 import click
 
-from cli.analysis.pipeline import node_json
+from cli.analysis.views import NODES, NodeRow, node_json
 from cli.errors import UserError
-from cli.mesh import MeshArgs, mesh_options, open_mesh
-from cli.output import emit_json, human_age, say, table
+from cli.output import emit_json, human_age, output_format, say, table
+from cli.read.options import MeshArgs, mesh_options, open_mesh
 
 
 def _args(ctx: click.Context, kw: dict[str, Any]) -> MeshArgs:
@@ -32,31 +32,11 @@ def nodes(ctx: click.Context, /, **kw: Any) -> None:
     mesh = open_mesh(args)
     view = mesh.view()
     items = sorted(view.nodes.values(), key=lambda n: n.hostname)
-    if args.as_json:
-        emit_json(
-            {"source": mesh.source, "now": mesh.now, "nodes": [node_json(view, n) for n in items]}
-        )
-        return
-    rows = []
-    for nv in items:
-        j = node_json(view, nv)
-        gw = "-" if not j["gateway_kbit"] else f"{j['gateway_kbit'] / 1000:g} Mbit/s"
-        rows.append(
-            [
-                j["name"],
-                j["id"],
-                human_age(j["age_s"]),
-                j["software"],
-                gw,
-                len(j["neighbours"]),
-                human_age(j["uptime_s"]),
-                j["state"],
-            ]
-        )
-    table(
-        ["name", "id", "age", "software", "gateway", "neighbours", "uptime", "state"],
-        rows,
-        right=["age", "neighbours", "uptime"],
+    NODES.emit(
+        [NodeRow(view, nv) for nv in items],
+        output_format(args.as_json),
+        json_key="nodes",
+        json_extra={"source": mesh.source, "now": mesh.now},
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from cli import mesh as climesh
+from cli.read import verify as climesh
 from meshd.errors import RejectReason
 from meshd.trust import Revocation
 from tests.meshgen import SyntheticMesh
