@@ -11,7 +11,7 @@ import json
 import stat
 from pathlib import Path
 
-from meshd.errors import KeyFormatError, MeshError
+from meshd.errors import FixableError, KeyFormatError
 from meshd.ids import SigningKey
 from meshd.trust import Enrollment
 from meshd.validate import Invalid
@@ -19,14 +19,15 @@ from meshd.validate import Invalid
 KEY_HEADER = "# mutualmesh private key (Ed25519 seed). Keep it secret; never commit it.\n"
 
 
-class KeyFileError(MeshError):
+class KeyFileError(FixableError):
     """A key or certificate file cannot be used; the message names the file and the fix."""
 
+    fix: str
+
     def __init__(self, path: Path, what: str, fix: str) -> None:
-        super().__init__(f"{path}: {what}. Fix: {fix}")
+        super().__init__(what, str(path), fix)
+        self.args = (f"{path}: {what}. Fix: {fix}",)
         self.path = path
-        self.what = what
-        self.fix = fix
 
 
 def key_text(key: SigningKey) -> str:

@@ -36,7 +36,7 @@ from typing import Any
 
 from meshd import validate as v
 from meshd.encoding import canonical_json
-from meshd.errors import KeyFormatError
+from meshd.errors import FixableError, KeyFormatError
 from meshd.ids import PublicKey, SigningKey
 from meshd.trust import admin_signature, community_message, valid_signers
 
@@ -44,14 +44,15 @@ VERSION_DOMAIN = b"mutualmesh-community-version-v1\0"
 MAX_ADMINS = 64
 
 
-class ChainError(ValueError):
+class ChainError(FixableError, ValueError):
     """The chain (or a file against it) is not trustworthy; `fix` says what an admin can do."""
 
+    where: str
+    fix: str
+
     def __init__(self, where: str, what: str, fix: str) -> None:
-        super().__init__(f"{where}: {what}")
-        self.where = where
-        self.what = what
-        self.fix = fix
+        super().__init__(what, where, fix)
+        self.args = (f"{where}: {what}",)
 
 
 def content_digest(data: Mapping[str, Any]) -> str:

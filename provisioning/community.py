@@ -40,7 +40,7 @@ from typing import Any
 import yaml
 
 from meshd.community import Community, parse_community
-from meshd.errors import CommunityError, Problem
+from meshd.errors import CommunityError, FixableError, Problem
 from meshd.ids import PublicKey, SigningKey
 from meshd.trust import admin_signature, community_message, valid_signers
 from meshd.validate import Invalid
@@ -93,14 +93,15 @@ AVOID_SECOND_OCTET = frozenset(
 CHANNELS_2G = (1, 6, 11)
 
 
-class ProvisionError(Exception):
-    """Something the admin must fix: what went wrong, where, and how to fix it (for the CLI)."""
+class ProvisionError(FixableError):
+    """Something the admin must fix in a community folder or node plan (what, where, fix)."""
+
+    where: str
+    fix: str
 
     def __init__(self, what: str, where: str, fix: str) -> None:
-        super().__init__(f"{where}: {what}")
-        self.what = what
-        self.where = where
-        self.fix = fix
+        super().__init__(what, where, fix)
+        self.args = (f"{where}: {what}",)
 
 
 def ipv4_prefix_for(name: str) -> ipaddress.IPv4Network:

@@ -11,7 +11,7 @@ import click
 
 from cli.errors import ExitStatus, UserError
 from meshd.community import ROUTING, Community, parse_community
-from meshd.errors import CommunityError, KeyFormatError, Problem
+from meshd.errors import CommunityError, FixableError, KeyFormatError, Problem
 from meshd.ids import PublicKey, SigningKey
 from meshd.trustchain import Version
 from provisioning.community import (
@@ -38,11 +38,11 @@ T = TypeVar("T")
 
 
 def run(action: Callable[[], T]) -> T:
-    """Turn a ProvisionError into the CLI's what/where/fix message."""
+    """Turn a provisioning error (a FixableError) into the CLI's what/where/fix message."""
     try:
         return action()
-    except ProvisionError as exc:
-        raise UserError(exc.what, where=exc.where, fix=exc.fix or None) from None
+    except FixableError as exc:
+        raise UserError.of(exc) from None
     except CommunityError as exc:
         p = exc.problems[0]
         raise UserError(f"{p.path}: {p.message}", fix=p.fix) from None
