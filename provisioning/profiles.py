@@ -135,7 +135,7 @@ _PROFILES = (
         flash_mb=128,
         ram_mb=512,
         firmware_kib=98304,
-        firmware_source="estimate: UBI on 128 MB NAND (ipq806x/image/generic.mk)",
+        firmware_source="estimate: UBI on 128 MB NAND; ipq806x/image/generic.mk sets no IMAGE_SIZE",
         ax=False,
     ),
     DeviceProfile(
