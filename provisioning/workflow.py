@@ -521,8 +521,15 @@ def _save_community(directory: Path, data: dict[str, Any]) -> None:
         ) from None
 
 
-def add_admin(directory: Path, name: str, key: PublicKey, threshold: int | None) -> dict[str, Any]:
+def add_admin(
+    directory: Path,
+    name: str,
+    key: PublicKey,
+    threshold: int | None,
+    ssh_key_files: Sequence[Path] = (),
+) -> dict[str, Any]:
     """Add an admin (and maybe change k). Old signatures no longer match and are dropped."""
+    ssh_keys = [read_ssh_keys(path) for path in ssh_key_files]
     community, data = load_community_dir(directory, require_signatures=False)
     if any(a.key == key for a in community.admins):
         raise ProvisionError(
@@ -532,7 +539,10 @@ def add_admin(directory: Path, name: str, key: PublicKey, threshold: int | None)
         raise ProvisionError(
             f"an admin called {name!r} exists", str(directory / COMMUNITY_FILE), "pick another name"
         )
-    admins = [*data["admins"], {"name": name, "key": key.text}]
+    entry: dict[str, Any] = {"name": name, "key": key.text}
+    if ssh_keys:
+        entry["ssh_keys"] = ssh_keys
+    admins = [*data["admins"], entry]
     new = {**data, "admins": admins, "signatures": []}
     if threshold is not None:
         new["threshold"] = threshold

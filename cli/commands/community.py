@@ -259,7 +259,16 @@ def _check_json(
     default=None,
     help="New k: how many admins must sign changes and revocations.",
 )
-def add_admin_cmd(name: str, key_text: str, directory: Path, threshold: int | None) -> None:
+@click.option(
+    "--ssh-key",
+    "ssh_keys",
+    type=click.Path(path_type=Path),
+    multiple=True,
+    help="The new admin's SSH public key file (.pub): lets them log in to nodes. Repeatable.",
+)
+def add_admin_cmd(
+    name: str, key_text: str, directory: Path, threshold: int | None, ssh_keys: tuple[Path, ...]
+) -> None:
     """Add admin NAME; afterwards k admins must sign the file again."""
     try:
         key = PublicKey.from_text(key_text, "--key")
@@ -267,7 +276,7 @@ def add_admin_cmd(name: str, key_text: str, directory: Path, threshold: int | No
         raise UserError(
             str(exc), where="--key", fix="paste the public key the new admin printed"
         ) from None
-    data = run(lambda: add_admin(directory, name, key, threshold))
+    data = run(lambda: add_admin(directory, name, key, threshold, ssh_keys))
     click.echo(f"admin {name} added; threshold {data['threshold']} of {len(data['admins'])}")
     click.echo(
         "signatures were cleared (they covered the old file). The change is accepted once "

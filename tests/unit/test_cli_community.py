@@ -242,3 +242,21 @@ def test_init_refuses_a_private_key_as_ssh_key(tmp_path):
     assert result.exit_code == 2
     assert "not an SSH public key" in result.output
     assert not (tmp_path / "c").exists()
+
+
+def test_add_admin_with_an_ssh_key(comm, tmp_path):
+    from tests.unit.test_provisioning_fixtures import ADA_SSH
+
+    directory, _ = comm
+    key = tmp_path / "bea.key"
+    pub = invoke("community", "admin-key", "--admin-key", key, "--create")
+    assert pub.exit_code == 0, pub.output
+    ssh = tmp_path / "bea.pub"
+    ssh.write_text(ADA_SSH.replace("ada@laptop", "bea@laptop") + "\n")
+    result = invoke(
+        "community", "add-admin", "bea", "--key", pub.output.strip().splitlines()[-1],
+        "--dir", directory, "--ssh-key", ssh,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    data = yaml.safe_load((directory / "community.yaml").read_text())
+    assert data["admins"][1]["ssh_keys"] == [ssh.read_text().strip()]
