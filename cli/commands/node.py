@@ -313,14 +313,15 @@ def image(hostname: str, imagebuilder: Path | None, directory: Path, out: Path |
 
 REMOTE_BUNDLE = "/tmp/meshd-bundle.tar.gz"
 # The first part runs in the ssh session; the reloads run detached, because reloading the network
-# changes the address this session came in on and dropbear then hangs up on it. umask 077: the
-# bundle holds the node key and the community file.
+# changes the address this session came in on and dropbear then hangs up on it. The bundle is
+# 0600 here, so scp creates it 0600 in /tmp, and tar (as root) gives each file its mode from the
+# bundle (secrets 0600); a umask would also strip mosquitto's read access to its own config.
 REMOTE_RELOAD = (
     "sleep 2; /etc/init.d/mosquitto restart; /etc/init.d/dropbear restart; reload_config;"
     " wifi reload; /etc/init.d/meshd restart"
 )
 REMOTE_APPLY = (
-    f"umask 077 && tar -xzf {REMOTE_BUNDLE} -C / && rm -f {REMOTE_BUNDLE}"
+    f"tar -xzf {REMOTE_BUNDLE} -C / && rm -f {REMOTE_BUNDLE}"
     " && /etc/uci-defaults/90-meshd-node && rm -f /etc/uci-defaults/90-meshd-node"
     " && sysctl -p /etc/sysctl.d/90-meshd.conf >/dev/null"
     f" && {{ ( {REMOTE_RELOAD} ) </dev/null >/dev/null 2>&1 & }}"

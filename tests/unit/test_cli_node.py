@@ -389,11 +389,12 @@ def test_bundle_and_build_folder_are_owner_only(comm):
     assert (build / "bakery").stat().st_mode & 0o077 == 0
 
 
-def test_push_runs_the_reloads_detached_with_a_private_umask(comm):
-    from cli.commands.node import REMOTE_APPLY
+def test_push_runs_the_reloads_detached(comm):
+    from cli.commands.node import REMOTE_APPLY, REMOTE_BUNDLE
 
     head, tail = REMOTE_APPLY.split("{ (", 1)
-    assert head.startswith("umask 077 ")
+    assert f"rm -f {REMOTE_BUNDLE}" in head  # the copy with the node key does not stay in /tmp
     assert "reload_config" not in head  # nothing that cuts the session runs inside it
     assert "reload_config" in tail
+    assert "/etc/init.d/dropbear restart" in tail  # key-only SSH takes effect
     assert tail.rstrip().endswith("& }")
