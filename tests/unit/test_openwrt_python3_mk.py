@@ -113,3 +113,12 @@ def test_our_sdist_builds_from_the_prepared_tree(tmp_path):
     tree = _prepared_tree(tmp_path)
     sdist = _build(tree, SDIST, tmp_path / "dist")
     assert sdist.name == f"mutualmesh-{feed()['meshd'].top['PKG_VERSION']}.tar.gz"
+
+
+def test_every_file_the_install_step_copies_exists():
+    """Py3Package/meshd/install copies ./files/*; a missing one fails only inside the SDK."""
+    text = (FEED / "meshd" / "Makefile").read_text()
+    copied = re.findall(r"\./files/([A-Za-z0-9_.-]+)", text)
+    assert "meshd-apply.sh" in copied
+    for name in copied:
+        assert (FEED / "meshd" / "files" / name).is_file(), name
