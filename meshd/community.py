@@ -187,7 +187,8 @@ def parse_community(data: Any) -> Community:
             "use 8-63 printable ASCII characters",
             re.compile(r"^[ -~]{8,63}$"),
         )
-        if radio
+        # Optional: the admin side keeps it in secrets/ (the file is shared); nodes need none.
+        if radio and "sae_passphrase" in radio
         else ""
     )
     bands: dict[str, Band] = {}

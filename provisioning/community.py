@@ -40,7 +40,7 @@ from typing import Any
 import yaml
 
 from meshd.community import Community, parse_community
-from meshd.errors import CommunityError, Problem
+from meshd.errors import CommunityError, FixableError, Problem
 from meshd.ids import PublicKey, SigningKey
 from meshd.trust import admin_signature, community_message, valid_signers
 from meshd.validate import Invalid
@@ -51,6 +51,8 @@ NODES_FILE = "nodes.yaml"
 TRUST_DIR = "trust"
 PENDING_FILE = "pending.json"
 GITIGNORE = "secrets/\nbuild/\n"
+#: The 802.11s SAE passphrase: a secret, so in secrets/ (git-ignored, 0600), not community.yaml.
+PASSPHRASE_FILE = "secrets/sae-passphrase"  # noqa: S105 (a path, not a password)
 CONFIG_ENV = "MUTUALMESH_CONFIG_DIR"
 
 # Second octets of 10.x.0.0/16 seen often at home, in VPNs and in container platforms
@@ -91,14 +93,15 @@ AVOID_SECOND_OCTET = frozenset(
 CHANNELS_2G = (1, 6, 11)
 
 
-class ProvisionError(Exception):
-    """Something the admin must fix: what went wrong, where, and how to fix it (for the CLI)."""
+class ProvisionError(FixableError):
+    """Something the admin must fix in a community folder or node plan (what, where, fix)."""
+
+    where: str
+    fix: str
 
     def __init__(self, what: str, where: str, fix: str) -> None:
-        super().__init__(f"{where}: {what}")
-        self.what = what
-        self.where = where
-        self.fix = fix
+        super().__init__(what, where, fix)
+        self.args = (f"{where}: {what}",)
 
 
 def ipv4_prefix_for(name: str) -> ipaddress.IPv4Network:
@@ -115,6 +118,42 @@ def random_ula() -> ipaddress.IPv6Network:
     return ipaddress.IPv6Network((b"\xfd" + global_id + bytes(10), 48))
 
 
+def write_secret(path: Path, text: str) -> None:
+    """Write a secret file 0600 from the first byte (its folder 0700), atomically."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
+def load_passphrase(directory: Path, community: Community) -> str:
+    """The mesh passphrase: secrets/sae-passphrase, or (older folders) community.yaml's."""
+    path = directory / PASSPHRASE_FILE
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        if community.sae_passphrase:
+            return community.sae_passphrase
+        raise ProvisionError(
+            "the mesh passphrase is missing",
+            str(path),
+            "restore secrets/ from your backup (nodes of this community use that passphrase)",
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProvisionError(
+            f"cannot read the mesh passphrase ({exc})", str(path), "restore it from a backup"
+        ) from None
+    if not 8 <= len(text) <= 63 or not all(" " <= ch <= "~" for ch in text):
+        raise ProvisionError(
+            "the mesh passphrase must be 8-63 printable ASCII characters",
+            str(path),
+            "restore it from a backup",
+        )
+    return text
+
+
 def random_passphrase(length: int = 32) -> str:
     alphabet = string.ascii_letters + string.digits
     return "".join(secrets.choice(alphabet) for _ in range(length))
@@ -127,15 +166,18 @@ def new_community(
     admin_key: SigningKey,
     country: str,
     routing: str = "babel",
+    ssh_keys: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """A fresh, signed community mapping; the only place its secrets are drawn."""
+    """A fresh, signed community mapping, with no secret in it (community.yaml is shared).
+
+    The mesh passphrase is drawn by random_passphrase() and kept in secrets/ (PASSPHRASE_FILE).
+    """
     digest = hashlib.sha256(b"mutualmesh-channel\0" + name.encode()).digest()
     data: dict[str, Any] = {
         "name": name,
         "mesh_id": name,
         "radio": {
             "country": country,
-            "sae_passphrase": random_passphrase(),
             "bands": {
                 "2g": {"channel": CHANNELS_2G[digest[0] % 3], "htmode": "HT20"},
                 # 36-48 is one 80 MHz block without DFS radar waits, allowed nearly everywhere.
@@ -146,7 +188,10 @@ def new_community(
         "ipv6": {"prefix": str(random_ula())},
         "routing": {"protocol": routing},
         "mqtt": {"port": 1883},
-        "admins": [{"name": admin_name, "key": admin_key.public.text}],
+        "admins": [
+            {"name": admin_name, "key": admin_key.public.text}
+            | ({"ssh_keys": list(ssh_keys)} if ssh_keys else {})
+        ],
         "threshold": 1,
         "contribution": {
             "base_share": 0.5,

@@ -28,13 +28,12 @@ from provisioning.community import dump_yaml
 from provisioning.keys import KEY_HEADER
 from provisioning.nodes import NodeEntry
 from provisioning.profiles import DeviceProfile
+from provisioning.security import BABEL_LOCAL_PORT, admin_ssh_keys
 from provisioning.trustchain import Pin
+from provisioning.zones import dhcp, firewall
 
-BABEL_LOCAL_PORT = 33123  # babeld's read-only local socket, polled by the agent
 METRICS_PORT = defaults.HTTP_PORT
 PROBE_PORT = defaults.PROBE_PORT
-BABEL_PORT = 6696  # the Babel protocol itself
-MDNS_PORT = 5353
 APPLY_SRC = "/etc/meshd/uci"
 
 _PROTOCOL = {"2g": "802.11n", "5g": "802.11ac", "6g": "802.11ax"}
@@ -67,7 +66,9 @@ def node_bands(community: Community, profile: DeviceProfile) -> list[str]:
     return [b for b in profile.bands if b in community.bands]
 
 
-def _netjson(community: Community, node: NodeEntry, bands: list[str]) -> dict[str, Any]:
+def _netjson(
+    community: Community, node: NodeEntry, bands: list[str], passphrase: str
+) -> dict[str, Any]:
     addr = node.addresses
     babel = community.routing == "babel"
     radios = []
@@ -95,7 +96,7 @@ def _netjson(community: Community, node: NodeEntry, bands: list[str]) -> dict[st
                 "encryption": {
                     "protocol": "wpa3_personal",
                     "cipher": "ccmp",
-                    "key": community.sae_passphrase,
+                    "key": passphrase,
                     "ieee80211w": "2",
                 },
             },
@@ -153,29 +154,51 @@ def _netjson(community: Community, node: NodeEntry, bands: list[str]) -> dict[st
 
 
 def _netjsonconfig_packages(
-    community: Community, node: NodeEntry, bands: list[str]
+    community: Community,
+    node: NodeEntry,
+    bands: list[str],
+    ax: bool,
+    passphrase: str,
 ) -> dict[str, uci.Package]:
-    backend = OpenWrt(_netjson(community, node, bands))
+    backend = OpenWrt(_netjson(community, node, bands, passphrase))
     backend.validate()
     backend.to_intermediate()
     data: Mapping[str, Any] = backend.intermediate_data
     out = {name: uci.from_intermediate(name, blocks) for name, blocks in data.items()}
-    # Radios ship disabled in OpenWrt's defaults; ours must come up.
-    wireless = out["wireless"]
     out["wireless"] = uci.Package(
-        "wireless",
-        tuple(
-            uci.Section(s.type, s.name, (*s.options, ("disabled", "0")))
-            if s.type == "wifi-device"
-            else s
-            for s in wireless.sections
-        ),
+        "wireless", tuple(_fix_wireless(s, ax) for s in out["wireless"].sections)
     )
     return out
 
 
-def _network(community: Community, node: NodeEntry, bands: list[str]) -> uci.Package:
-    base = _netjsonconfig_packages(community, node, bands)["network"]
+def he_htmode(htmode: str) -> str:
+    """The 802.11ax mode of the same width: on an AX radio VHT80 would switch 11ax off."""
+    for old in ("VHT", "HT"):
+        if htmode.startswith(old):
+            return "HE" + htmode[len(old) :]
+    return htmode
+
+
+def _fix_wireless(section: uci.Section, ax: bool) -> uci.Section:
+    """What netjsonconfig does not write: radios on, HE modes on AX radios, no HWMP under us."""
+    if section.type == "wifi-device":
+        # Radios ship disabled in OpenWrt's defaults; ours must come up.
+        options = [
+            (k, he_htmode(str(val)) if ax and k == "htmode" else val) for k, val in section.options
+        ]
+        return uci.Section(section.type, section.name, (*options, ("disabled", "0")))
+    if dict(section.options).get("mode") == "mesh":
+        # 802.11s forwards at layer 2 (HWMP) unless told not to: under babel that is double
+        # routing with flat metrics, under batman-adv a second mesh below it. Gluon and
+        # LibreMesh both switch it off.
+        return uci.Section(section.type, section.name, (*section.options, ("mesh_fwding", "0")))
+    return section
+
+
+def _network(
+    community: Community, node: NodeEntry, bands: list[str], passphrase: str
+) -> uci.Package:
+    base = _netjsonconfig_packages(community, node, bands, False, passphrase)["network"]
     if community.routing == "babel":
         return base
     # netjsonconfig writes no interface for an address-less mesh: batman-adv hard interfaces
@@ -198,276 +221,18 @@ def _network(community: Community, node: NodeEntry, bands: list[str]) -> uci.Pac
     return uci.Package("network", (*extra, *sections))
 
 
-def _wireless(community: Community, node: NodeEntry, bands: list[str]) -> uci.Package:
-    return _netjsonconfig_packages(community, node, bands)["wireless"]
-
-
-def _firewall(community: Community, node: NodeEntry, bands: list[str]) -> uci.Package:
-    mesh_networks = [f"mesh_{b}" for b in bands]
-    if community.routing == "batman-adv":
-        mesh_networks.append("bat0")
-    s = uci.section
-    sections = [
-        s(
-            "defaults",
-            None,
-            input="REJECT",
-            output="ACCEPT",
-            forward="REJECT",
-            synflood_protect=True,
-        ),
-        # Mesh input is closed except what the mesh needs: routing, discovery, records, probes.
-        s(
-            "zone",
-            "mesh",
-            name="mesh",
-            network=mesh_networks,
-            input="REJECT",
-            output="ACCEPT",
-            forward="ACCEPT",
-        ),
-        s(
-            "zone",
-            "client",
-            name="client",
-            network=["lan"],
-            input="ACCEPT",
-            output="ACCEPT",
-            forward="REJECT",
-        ),
-        s("forwarding", "client_mesh", src="client", dest="mesh"),
-        s("forwarding", "mesh_client", src="mesh", dest="client"),
-        # Before the allow rules (first match wins): routed clients cannot leak DHCP or RAs
-        # into the mesh, and nothing on the mesh may act as our DHCP server or router.
-        s(
-            "rule",
-            "client_no_dhcp_mesh",
-            name="Block-client-DHCP-to-mesh",
-            src="client",
-            dest="mesh",
-            proto="udp",
-            dest_port="67-68 546-547",
-            target="REJECT",
-        ),
-        s(
-            "rule",
-            "mesh_no_dhcp_in",
-            name="Block-mesh-DHCP-server",
-            src="mesh",
-            proto="udp",
-            dest_port="67 547",
-            target="DROP",
-        ),
-        s(
-            "rule",
-            "mesh_no_ra_in",
-            name="Block-mesh-RA",
-            src="mesh",
-            proto="icmpv6",
-            icmp_type=["router-advertisement", "router-solicitation"],
-            target="DROP",
-        ),
-        s(
-            "rule",
-            "mesh_babel",
-            name="Allow-Babel",
-            src="mesh",
-            proto="udp",
-            dest_port=str(BABEL_PORT),
-            target="ACCEPT",
-        ),
-        s(
-            "rule",
-            "mesh_mdns",
-            name="Allow-mDNS",
-            src="mesh",
-            proto="udp",
-            dest_port=str(MDNS_PORT),
-            target="ACCEPT",
-        ),
-        s(
-            "rule",
-            "mesh_mqtt",
-            name="Allow-meshd-MQTT",
-            src="mesh",
-            proto="tcp",
-            dest_port=str(community.mqtt_port),
-            target="ACCEPT",
-        ),
-        s(
-            "rule",
-            "mesh_probe",
-            name="Allow-meshd-probe",
-            src="mesh",
-            proto="udp",
-            dest_port=str(PROBE_PORT),
-            target="ACCEPT",
-        ),
-        s("rule", "mesh_icmp", name="Allow-mesh-ICMP", src="mesh", proto="icmp", target="ACCEPT"),
-        s(
-            "rule",
-            "mesh_icmpv6",
-            name="Allow-mesh-ICMPv6",
-            src="mesh",
-            proto="icmpv6",
-            target="ACCEPT",
-        ),
-    ]
-    if node.gateway:
-        sections += [
-            s(
-                "zone",
-                "uplink",
-                name="uplink",
-                network=["wan", "wan6"],
-                input="REJECT",
-                output="ACCEPT",
-                forward="REJECT",
-                masq=True,
-                mtu_fix=True,
-            ),
-            s("forwarding", "client_uplink", src="client", dest="uplink"),
-            s("forwarding", "mesh_uplink", src="mesh", dest="uplink"),
-            s(
-                "rule",
-                "uplink_dhcp",
-                name="Allow-DHCP-Renew",
-                src="uplink",
-                proto="udp",
-                dest_port="68",
-                family="ipv4",
-                target="ACCEPT",
-            ),
-            s(
-                "rule",
-                "uplink_ping",
-                name="Allow-Ping",
-                src="uplink",
-                proto="icmp",
-                icmp_type=["echo-request"],
-                family="ipv4",
-                target="ACCEPT",
-            ),
-            s(
-                "rule",
-                "uplink_dhcpv6",
-                name="Allow-DHCPv6",
-                src="uplink",
-                proto="udp",
-                dest_port="546",
-                family="ipv6",
-                target="ACCEPT",
-            ),
-            s(
-                "rule",
-                "uplink_icmpv6",
-                name="Allow-ICMPv6-Input",
-                src="uplink",
-                proto="icmpv6",
-                icmp_type=[
-                    "echo-request",
-                    "destination-unreachable",
-                    "packet-too-big",
-                    "time-exceeded",
-                    "bad-header",
-                    "unknown-header-type",
-                    "router-advertisement",
-                    "neighbour-solicitation",
-                    "neighbour-advertisement",
-                ],
-                family="ipv6",
-                target="ACCEPT",
-            ),
-        ]
-    if community.routing == "batman-adv":
-        sections.append(
-            s(
-                "include",
-                "meshd_bridge",
-                type="nftables",
-                path="/etc/meshd/bridge-filter.nft",
-                position="ruleset-post",
-            )
-        )
-    return uci.Package("firewall", tuple(sections))
-
-
-def _dhcp(community: Community, node: NodeEntry, bands: list[str]) -> uci.Package:
-    s = uci.section
-    babel = community.routing == "babel"
-    dnsmasq: dict[str, object] = {
-        "domainneeded": True,
-        "localise_queries": True,
-        "rebind_protection": True,
-        "rebind_localhost": True,
-        "local": "/lan/",
-        "domain": "lan",
-        "expandhosts": True,
-        "authoritative": True,
-        "readethers": True,
-        "leasefile": "/tmp/dhcp.leases",
-        "localservice": True,
-        "ednspacket_max": "1232",
-    }
-    if node.gateway:
-        dnsmasq["resolvfile"] = "/tmp/resolv.conf.d/resolv.conf.auto"
-    else:
-        # No uplink of its own: ask public resolvers through the mesh's default route.
-        dnsmasq["noresolv"] = True
-        dnsmasq["server"] = ["9.9.9.9", "2620:fe::fe"]
-    if babel:
-        start, limit = 2, node.addresses.ipv4_client.num_addresses - 3
-    else:
-        # Own block of the shared prefix: offset of the block from the prefix start.
-        start = int(node.addresses.ipv4_client.network_address) - int(
-            community.ipv4.network_address
-        )
-        limit = node.addresses.ipv4_client.num_addresses - 1
-    sections = [
-        s("dnsmasq", "dnsmasq", **dnsmasq),
-        s(
-            "dhcp",
-            "lan",
-            interface="lan",
-            start=str(start),
-            limit=str(limit),
-            leasetime="1h",
-            dhcpv4="server",
-            dhcpv6="server" if babel else "disabled",
-            ra="server" if babel else "disabled",
-        ),
-    ]
-    for band in bands:
-        sections.append(
-            s(
-                "dhcp",
-                f"mesh_{band}",
-                interface=f"mesh_{band}",
-                ignore=True,
-                dhcpv4="disabled",
-                dhcpv6="disabled",
-                ra="disabled",
-                ndp="disabled",
-            )
-        )
-    sections += [
-        s("dhcp", "wan", interface="wan", ignore=True),
-        s(
-            "odhcpd",
-            "odhcpd",
-            maindhcp=False,
-            leasefile="/tmp/hosts/odhcpd",
-            leasetrigger="/usr/sbin/odhcpd-update",
-            loglevel="4",
-        ),
-    ]
-    return uci.Package("dhcp", tuple(sections))
+def _wireless(
+    community: Community, node: NodeEntry, bands: list[str], profile: DeviceProfile, passphrase: str
+) -> uci.Package:
+    return _netjsonconfig_packages(community, node, bands, profile.ax, passphrase)["wireless"]
 
 
 def _babeld(community: Community, node: NodeEntry, bands: list[str]) -> uci.Package:
     s = uci.section
     sections = [s("general", "general", local_port=str(BABEL_LOCAL_PORT))]
-    sections += [s("interface", f"mesh_{b}", ifname=mesh_ifname(b)) for b in bands]
+    # 802.11s vifs are radio links: without `type wireless` babeld treats them as wired and
+    # uses split horizon, which breaks relaying over one radio once mesh_fwding is off.
+    sections += [s("interface", f"mesh_{b}", ifname=mesh_ifname(b), type="wireless") for b in bands]
     sections += [
         s("filter", "own_ipv4", type="redistribute", ip=str(community.ipv4), action="allow"),
         s("filter", "own_ipv6", type="redistribute", ip=str(community.ipv6), action="allow"),
@@ -482,8 +247,9 @@ def _babeld(community: Community, node: NodeEntry, bands: list[str]) -> uci.Pack
                 eq="0",
                 action="allow",
             ),
-            s("filter", "default_ipv6", type="redistribute", ip="::/0", eq="0", action="allow"),
         ]
+        # No ::/0: clients get only ULA addresses and the gateway does no NAT66, so IPv6 to the
+        # internet would not work; announcing it would only make clients wait for timeouts.
     sections += [
         s("filter", "no_other_local", type="redistribute", local="true", action="deny"),
         s("filter", "no_other", type="redistribute", action="deny"),
@@ -518,6 +284,23 @@ def _meshd(community: Community, node: NodeEntry, bands: list[str]) -> uci.Packa
         "log_level": "info",
     }
     return uci.Package("meshd", (uci.section("meshd", "main", **options),))
+
+
+def _dropbear() -> uci.Package:
+    """Key-only SSH: password and root-password login off (keys in authorized_keys)."""
+    return uci.Package(
+        "dropbear",
+        (
+            uci.section(
+                "dropbear",
+                "main",
+                PasswordAuth="0",
+                RootPasswordAuth="0",
+                RootLogin="1",
+                Port="22",
+            ),
+        ),
+    )
 
 
 def _mosquitto(community: Community, node: NodeEntry) -> str:
@@ -579,25 +362,35 @@ def render_node(
     node_key: SigningKey,
     profile: DeviceProfile,
     pin: Pin,
+    sae_passphrase: str | None = None,
 ) -> dict[str, BundleFile]:
     """Every file of the node's bundle, keyed by path relative to the router's root.
 
     `pin` (the community's genesis and the version the admin verified) goes to
-    /etc/meshd/trust.json: a later community file must chain from it (provisioning.trustchain).
+    /etc/meshd/trust.json: a later community file must chain from it (meshd.trustchain).
+    `sae_passphrase` comes from the folder's secrets/ (older communities: community.yaml).
     """
+    passphrase = sae_passphrase or community.sae_passphrase
+    if not passphrase:
+        raise ValueError(f"{node.hostname}: no mesh passphrase to render the wireless config")
     if node_key.public != node.key:
         raise ValueError(f"{node.hostname}: the key file does not match the registry")
     bands = node_bands(community, profile)
     packages = [
-        _network(community, node, bands),
-        _wireless(community, node, bands),
-        _firewall(community, node, bands),
-        _dhcp(community, node, bands),
+        _network(community, node, bands, passphrase),
+        _wireless(community, node, bands, profile, passphrase),
+        firewall(community, node, bands),
+        dhcp(community, node, bands),
     ]
     if community.routing == "babel":
         packages.append(_babeld(community, node, bands))
+    packages.append(_dropbear())
+    # wireless holds the mesh passphrase: owner only, like the node key.
     files: dict[str, BundleFile] = {
-        f"{APPLY_SRC.lstrip('/')}/{p.name}": BundleFile(uci.dumps(p).encode()) for p in packages
+        f"{APPLY_SRC.lstrip('/')}/{p.name}": BundleFile(
+            uci.dumps(p).encode(), 0o600 if p.name == "wireless" else 0o644
+        )
+        for p in packages
     }
     files["etc/config/meshd"] = BundleFile(uci.dumps(_meshd(community, node, bands)).encode())
     files["etc/meshd/node.key"] = BundleFile(
@@ -609,6 +402,10 @@ def render_node(
     files["etc/meshd/community.yaml"] = BundleFile(dump_yaml(dict(community_data)).encode(), 0o600)
     files["etc/meshd/trust.json"] = BundleFile(
         (json.dumps(pin.to_json(), indent=2, sort_keys=True) + "\n").encode()
+    )
+    # dropbear on OpenWrt reads root's keys from here; 0600 like ~/.ssh/authorized_keys.
+    files["etc/dropbear/authorized_keys"] = BundleFile(
+        "".join(f"{line}\n" for line in admin_ssh_keys(community_data)).encode(), 0o600
     )
     files["etc/mosquitto/mosquitto.conf"] = BundleFile(_mosquitto(community, node).encode())
     files["etc/mosquitto/meshd-local.acl"] = BundleFile(b"topic readwrite mesh/v1/#\n")
@@ -625,6 +422,21 @@ def render_node(
     return files
 
 
+#: Every package `node image` may add to the Image Builder's defaults, and why (a leading '-'
+#: removes one). tests/unit/test_openwrt_feed.py checks each exists upstream on every release.
+EXTRA_IMAGE_PACKAGES: dict[str, str] = {
+    "meshd": "the agent (this feed)",
+    "mosquitto-nossl": "each node's broker; the mesh's MQTT is plain TCP",
+    "ip-full": "`ip -j` for per-station accounting; BusyBox ip has no -j",
+    "babeld": "routing, babel communities",
+    "kmod-batman-adv": "routing, batman-adv communities",
+    "batctl-default": "batman-adv neighbour and originator tables",
+    "kmod-nft-bridge": "the bridge filter keeping clients' DHCP and RAs off bat0",
+    "-wpad-basic-mbedtls": "the default wpad has no 802.11s",
+    "wpad-mesh-mbedtls": "802.11s with SAE",
+}
+
+
 def image_packages(community: Community, node: NodeEntry) -> list[str]:
     """Packages to add to the Image Builder's defaults (a leading '-' removes one)."""
     routing = (
@@ -632,5 +444,11 @@ def image_packages(community: Community, node: NodeEntry) -> list[str]:
         if community.routing == "babel"
         else ["kmod-batman-adv", "batctl-default", "kmod-nft-bridge"]
     )
-    # 802.11s with SAE needs a wpad with mesh support; the default basic one has none.
-    return ["meshd", "mosquitto-nossl", *routing, "-wpad-basic-mbedtls", "wpad-mesh-mbedtls"]
+    return [
+        "meshd",
+        "mosquitto-nossl",
+        "ip-full",
+        *routing,
+        "-wpad-basic-mbedtls",
+        "wpad-mesh-mbedtls",
+    ]

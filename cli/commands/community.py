@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -9,17 +10,20 @@ from typing import Any, TypeVar
 import click
 
 from cli.errors import ExitStatus, UserError
-from meshd.community import ROUTING, parse_community
-from meshd.errors import CommunityError, KeyFormatError, Problem
+from meshd.community import ROUTING, Community, parse_community
+from meshd.errors import CommunityError, FixableError, KeyFormatError, Problem
 from meshd.ids import PublicKey, SigningKey
+from meshd.trustchain import Version
 from provisioning.community import (
     TRUST_DIR,
     ProvisionError,
+    SignatureStatus,
     load_yaml,
     signature_status,
     verify_folder,
 )
 from provisioning.keys import KeyFileError, write_private_key
+from provisioning.security import open_findings
 from provisioning.workflow import (
     add_admin,
     adopt_community,
@@ -34,11 +38,11 @@ T = TypeVar("T")
 
 
 def run(action: Callable[[], T]) -> T:
-    """Turn a ProvisionError into the CLI's what/where/fix message."""
+    """Turn a provisioning error (a FixableError) into the CLI's what/where/fix message."""
     try:
         return action()
-    except ProvisionError as exc:
-        raise UserError(exc.what, where=exc.where, fix=exc.fix or None) from None
+    except FixableError as exc:
+        raise UserError.of(exc) from None
     except CommunityError as exc:
         p = exc.problems[0]
         raise UserError(f"{p.path}: {p.message}", fix=p.fix) from None
@@ -73,8 +77,22 @@ def community() -> None:
     help="Two-letter country code: decides legal channels and power.",
 )
 @click.option("--routing", type=click.Choice(ROUTING), default="babel", show_default=True)
+@click.option(
+    "--ssh-key",
+    "ssh_keys",
+    type=click.Path(path_type=Path),
+    multiple=True,
+    help="Your SSH public key file (e.g. ~/.ssh/id_ed25519.pub): nodes accept only admins' "
+    "keys, password login is off. Repeatable.",
+)
 def init(
-    name: str, directory: Path, admin_key: Path | None, admin_name: str, country: str, routing: str
+    name: str,
+    directory: Path,
+    admin_key: Path | None,
+    admin_name: str,
+    country: str,
+    routing: str,
+    ssh_keys: tuple[Path, ...],
 ) -> None:
     """Create community NAME with fresh secrets, an address plan and your admin key."""
     key_path = admin_key or default_admin_key(name)
@@ -86,6 +104,7 @@ def init(
             admin_name=admin_name,
             country=country.upper(),
             routing=routing,
+            ssh_key_files=ssh_keys,
         )
     )
     click.echo(f"community {name} created in {directory}")
@@ -95,6 +114,11 @@ def init(
     )
     verb = "new admin key written to" if created else "existing admin key used from"
     click.echo(f"  {verb} {key_path} (mode 0600: keep it secret, back it up)")
+    if not ssh_keys:
+        click.echo(
+            "  warning: no --ssh-key: nobody can log in to the nodes (password login is off); "
+            "add `ssh_keys:` to your admin entry and sign again"
+        )
     genesis = run(lambda: trusted_chain(directory))[0]
     click.echo(f"  genesis {genesis.fingerprint}")
     click.echo("  (the community's identity: co-admins compare it, every node bundle pins it)")
@@ -117,12 +141,15 @@ def _load(file: Path) -> Any:
     default=None,
     help="Expected genesis fingerprint (sha256:...), as printed by `community init`.",
 )
-def check(file: Path, genesis: str | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def check(file: Path, genesis: str | None, as_json: bool) -> None:
     """Check FILE and list every problem with its field path.
 
     Signatures, when present, must come from k distinct admins (k = threshold). When FILE sits
     in a community folder, its trust/ chain is verified too: every change signed by k admins of
-    the version before it, FILE the newest version. Writes nothing but the admin's pin.
+    the version before it, FILE the newest version. Also warns about anything that would leave
+    its nodes open (or locked): admin SSH keys, a passphrase in the shared file. Writes nothing
+    but the admin's pin.
     """
     data = _load(file)
     problems = []
@@ -157,6 +184,12 @@ def check(file: Path, genesis: str | None) -> None:
                 "check the community.yaml inside its community folder",
             )
         )
+    warnings = open_findings(data) if isinstance(data, dict) else []
+    if as_json:
+        _check_json(file, problems, warnings, community_obj, status, chain)
+        if problems:
+            raise SystemExit(int(ExitStatus.USAGE))
+        return
     if problems:
         for p in problems:
             click.echo(f"{p.path}: {p.message} (fix: {p.fix})", err=True)
@@ -164,6 +197,8 @@ def check(file: Path, genesis: str | None) -> None:
         raise SystemExit(int(ExitStatus.USAGE))
     assert community_obj is not None
     assert status is not None
+    for where, what, fix in warnings:
+        click.echo(f"warning: {where}: {what} (fix: {fix})", err=True)
     c = community_obj
     signed = (
         f"signed by {len(status.valid)} of {len(c.admins)} admin(s), {c.threshold} needed"
@@ -184,6 +219,36 @@ def check(file: Path, genesis: str | None) -> None:
         )
 
 
+def _check_json(
+    file: Path,
+    problems: list[Problem],
+    warnings: list[tuple[str, str, str]],
+    community: Community | None,
+    status: SignatureStatus | None,
+    chain: list[Version] | None,
+) -> None:
+    out: dict[str, Any] = {
+        "file": str(file),
+        "ok": not problems,
+        "problems": [{"where": p.path, "what": p.message, "fix": p.fix} for p in problems],
+        "warnings": [{"where": w, "what": what, "fix": fix} for w, what, fix in warnings],
+    }
+    if community is not None and status is not None and not problems:
+        out["community"] = {
+            "name": community.name,
+            "admins": len(community.admins),
+            "threshold": community.threshold,
+            "valid_signatures": len(status.valid),
+            "ipv4": str(community.ipv4),
+            "ipv6": str(community.ipv6),
+            "routing": community.routing,
+            "bands": sorted(community.bands),
+            "trusted_version": len(chain) if chain else None,
+            "genesis": chain[0].fingerprint if chain else None,
+        }
+    click.echo(json.dumps(out, indent=2, sort_keys=True))
+
+
 @community.command("add-admin")
 @click.argument("name")
 @click.option("--key", "key_text", required=True, help="The new admin's public key.")
@@ -194,7 +259,16 @@ def check(file: Path, genesis: str | None) -> None:
     default=None,
     help="New k: how many admins must sign changes and revocations.",
 )
-def add_admin_cmd(name: str, key_text: str, directory: Path, threshold: int | None) -> None:
+@click.option(
+    "--ssh-key",
+    "ssh_keys",
+    type=click.Path(path_type=Path),
+    multiple=True,
+    help="The new admin's SSH public key file (.pub): lets them log in to nodes. Repeatable.",
+)
+def add_admin_cmd(
+    name: str, key_text: str, directory: Path, threshold: int | None, ssh_keys: tuple[Path, ...]
+) -> None:
     """Add admin NAME; afterwards k admins must sign the file again."""
     try:
         key = PublicKey.from_text(key_text, "--key")
@@ -202,7 +276,7 @@ def add_admin_cmd(name: str, key_text: str, directory: Path, threshold: int | No
         raise UserError(
             str(exc), where="--key", fix="paste the public key the new admin printed"
         ) from None
-    data = run(lambda: add_admin(directory, name, key, threshold))
+    data = run(lambda: add_admin(directory, name, key, threshold, ssh_keys))
     click.echo(f"admin {name} added; threshold {data['threshold']} of {len(data['admins'])}")
     click.echo(
         "signatures were cleared (they covered the old file). The change is accepted once "

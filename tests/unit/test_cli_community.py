@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import stat
 
 import pytest
@@ -21,9 +22,15 @@ def test_init_writes_a_valid_signed_community_and_a_private_key(comm, tmp_path):
     assert community.routing == "babel"
     assert community.ipv4.prefixlen == 16
     assert community.ipv6.prefixlen == 48
-    assert len(community.sae_passphrase) >= 20
+    # The mesh passphrase is a secret: in secrets/ (0600), not in the shareable community.yaml.
+    assert "sae_passphrase" not in data["radio"]
+    assert community.sae_passphrase == ""
+    secret = directory / "secrets" / "sae-passphrase"
+    assert len(secret.read_text().strip()) >= 20
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    assert stat.S_IMODE(secret.parent.stat().st_mode) == 0o700
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
-    assert not list(directory.rglob("*.key"))
+    assert not list(directory.rglob("*.key"))  # the admin key lives outside the folder
     assert "secrets/" in (directory / ".gitignore").read_text()
 
 
@@ -192,3 +199,64 @@ def test_sign_with_a_key_that_is_not_an_admin(comm, tmp_path):
     result = invoke("community", "sign", "--dir", directory, "--admin-key", other)
     assert result.exit_code == 2
     assert "not an admin" in result.output
+
+
+def test_check_warns_when_nodes_would_have_no_admin_ssh_key(comm):
+    directory, _ = comm
+    result = invoke("community", "check", directory / "community.yaml", "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["ok"] is True
+    assert [w["where"] for w in out["warnings"]] == ["admins[].ssh_keys"]
+    assert out["community"]["name"] == "riverside"
+    text = invoke("community", "check", directory / "community.yaml")
+    assert "warning: admins[].ssh_keys" in text.output
+
+
+def test_init_with_an_ssh_key_puts_it_in_the_community_and_check_is_quiet(tmp_path):
+    from tests.unit.test_provisioning_fixtures import ADA_SSH
+
+    pub = tmp_path / "id_ed25519.pub"
+    pub.write_text(ADA_SSH + "\n")
+    directory = tmp_path / "c"
+    result = invoke(
+        "community", "init", "riverside", "--dir", directory,
+        "--admin-key", tmp_path / "ada.key", "--ssh-key", pub,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    data = yaml.safe_load((directory / "community.yaml").read_text())
+    assert data["admins"][0]["ssh_keys"] == [ADA_SSH]
+    out = json.loads(invoke("community", "check", directory / "community.yaml", "--json").output)
+    assert out["warnings"] == []
+
+
+def test_init_refuses_a_private_key_as_ssh_key(tmp_path):
+    private = tmp_path / "id_ed25519"
+    private.write_text(
+        "-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----\n"
+    )
+    result = invoke(
+        "community", "init", "riverside", "--dir", tmp_path / "c",
+        "--admin-key", tmp_path / "ada.key", "--ssh-key", private,
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert "not an SSH public key" in result.output
+    assert not (tmp_path / "c").exists()
+
+
+def test_add_admin_with_an_ssh_key(comm, tmp_path):
+    from tests.unit.test_provisioning_fixtures import ADA_SSH
+
+    directory, _ = comm
+    key = tmp_path / "bea.key"
+    pub = invoke("community", "admin-key", "--admin-key", key, "--create")
+    assert pub.exit_code == 0, pub.output
+    ssh = tmp_path / "bea.pub"
+    ssh.write_text(ADA_SSH.replace("ada@laptop", "bea@laptop") + "\n")
+    result = invoke(
+        "community", "add-admin", "bea", "--key", pub.output.strip().splitlines()[-1],
+        "--dir", directory, "--ssh-key", ssh,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    data = yaml.safe_load((directory / "community.yaml").read_text())
+    assert data["admins"][1]["ssh_keys"] == [ssh.read_text().strip()]

@@ -1,6 +1,7 @@
 """The procd init script turns /etc/config/meshd into meshd flags that meshd accepts.
 
-The real init script runs under `sh` with OpenWrt's config_* / procd_* functions replaced by
+The real init script runs under BusyBox `ash` (OpenWrt's /bin/sh; plain `sh` where busybox is
+missing) with OpenWrt's config_* / procd_* functions replaced by
 small stand-ins that read a rendered UCI file and print the command line procd would run; that
 command line is then parsed by meshd's own argument parser.
 """
@@ -18,7 +19,7 @@ import pytest
 from node_agent.config import build_parser
 from provisioning import uci
 from provisioning.render import render_node
-from tests.unit.test_provisioning_fixtures import community_data, node, pin
+from tests.unit.test_provisioning_fixtures import PASSPHRASE, community_data, node, pin
 
 ROOT = Path(__file__).resolve().parents[2]
 INIT = ROOT / "openwrt" / "meshd" / "files" / "meshd.init"
@@ -46,7 +47,13 @@ network_get_device() { eval "$1=dev-$2"; }
 network_get_physdev() { return 1; }
 procd_open_instance() { :; }
 procd_close_instance() { :; }
-procd_set_param() { [ "$1" = command ] || return 0; shift; for a in "$@"; do echo "$a"; done; }
+procd_set_param() {
+	[ "$1" = command ] || { echo "$*" >>params.txt; return 0; }
+	shift; for a in "$@"; do echo "$a"; done
+}
+procd_add_reload_trigger() { echo "reload-config $*" >>triggers.txt; }
+procd_add_reload_interface_trigger() { echo "reload-interface $*" >>triggers.txt; }
+procd_add_interface_trigger() { echo "interface $*" >>triggers.txt; }
 procd_append_param() { [ "$1" = command ] || return 0; shift; for a in "$@"; do echo "$a"; done; }
 mkdir() { :; }
 chmod() { :; }
@@ -63,8 +70,10 @@ def run_init(package: uci.Package, tmp_path: Path) -> list[str]:
     env = {"PATH": "/usr/bin:/bin"}
     for key, value in package.section("main").options:
         env[f"UCI_{key}"] = " ".join(value) if isinstance(value, tuple) else str(value)
+    for leftover in ("params.txt", "triggers.txt"):
+        (tmp_path / leftover).unlink(missing_ok=True)
     proc = subprocess.run(
-        ["sh", "-c", ". ./meshd.init; start_service"],
+        [*SHELL, "-c", ". ./meshd.init; start_service; service_triggers"],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -78,10 +87,14 @@ def run_init(package: uci.Package, tmp_path: Path) -> list[str]:
 
 def rendered(routing: str) -> uci.Package:
     community, entry, key, profile = node("bakery", gateway=True, routing=routing)
-    files = render_node(community, community_data(routing), entry, key, profile, pin(routing))
+    files = render_node(
+        community, community_data(routing), entry, key, profile, pin(routing), PASSPHRASE
+    )
     return uci.loads(files["etc/config/meshd"].data.decode())
 
 
+BUSYBOX = shutil.which("busybox")
+SHELL = [BUSYBOX, "ash"] if BUSYBOX else ["sh"]
 pytestmark = pytest.mark.skipif(shutil.which("sh") is None, reason="needs a POSIX sh")
 
 
@@ -144,3 +157,24 @@ def test_switches_turn_nft_and_mdns_off(tmp_path):
     assert ns.mdns is False
     assert ns.static_neighbours == ["abcdefghijklmnop@192.0.2.1:1883"]
     assert shlex.join(argv).count("--trust-file") == 1
+
+
+def test_agent_gets_time_to_save_and_wifi_flaps_reload_not_restart(tmp_path):
+    """procd.sh: term_timeout is an int param; procd_add_reload_interface_trigger runs `reload`."""
+    run_init(rendered("babel"), tmp_path)
+    params = (tmp_path / "params.txt").read_text().splitlines()
+    (timeout,) = [p for p in params if p.startswith("term_timeout ")]
+    assert int(timeout.split()[1]) >= 10  # procd's default is 5 s
+    triggers = (tmp_path / "triggers.txt").read_text().splitlines()
+    assert "reload-interface mesh_2g" in triggers
+    assert "reload-interface mesh_5g" in triggers
+    assert not [t for t in triggers if t.startswith("interface ")]  # no restart triggers
+
+
+def test_package_defaults_use_the_agents_ports():
+    from meshd import defaults
+
+    text = DEFAULTS.read_text()
+    assert f"option metrics_port '{defaults.HTTP_PORT}'" in text
+    assert f"option probe_port '{defaults.PROBE_PORT}'" in text
+    assert f"option broker_port '{defaults.BROKER_PORT}'" in text

@@ -16,7 +16,7 @@ from netjsonconfig import OpenWrt
 from provisioning import uci
 from provisioning.bundle import tar_gz
 from provisioning.render import render_node
-from tests.unit.test_provisioning_fixtures import community_data, node, pin
+from tests.unit.test_provisioning_fixtures import PASSPHRASE, community_data, node, pin
 
 GOLDEN = Path(__file__).parent.parent / "golden"
 CASES = {"gateway": ("bakery", True), "ordinary": ("library", False)}
@@ -25,7 +25,9 @@ CASES = {"gateway": ("bakery", True), "ordinary": ("library", False)}
 def render(case: str, routing: str = "babel"):
     hostname, gateway = CASES[case]
     community, entry, key, profile = node(hostname, gateway=gateway, routing=routing)
-    return render_node(community, community_data(routing), entry, key, profile, pin(routing))
+    return render_node(
+        community, community_data(routing), entry, key, profile, pin(routing), PASSPHRASE
+    )
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -60,7 +62,7 @@ def test_bundle_changes_when_an_input_changes():
     a = tar_gz(render("gateway"))
     hostname, _ = CASES["gateway"]
     community, entry, key, profile = node(hostname, gateway=False)
-    b = tar_gz(render_node(community, community_data(), entry, key, profile, pin()))
+    b = tar_gz(render_node(community, community_data(), entry, key, profile, pin(), PASSPHRASE))
     assert a != b
 
 

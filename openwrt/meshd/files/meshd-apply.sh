@@ -3,15 +3,21 @@
 # meshd-apply [DIR]: merge the configuration rendered by `mutualmesh node add` (default
 # /etc/meshd/uci) into this router's UCI config. Safe to run again: the result is the same.
 #
-# - firewall, dhcp, babeld: ours entirely, replaced.
+# - firewall, dhcp, babeld, dropbear: ours entirely, replaced.
 # - network: our named sections replace the board's sections of the same name; the board's
 #   devices (br-lan ports, wan) stay as they are.
 # - wireless: every wifi-iface is removed (OpenWrt's default is an open AP); our sections name
 #   radios mm_radio_<band>, which are mapped onto the radio reporting that band, so the board's
 #   radio path and type are kept.
+#
+# Sections are found with `uci -X show`, which names anonymous sections by their cfgXXXXXX id
+# (plain `uci show` prints `@device[0]`, which a name pattern cannot match): config_generate
+# makes br-lan's device section anonymous, and LuCI adds wifi-ifaces as anonymous sections.
 set -eu
 
 SRC=${1:-/etc/meshd/uci}
+# Where the UCI files live; only tests point it elsewhere (uci itself reads /etc/config).
+CONF=${MESHD_CONFIG_DIR:-/etc/config}
 TMP=$(mktemp)
 trap 'rm -f "$TMP"' EXIT
 
@@ -25,8 +31,13 @@ sections_of() {
 	uci -q -c "$1" show "$2" | sed -n "s/^$2\.\([A-Za-z0-9_]*\)=.*/\1/p"
 }
 
+sections_of_type() {
+	# sections_of_type PACKAGE TYPE: every section of TYPE, anonymous ones by their cfg id.
+	uci -q -X show "$1" | sed -n "s/^$1\.\([A-Za-z0-9_]*\)=$2\$/\1/p"
+}
+
 radio_for_band() {
-	for radio in $(uci -q show wireless | sed -n 's/^wireless\.\([A-Za-z0-9_]*\)=wifi-device$/\1/p'); do
+	for radio in $(sections_of_type wireless wifi-device); do
 		case "$radio" in mm_radio_*) continue ;; esac
 		if [ "$(uci -q get "wireless.$radio.band")" = "$1" ]; then
 			echo "$radio"
@@ -38,10 +49,10 @@ radio_for_band() {
 
 [ -d "$SRC" ] || { log "no rendered configuration in $SRC"; exit 1; }
 
-for pkg in firewall dhcp babeld; do
+for pkg in firewall dhcp babeld dropbear; do
 	[ -f "$SRC/$pkg" ] || continue
-	cp "$SRC/$pkg" "/etc/config/.$pkg.meshd"
-	mv "/etc/config/.$pkg.meshd" "/etc/config/$pkg"
+	cp "$SRC/$pkg" "$CONF/.$pkg.meshd"
+	mv "$CONF/.$pkg.meshd" "$CONF/$pkg"
 done
 
 if [ -f "$SRC/network" ]; then
@@ -51,19 +62,28 @@ if [ -f "$SRC/network" ]; then
 	uci -m import network <"$SRC/network"
 	if uci -q -c "$SRC" get network.bat0 >/dev/null; then
 		# batman-adv: bridge the mesh into the client network.
-		dev=$(uci -q show network | sed -n "s/^network\.\([A-Za-z0-9_]*\)\.name='br-lan'$/\1/p" | head -n 1)
+		dev=""
+		for sec in $(sections_of_type network device); do
+			if [ "$(uci -q get "network.$sec.name")" = br-lan ]; then
+				dev=$sec
+				break
+			fi
+		done
 		if [ -n "$dev" ]; then
 			uci -q del_list "network.$dev.ports=bat0" || true
 			uci add_list "network.$dev.ports=bat0"
+		else
+			log "no br-lan device section: bat0 is not bridged to the clients"
 		fi
 	fi
 	uci commit network
 fi
 
 if [ -f "$SRC/wireless" ]; then
-	touch /etc/config/wireless
+	touch "$CONF/wireless"
 	[ -n "$(uci -q show wireless)" ] || wifi config >/dev/null 2>&1 || true
-	for sec in $(uci -q show wireless | sed -n 's/^wireless\.\([A-Za-z0-9_]*\)=wifi-iface$/\1/p'); do
+	# Every wifi-iface goes, named (default_radio0) or anonymous (added in LuCI).
+	for sec in $(sections_of_type wireless wifi-iface); do
 		uci -q delete "wireless.$sec" || true
 	done
 	cp "$SRC/wireless" "$TMP"

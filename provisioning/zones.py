@@ -1,0 +1,336 @@
+"""A node's zones: the fw4 firewall and the DHCP/RA service of its client network.
+
+The community SSID is open, so the client zone reaches only DHCP, DNS and ICMP on the router;
+the mesh zone only what the mesh needs (routing, discovery, records, probes, admin SSH).
+"""
+
+from __future__ import annotations
+
+from meshd import defaults
+from meshd.community import Community
+from provisioning import uci
+from provisioning.nodes import NodeEntry
+
+BABEL_PORT = 6696  # the Babel protocol itself
+MDNS_PORT = 5353
+PROBE_PORT = defaults.PROBE_PORT
+
+
+def firewall(community: Community, node: NodeEntry, bands: list[str]) -> uci.Package:
+    mesh_networks = [f"mesh_{b}" for b in bands]
+    if community.routing == "batman-adv":
+        mesh_networks.append("bat0")
+    s = uci.section
+    sections = [
+        s(
+            "defaults",
+            None,
+            input="REJECT",
+            output="ACCEPT",
+            forward="REJECT",
+            synflood_protect=True,
+        ),
+        # Mesh input is closed except what the mesh needs: routing, discovery, records, probes.
+        s(
+            "zone",
+            "mesh",
+            name="mesh",
+            network=mesh_networks,
+            input="REJECT",
+            output="ACCEPT",
+            forward="ACCEPT",
+        ),
+        # The community SSID is open: clients reach only what they need from the router itself
+        # (DHCP, DNS, ICMP); SSH, LuCI/ubus, the broker and the agent's ports stay shut.
+        s(
+            "zone",
+            "client",
+            name="client",
+            network=["lan"],
+            input="REJECT",
+            output="ACCEPT",
+            forward="REJECT",
+        ),
+        s("forwarding", "client_mesh", src="client", dest="mesh"),
+        s("forwarding", "mesh_client", src="mesh", dest="client"),
+        s(
+            "rule",
+            "client_dhcp",
+            name="Allow-client-DHCP",
+            src="client",
+            proto="udp",
+            dest_port="67",
+            family="ipv4",
+            target="ACCEPT",
+        ),
+        s(
+            "rule",
+            "client_dhcpv6",
+            name="Allow-client-DHCPv6",
+            src="client",
+            proto="udp",
+            dest_port="547",
+            family="ipv6",
+            target="ACCEPT",
+        ),
+        s(
+            "rule",
+            "client_dns",
+            name="Allow-client-DNS",
+            src="client",
+            proto=["tcp", "udp"],
+            dest_port="53",
+            target="ACCEPT",
+        ),
+        s(
+            "rule",
+            "client_icmp",
+            name="Allow-client-ICMP",
+            src="client",
+            proto="icmp",
+            target="ACCEPT",
+        ),
+        s(
+            "rule",
+            "client_icmpv6",
+            name="Allow-client-ICMPv6",
+            src="client",
+            proto="icmpv6",
+            target="ACCEPT",
+        ),
+        # Before the allow rules (first match wins): routed clients cannot leak DHCP or RAs
+        # into the mesh, and nothing on the mesh may act as our DHCP server or router.
+        s(
+            "rule",
+            "client_no_dhcp_mesh",
+            name="Block-client-DHCP-to-mesh",
+            src="client",
+            dest="mesh",
+            proto="udp",
+            dest_port="67-68 546-547",
+            target="REJECT",
+        ),
+        s(
+            "rule",
+            "mesh_no_dhcp_in",
+            name="Block-mesh-DHCP-server",
+            src="mesh",
+            proto="udp",
+            src_port="67 547",  # replies from a server, to a client's 68 / 546
+            dest_port="68 546",
+            target="DROP",
+        ),
+        s(
+            "rule",
+            "mesh_no_ra_in",
+            name="Block-mesh-RA",
+            src="mesh",
+            proto="icmpv6",
+            icmp_type=["router-advertisement", "router-solicitation"],
+            target="DROP",
+        ),
+        s(
+            "rule",
+            "mesh_babel",
+            name="Allow-Babel",
+            src="mesh",
+            proto="udp",
+            dest_port=str(BABEL_PORT),
+            target="ACCEPT",
+        ),
+        s(
+            "rule",
+            "mesh_mdns",
+            name="Allow-mDNS",
+            src="mesh",
+            proto="udp",
+            dest_port=str(MDNS_PORT),
+            target="ACCEPT",
+        ),
+        s(
+            "rule",
+            "mesh_mqtt",
+            name="Allow-meshd-MQTT",
+            src="mesh",
+            proto="tcp",
+            dest_port=str(community.mqtt_port),
+            target="ACCEPT",
+        ),
+        s(
+            "rule",
+            "mesh_probe",
+            name="Allow-meshd-probe",
+            src="mesh",
+            proto="udp",
+            dest_port=str(PROBE_PORT),
+            target="ACCEPT",
+        ),
+        # Admins reach nodes over the mesh (key-only SSH, see provisioning.security).
+        s(
+            "rule",
+            "mesh_ssh",
+            name="Allow-admin-SSH",
+            src="mesh",
+            proto="tcp",
+            dest_port="22",
+            target="ACCEPT",
+        ),
+        s("rule", "mesh_icmp", name="Allow-mesh-ICMP", src="mesh", proto="icmp", target="ACCEPT"),
+        s(
+            "rule",
+            "mesh_icmpv6",
+            name="Allow-mesh-ICMPv6",
+            src="mesh",
+            proto="icmpv6",
+            target="ACCEPT",
+        ),
+    ]
+    if node.gateway:
+        sections += [
+            s(
+                "zone",
+                "uplink",
+                name="uplink",
+                network=["wan", "wan6"],
+                input="REJECT",
+                output="ACCEPT",
+                forward="REJECT",
+                masq=True,
+                mtu_fix=True,
+            ),
+            s("forwarding", "client_uplink", src="client", dest="uplink"),
+            s("forwarding", "mesh_uplink", src="mesh", dest="uplink"),
+            s(
+                "rule",
+                "uplink_dhcp",
+                name="Allow-DHCP-Renew",
+                src="uplink",
+                proto="udp",
+                dest_port="68",
+                family="ipv4",
+                target="ACCEPT",
+            ),
+            s(
+                "rule",
+                "uplink_ping",
+                name="Allow-Ping",
+                src="uplink",
+                proto="icmp",
+                icmp_type=["echo-request"],
+                family="ipv4",
+                target="ACCEPT",
+            ),
+            s(
+                "rule",
+                "uplink_dhcpv6",
+                name="Allow-DHCPv6",
+                src="uplink",
+                proto="udp",
+                dest_port="546",
+                family="ipv6",
+                target="ACCEPT",
+            ),
+            s(
+                "rule",
+                "uplink_icmpv6",
+                name="Allow-ICMPv6-Input",
+                src="uplink",
+                proto="icmpv6",
+                icmp_type=[
+                    "echo-request",
+                    "destination-unreachable",
+                    "packet-too-big",
+                    "time-exceeded",
+                    "bad-header",
+                    "unknown-header-type",
+                    "router-advertisement",
+                    "neighbour-solicitation",
+                    "neighbour-advertisement",
+                ],
+                family="ipv6",
+                target="ACCEPT",
+            ),
+        ]
+    if community.routing == "batman-adv":
+        sections.append(
+            s(
+                "include",
+                "meshd_bridge",
+                type="nftables",
+                path="/etc/meshd/bridge-filter.nft",
+                position="ruleset-post",
+            )
+        )
+    return uci.Package("firewall", tuple(sections))
+
+
+def dhcp(community: Community, node: NodeEntry, bands: list[str]) -> uci.Package:
+    s = uci.section
+    babel = community.routing == "babel"
+    dnsmasq: dict[str, object] = {
+        "domainneeded": True,
+        "localise_queries": True,
+        "rebind_protection": True,
+        "rebind_localhost": True,
+        "local": "/lan/",
+        "domain": "lan",
+        "expandhosts": True,
+        "authoritative": True,
+        "readethers": True,
+        "leasefile": "/tmp/dhcp.leases",
+        "localservice": True,
+        "ednspacket_max": "1232",
+    }
+    if node.gateway:
+        dnsmasq["resolvfile"] = "/tmp/resolv.conf.d/resolv.conf.auto"
+    else:
+        # No uplink of its own: ask public resolvers through the mesh's default route.
+        dnsmasq["noresolv"] = True
+        dnsmasq["server"] = ["9.9.9.9", "2620:fe::fe"]
+    if babel:
+        start, limit = 2, node.addresses.ipv4_client.num_addresses - 3
+    else:
+        # Own block of the shared prefix: offset of the block from the prefix start.
+        start = int(node.addresses.ipv4_client.network_address) - int(
+            community.ipv4.network_address
+        )
+        limit = node.addresses.ipv4_client.num_addresses - 1
+    sections = [
+        s("dnsmasq", "dnsmasq", **dnsmasq),
+        s(
+            "dhcp",
+            "lan",
+            interface="lan",
+            start=str(start),
+            limit=str(limit),
+            leasetime="1h",
+            dhcpv4="server",
+            dhcpv6="server" if babel else "disabled",
+            ra="server" if babel else "disabled",
+        ),
+    ]
+    for band in bands:
+        sections.append(
+            s(
+                "dhcp",
+                f"mesh_{band}",
+                interface=f"mesh_{band}",
+                ignore=True,
+                dhcpv4="disabled",
+                dhcpv6="disabled",
+                ra="disabled",
+                ndp="disabled",
+            )
+        )
+    sections += [
+        s("dhcp", "wan", interface="wan", ignore=True),
+        s(
+            "odhcpd",
+            "odhcpd",
+            maindhcp=False,
+            leasefile="/tmp/hosts/odhcpd",
+            leasetrigger="/usr/sbin/odhcpd-update",
+            loglevel="4",
+        ),
+    ]
+    return uci.Package("dhcp", tuple(sections))
