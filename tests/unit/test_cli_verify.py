@@ -42,4 +42,4 @@ def test_split_verification_equals_one_pass() -> None:
     assert one.rejections[RejectReason.BAD_SIGNATURE] == 1
     assert one.rejections[RejectReason.REVOKED] == 6
     assert one.rejections[RejectReason.MALFORMED] == 1  # b"{}"
-    assert one.rejections[RejectReason.TOO_LARGE] == 1  # 3,000 "[" pass the depth cap
+    assert one.rejections[RejectReason.TOO_LARGE] == 1  # 3,000 "[" exceed the depth cap
