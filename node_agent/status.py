@@ -53,7 +53,7 @@ class StatusServer:
             "/status": lambda: (json.dumps(status()).encode(), "application/json"),
         }
         self.servers: list[asyncio.Server] = []
-        self.active = 0
+        self.active: set[asyncio.StreamWriter] = set()
         self.counters: dict[str, int] = {}
 
     def _count(self, what: str) -> None:
@@ -73,6 +73,8 @@ class StatusServer:
     def close(self) -> None:
         for server in self.servers:
             server.close()
+        for writer in list(self.active):  # open requests end with EOF, not a cancellation
+            writer.close()
 
     async def _read_request(self, reader: asyncio.StreamReader) -> str:
         try:
@@ -108,11 +110,11 @@ class StatusServer:
         return "200 OK", body, ctype
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.active >= MAX_CONNECTIONS:
+        if len(self.active) >= MAX_CONNECTIONS:
             self._count("http_refused")
             writer.close()
             return
-        self.active += 1
+        self.active.add(writer)
         try:
             try:
                 async with asyncio.timeout(REQUEST_DEADLINE_S):
@@ -134,6 +136,6 @@ class StatusServer:
             self._count("http_internal_error")
             log.exception("HTTP request failed")
         finally:
-            self.active -= 1
+            self.active.discard(writer)
             with contextlib.suppress(Exception):
                 writer.close()

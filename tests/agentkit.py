@@ -113,3 +113,26 @@ async def wait_until(predicate: Callable[[], object], limit_s: float = 10.0) -> 
             return time.monotonic() - start
         await asyncio.sleep(0.05)
     raise AssertionError("condition not reached in time")
+
+
+def agent_config_args(tmp: Path, name: str, *extra: str) -> list[str]:
+    """meshd arguments for an agent that is built but not started (no broker, no mDNS)."""
+    return [
+        "--key", str(tmp / name / "node.key"),
+        "--cert", str(tmp / name / "cert.json"),
+        "--community-file", str(tmp / "community.yaml"),
+        "--state-dir", str(tmp / name / "state"),
+        "--mesh-iface", "lo", "--hostname", name, "--no-nft", "--no-mdns",
+        *extra,
+    ]  # fmt: skip
+
+
+def make_agent(tmp: Path, name: str, *extra: str) -> object:
+    """An `Agent` for `name` (provisioned in `tmp` already), built, not entered."""
+    from node_agent.__main__ import _load_identity
+    from node_agent.agent import Agent
+    from node_agent.config import load
+
+    config = load(agent_config_args(tmp, name, *extra))
+    key, cert, community = _load_identity(config)
+    return Agent(config, key, cert, community)  # type: ignore[arg-type]
