@@ -33,6 +33,7 @@ from node_agent.relay_core import (
     RelayCore,
     Revoked,
     Source,
+    Stored,
 )
 from node_agent.runtime import Runtime
 
@@ -106,6 +107,7 @@ class Relay:
         neighbours: NeighbourTable,
         on_event: Callable[[str, Event], None],
         on_revoked: Callable[[], None],
+        on_own: Callable[[int], None] = lambda seq: None,
     ) -> None:
         self.config = config
         self.rt = rt
@@ -113,6 +115,7 @@ class Relay:
         self.neighbours = neighbours
         self.on_event = on_event
         self.on_revoked = on_revoked
+        self.on_own = on_own  # a record of our own node we did not just sign: its seq
         self.node_id = core.node_id
         self.community = core.community
         self.max_packet = core.store.limits.max_bytes + PACKET_OVERHEAD
@@ -151,6 +154,8 @@ class Relay:
             elif isinstance(a, NeighbourGone):
                 if self.neighbours.gone(a.node_id, self.rt.clock.monotonic()):
                     self.on_event(a.node_id, Event.LOST)
+            elif isinstance(a, Stored) and a.envelope.node_id == self.node_id:
+                self.on_own(a.envelope.seq)
             elif isinstance(a, Revoked):
                 log.warning(
                     "node %s revoked by the admins: %r", a.revocation.node_id, a.revocation.reason

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from meshd.codec import sign_record
 from meshd.linkquality import PROBE, Packet
 from meshd.records import Kind, NodeBody
 from meshd.topics import record_topic, revocation_topic
@@ -248,3 +249,40 @@ def test_our_links_record_names_only_neighbours_that_proved_their_id(agent: Any)
     agent._reserve()
     links = next(e for e in agent.own_records() if e.kind is Kind.LINKS)
     assert [e.neighbour for e in links.body.links] == [x]
+
+
+@pytest.mark.asyncio
+async def test_lost_state_never_restarts_seq_below_what_the_mesh_holds(agent: Any):
+    """State gone (new flash, corrupt file): our old records come back from the brokers, and
+    the agent continues above them instead of publishing seq 1 that everyone refuses."""
+    agent._load_state()
+    agent._reserve()
+    assert agent.seq.next_seq == 1
+    old = sign_record(
+        agent.key, agent.cert, NodeBody("m", "m", "s", ()), seq=5_000,
+        issued_at=int(time.time()), ttl_s=600,
+    )  # fmt: skip
+    topic = record_topic(COMMUNITY, agent.node_id, Kind.NODE)
+    await agent.relay.handle(LOCAL, Message(Topic(topic), old.raw))
+    assert agent.seq.next_seq == 5_001
+    assert agent.seq.reserved >= 5_001
+    saved = json.loads(agent.state.path.read_text())
+    assert saved["seq_reserved"] >= 5_001  # persisted before any number is used
+    mine = next(e for e in agent.own_records() if e.kind is Kind.NODE)
+    assert mine.seq > 5_000
+
+
+@pytest.mark.asyncio
+async def test_a_failing_activity_is_logged_and_restarted_not_fatal(agent: Any, caplog):
+    runs: list[int] = []
+
+    async def flaky() -> None:
+        runs.append(1)
+        if len(runs) < 3:
+            raise KeyError("something no handler foresaw")
+
+    agent.rt.backoff = lambda attempt, cap=10.0: 0.0
+    await agent._supervised("flaky", flaky)
+    assert len(runs) == 3
+    assert agent.counters["task_failed/flaky"] == 2
+    assert sum(1 for r in caplog.records if r.exc_info and r.exc_info[0] is KeyError) == 2
