@@ -167,11 +167,14 @@ class RelayCore:
             env = self.store.offer(payload, now)
         except RecordRejected as exc:
             actions: list[Action] = []
-            if exc.reason is RejectReason.DUPLICATE:
-                held = self.store.records.get((node_id, KINDS[kind]))
-                if remote and held is not None and held.raw == payload:
+            held = self.store.records.get((node_id, KINDS[kind])) if kind in KINDS else None
+            same = held is not None and held.raw == payload
+            if exc.reason is RejectReason.DUPLICATE and same:
+                if remote and held is not None:
                     actions += self._verify(source, held)  # the same bytes verified before
                 return actions
+            if exc.reason is RejectReason.DUPLICATE and remote:
+                return actions  # a tampered copy of a record held (triage): nothing to learn
             actions.append(Drop(exc.reason.value, source.link, exc.detail))
             if not remote:
                 actions += self._restore(topic, node_id, kind)
