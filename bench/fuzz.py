@@ -33,6 +33,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import fuzz_agent
 from bench.fuzz_mutate import MUTATORS, WEIGHTS, dump, mutate_tree
 from meshd.codec import (
     RECORD_DOMAIN,
@@ -342,7 +343,13 @@ TARGETS: tuple[Target, ...] = (
         _communities,
         resign_community,
     ),
-)
+    # the agent's entry points (bench/fuzz_agent.py): each must never raise
+    Target("agent_message", "RelayCore.on_message", fuzz_agent.agent_message, (),
+           fuzz_agent.agent_message_seeds),
+    Target("http", "status server request", fuzz_agent.http, (), fuzz_agent.http_seeds),
+    Target("mdns_txt", "TXT parse", fuzz_agent.mdns_txt, (), fuzz_agent.mdns_seeds),
+    Target("probe", "probe decode + handle", fuzz_agent.probe, (), fuzz_agent.probe_seeds),
+)  # fmt: skip
 
 
 # -- generated inputs -------------------------------------------------------------------------
