@@ -210,7 +210,7 @@ class Agent:
             with contextlib.suppress(BaseException):
                 await self._tg.__aexit__(None, None, None)
         await self._goodbye()
-        self.http.close()
+        await self.http.close()
         self.prober.close()
         with contextlib.suppress(Exception):
             await self._read_counters()

@@ -10,6 +10,7 @@ connection as soon as a larger packet's length header arrives from one that does
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -71,6 +72,27 @@ def guard_packet_size(
         return data
 
     paho._sock_recv = guarded
+
+
+class Session:
+    """`async with client`, except that a connect that fails, times out or is cancelled closes
+    its socket: aiomqtt leaves it open after a CONNACK timeout, with a task polling it each
+    second, so every fake neighbour that never answers would leak one per retry."""
+
+    def __init__(self, client: aiomqtt.Client) -> None:
+        self.client = client
+
+    async def __aenter__(self) -> aiomqtt.Client:
+        try:
+            return await self.client.__aenter__()
+        except BaseException:
+            paho: Any = self.client._client
+            with contextlib.suppress(Exception):
+                paho._sock_close()  # its close callback cancels aiomqtt's polling task
+            raise
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.client.__aexit__(*exc)
 
 
 class ReplayTurn:
@@ -196,7 +218,7 @@ class Relay:
                     properties=connect_properties(self.max_packet),
                 )
                 guard_packet_size(client, self.max_packet, self._refused(LOCAL))
-                async with client:
+                async with Session(client):
                     attempt = 0
                     self.local = client
                     await client.publish(status, b"online", qos=1, retain=True)
@@ -267,7 +289,7 @@ class Relay:
                 )
                 guard_packet_size(client, self.max_packet, self._refused(source))
                 # the replay slot is taken after CONNACK: a fake that never answers holds nothing
-                async with client, ReplayTurn(self.replay_slot, REPLAY_LIMIT_S) as turn:
+                async with Session(client), ReplayTurn(self.replay_slot, REPLAY_LIMIT_S) as turn:
                     attempt = 0
                     self.core.counters["relay_connects"] += 1
                     log.info("relay: connected to %s at %s", n.node_id, n.address)

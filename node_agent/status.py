@@ -54,6 +54,7 @@ class StatusServer:
         }
         self.servers: list[asyncio.Server] = []
         self.active: set[asyncio.StreamWriter] = set()
+        self.handlers: set[asyncio.Task[None]] = set()
         self.counters: dict[str, int] = {}
 
     def _count(self, what: str) -> None:
@@ -70,11 +71,18 @@ class StatusServer:
                 continue
             self.servers.append(server)
 
-    def close(self) -> None:
+    async def close(self) -> None:
+        """Stop listening and end every open request, so no handler outlives the agent."""
         for server in self.servers:
             server.close()
         for writer in list(self.active):  # open requests end with EOF, not a cancellation
             writer.close()
+        handlers = [t for t in self.handlers if not t.done()]
+        for task in handlers:
+            task.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
+        for server in self.servers:
+            await server.wait_closed()
 
     async def _read_request(self, reader: asyncio.StreamReader) -> str:
         try:
@@ -115,6 +123,9 @@ class StatusServer:
             writer.close()
             return
         self.active.add(writer)
+        task = asyncio.current_task()
+        if task is not None:
+            self.handlers.add(task)
         try:
             try:
                 async with asyncio.timeout(REQUEST_DEADLINE_S):
@@ -137,5 +148,7 @@ class StatusServer:
             log.exception("HTTP request failed")
         finally:
             self.active.discard(writer)
+            if task is not None:
+                self.handlers.discard(task)
             with contextlib.suppress(Exception):
                 writer.close()

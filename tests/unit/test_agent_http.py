@@ -43,7 +43,7 @@ async def test_status_and_query_strings():
         assert code(await ask(port, b"GET /metrics#top HTTP/1.0\r\n\r\n")) == 200
         assert code(await ask(port, b"GET /nothing HTTP/1.0\r\n\r\n")) == 404
     finally:
-        server.close()
+        await server.close()
 
 
 @pytest.mark.asyncio
@@ -60,7 +60,7 @@ async def test_oversized_request_line_and_headers_get_414_and_431(caplog):
         assert not [r for r in caplog.records if r.exc_info]  # no traceback anywhere
         assert server.counters["http_too_large"] == 3
     finally:
-        server.close()
+        await server.close()
 
 
 @pytest.mark.asyncio
@@ -85,7 +85,7 @@ async def test_connections_are_capped(monkeypatch):
     finally:
         for _, w in idle:
             w.close()
-        server.close()
+        await server.close()
 
 
 def test_request_path():
