@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cli.lab.impair import BY_NAME, ImpairError, Impairment
+
 MAX_NODES = 200
 MAX_LINKS = 4000
 MAX_SEGMENTS = 64
@@ -60,21 +62,6 @@ class Node:
 
 
 @dataclass(frozen=True)
-class LinkImpairment:
-    """Impairment a YAML topology asks for at start-up (same meaning as `lab impair`)."""
-
-    loss: float = 0.0
-    rate: str | None = None
-    delay_ms: float = 0.0
-    one_way: bool = False
-    jitter_ms: float = 0.0
-
-    @property
-    def empty(self) -> bool:
-        return not self.loss and not self.rate and not self.delay_ms
-
-
-@dataclass(frozen=True)
 class Link:
     """A point-to-point link between `a` and `b` (a veth pair, or an uplink to the internet)."""
 
@@ -82,7 +69,7 @@ class Link:
     a: str
     b: str
     kind: str = "mesh"  # "mesh" or "uplink"
-    impairment: LinkImpairment = field(default_factory=LinkImpairment)
+    impairment: Impairment = field(default_factory=Impairment)  # applied at start-up
 
     @property
     def if_a(self) -> str:
@@ -392,23 +379,11 @@ def _check_name(name: object, where: str) -> str:
     return name
 
 
-def _impairment(entry: dict[str, Any], where: str) -> LinkImpairment:
-    loss = entry.get("loss", 0)
-    delay = entry.get("delay", 0)
-    rate = entry.get("rate")
-    one_way = entry.get("one_way", False)
-    if not isinstance(loss, int | float) or not 0 <= loss < 100:
-        raise TopologyError(f"{where}: loss must be a percentage in [0, 100)")
-    if not isinstance(delay, int | float) or not 0 <= delay <= 10_000:
-        raise TopologyError(f"{where}: delay must be milliseconds in [0, 10000]")
-    if rate is not None and not isinstance(rate, str):
-        raise TopologyError(f"{where}: rate must be a string like 10mbit")
-    if not isinstance(one_way, bool):
-        raise TopologyError(f"{where}: one_way must be true or false")
-    jitter = entry.get("jitter", 0)
-    if not isinstance(jitter, int | float) or not 0 <= jitter <= delay:
-        raise TopologyError(f"{where}: jitter must be milliseconds in [0, delay]")
-    return LinkImpairment(float(loss), rate, float(delay), one_way, float(jitter))
+def _impairment(entry: dict[str, Any], where: str) -> Impairment:
+    try:
+        return Impairment.from_mapping(entry, where)
+    except ImpairError as exc:
+        raise TopologyError(str(exc)) from None
 
 
 def from_yaml_text(text: str, spec: str = "<yaml>") -> Topology:
@@ -456,9 +431,9 @@ def from_yaml_text(text: str, spec: str = "<yaml>") -> Topology:
     for i, entry in enumerate(raw_links):
         where = f"{spec}: links[{i}]"
         if isinstance(entry, list) and len(entry) == 2:
-            a, b, imp = entry[0], entry[1], LinkImpairment()
+            a, b, imp = entry[0], entry[1], Impairment()
         elif isinstance(entry, dict) and "a" in entry and "b" in entry:
-            extra = set(entry) - {"a", "b", "loss", "rate", "delay", "jitter", "one_way"}
+            extra = set(entry) - {"a", "b", "one_way", *BY_NAME}
             if extra:
                 raise TopologyError(f"{where}: unknown keys {sorted(extra)}")
             a, b, imp = entry["a"], entry["b"], _impairment(entry, where)

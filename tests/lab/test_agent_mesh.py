@@ -99,7 +99,7 @@ class AgentLab:
     def __init__(self, lab: Lab) -> None:
         self.lab = lab
         self.files = {n: lab_agent.AgentFiles.of(lab.run_dir, n) for n in lab.node_names()}
-        lab_agent.provision_identities(lab.t, lab.run_dir)
+        lab_agent.provision_identities(lab.topology, lab.run_dir)
         self.ids = {n: self._node_id(n) for n in lab.node_names()}
         self.names = {v: k for k, v in self.ids.items()}
         self.watch = {n: Watch(lab, n) for n in lab.node_names()}
@@ -235,9 +235,9 @@ def test_every_broker_holds_every_record_within_10s_and_relay_latency(mesh: Agen
         origin = mesh.names.get(topic.split("/")[3])
         if origin is None or origin not in at:
             continue
-        dist = hops(lab.t, origin)
+        dist = hops(lab.topology, origin)
         for n, t in at.items():
-            ups = [at[m] for m in lab.t.neighbours(n) if m in at and dist[m] == dist[n] - 1]
+            ups = [at[m] for m in lab.topology.neighbours(n) if m in at and dist[m] == dist[n] - 1]
             if dist[n] >= 1 and ups:
                 per_hop.append((t - min(ups)) * 1000)
     per_hop.sort()

@@ -34,7 +34,7 @@ def test_known_traffic_shows_as_forwarded_and_per_neighbour_bytes(chain5: AgentL
     wait_for(lambda: all(chain5.status(n).get("seq_next") for n in nodes), 20)
     started = {n: chain5.status(n) for n in nodes}
     known = sum(len(s.get("neighbours", [])) for s in started.values())
-    print(f"\nneighbours known when the traffic starts: {known} of {2 * len(lab.t.links)}")
+    print(f"\nneighbours known when the traffic starts: {known} of {2 * len(lab.topology.links)}")
 
     before: dict[str, dict[str, int]] = {n: {} for n in nodes}  # fresh agents count from zero
     t0 = time.time()
@@ -55,7 +55,7 @@ def test_known_traffic_shows_as_forwarded_and_per_neighbour_bytes(chain5: AgentL
         lambda: all(
             chain5.status(n).get("time", 0) > done + 1
             and all(nb["up"] for nb in chain5.status(n).get("neighbours", []))
-            and len(chain5.status(n).get("neighbours", [])) == len(lab.t.neighbours(n))
+            and len(chain5.status(n).get("neighbours", [])) == len(lab.topology.neighbours(n))
             for n in nodes
         ),
         20,

@@ -47,7 +47,7 @@ def test_node_add_joins_and_revocation_removes_it(tmp_path, monkeypatch):
         lab.up(timeout=60)
         nodes = lab.node_names()
         joiner = nodes[-1]
-        lab_agent.provision_identities(lab.t, lab.run_dir)
+        lab_agent.provision_identities(lab.topology, lab.run_dir)
 
         # The community folder: the lab's signed community.yaml, the lab admin's key.
         folder = tmp_path / "community"

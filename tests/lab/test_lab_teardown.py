@@ -36,7 +36,7 @@ def test_down_after_up_leaves_nothing():
         inodes = netns_inodes(ns_prefix(name))
         assert len(inodes) == 4
         assert len(processes_in(inodes)) == 7  # 3 babeld, 3 mosquitto, 1 sink
-        assert lab.impair("n1", "n2", loss=5, delay_ms=5).delay_ms == 5  # nft table + relay
+        assert lab.impair("n1", "n2", loss=5, delay=5).delay_ms == 5  # nft table + relay
     finally:
         removed = lab.down()
     print(f"\nlab down took {lab.timings['down']:.2f}s")
