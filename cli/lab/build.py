@@ -15,6 +15,7 @@ from cli.lab.state import LabError, LabState, now, wait_until
 from cli.lab.topology import INTERNET, INTERNET_V4, INTERNET_V6, OUT_OF_RANGE, Segment, Topology
 
 NAT_TABLE = "mutualmesh_lab_nat"
+LATECOMERS_S = 5.0  # how long teardown keeps stopping processes that enter its namespaces
 LINKS_UP_S = 10.0  # how long fresh veths may take to be up with link-local addresses
 
 
@@ -155,6 +156,13 @@ class LabBuild(LabState):
         with self.locked(wait=3.0):
             return self._teardown()
 
+    def _stop_latecomers(self, inodes: set[int]) -> list[int]:
+        """Stop processes inside the (deleted) namespaces or about to enter one; returns them."""
+        late = procs.in_netns(inodes) + procs.entering(self.prefix)
+        if late:
+            procs.stop_pids(late, grace=0.5)
+        return late
+
     def _teardown(self) -> list[str]:
         t0 = now()
         # 1. the processes we recorded (only if they are still ours: pid + start time match)
@@ -163,12 +171,17 @@ class LabBuild(LabState):
         ours = sorted(
             set(self.namespaces) | {ns for ns in netns.list_netns() if ns.startswith(self.prefix)}
         )
+        inodes = {i for ns in ours if (i := netns.inode(ns)) is not None}
         stray = [pid for ns in ours for pid in netns.pids(ns)]
         if stray:
             procs.stop_pids(stray, grace=0.5)
         # 3. the namespaces; veths, TAPs and nftables tables inside them go with them
         for ns in ours:
             netns.delete(ns)
+        # 4. latecomers: a `lab up` killed while spawning leaves `ip netns exec` children that no
+        #    state file names, and they may enter a namespace after step 2 looked into it
+        if not wait_until(lambda: not self._stop_latecomers(inodes), LATECOMERS_S):
+            raise LabError(f"processes keep entering the namespaces of lab {self.name!r}")
         left = [ns for ns in netns.list_netns() if ns.startswith(self.prefix)]
         if left:
             raise LabError(f"namespaces could not be deleted: {', '.join(left)}")
