@@ -8,10 +8,11 @@ that `down` cannot find.
 from __future__ import annotations
 
 import signal
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from cli.lab import agent, babel, broker, procs
+from cli.lab import agent, babel, broker, hostile, procs
 from cli.lab.build import LabBuild
 from cli.lab.procs import ProcRecord
 from cli.lab.state import LabError, wait_until
@@ -19,6 +20,7 @@ from cli.lab.topology import INTERNET, Topology
 
 SINK_PORT = 5201
 KILLABLE = ("agent", "babeld", "mosquitto")
+HOSTILE_READY_S = 60.0  # publishing tens of MB of junk and announcing the fakes takes a while
 
 
 class LabDaemons(LabBuild):
@@ -106,6 +108,41 @@ class LabDaemons(LabBuild):
 
     def agent_argv(self, node: str) -> list[str]:
         return agent.agent_argv(self.topology, self.run_dir, node)
+
+    def start_hostile(
+        self,
+        node: str,
+        *,
+        victims: Sequence[str] = (),
+        fake_ids: int = 40,
+        oversize: int = 20_000_000,
+    ) -> ProcRecord:
+        """Turn `node` into a hostile neighbour (`cli.lab.hostile`) on its own broker and links.
+
+        The node keeps its babeld and mosquitto (it routes, and its broker serves the junk) and
+        must run no agent. Returns once the junk is on its broker and the fake ids announced.
+        """
+        self.require_up()
+        self.check_node(node)
+        if "agent" in self.node_procs(node):
+            raise LabError(f"{node} runs an agent; a hostile node must not", usage=True)
+        topo = self.topology
+        addresses = [k.side(node)[2] for k in topo.mesh_links(node)]
+        addresses += [seg.addr(topo.node(node)) for seg in topo.segments_of(node)]
+        argv = [sys.executable, "-m", "cli.lab.hostile", "--community", agent.COMMUNITY]
+        argv += [a for addr in addresses for a in ("--address", addr)]
+        argv += [a for v in victims for a in ("--victim", v)]
+        argv += ["--fake-ids", str(fake_ids), "--oversize", str(oversize)]
+        rec = self._spawn(f"{node}/hostile", node, argv, self._log_path(node, "hostile"))
+
+        def ready() -> bool:
+            if not procs.alive(rec):
+                raise LabError("the hostile node exited:\n" + procs.log_tail(rec.log))
+            return hostile.READY in procs.log_tail(rec.log, 50)
+
+        if not wait_until(ready, HOSTILE_READY_S, step=0.1):
+            raise LabError(f"the hostile node in {node} was not ready in {HOSTILE_READY_S:g} s")
+        return rec
 
     def node_procs(self, node: str) -> dict[str, ProcRecord]:
         return {k.split("/", 1)[1]: r for k, r in self.procs.items() if k.startswith(f"{node}/")}
