@@ -342,3 +342,20 @@ def agent_mesh(suffix: str, topo: Topology, honest: list[str] | None = None) -> 
         if kit is not None:
             kit.stop()
         lab.down()
+
+
+def broker_clients(lab: Lab, node: str) -> int:
+    """How many MQTT connections `node`'s broker has accepted and holds right now."""
+    argv = ["ss", "-Htn", "state", "established", f"( sport = :{broker.BROKER_PORT} )"]
+    proc = netns.run(netns.nsexec(lab.ns(node), *argv), check=False)
+    return len(proc.stdout.splitlines()) if proc.returncode == 0 else 0
+
+
+def wait_subscribed(lab: Lab, nodes: list[str], limit_s: float = 20.0) -> None:
+    """Until every node's broker holds a connection (the tests' own subscribers)."""
+    wait_for("subscribers connected", lambda: all(broker_clients(lab, n) for n in nodes), limit_s)
+
+
+def wait_listening(lab: Lab, node: str, port: int, limit_s: float = 10.0) -> None:
+    """Until a server inside `node` listens on TCP `port` (e.g. iperf3 -s)."""
+    wait_for(f"a listener on {node}:{port}", lambda: netns.listening(lab.ns(node), port), limit_s)

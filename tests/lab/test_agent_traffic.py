@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from cli.lab.topology import chain
+from tests.lab.labkit import wait_listening
 from tests.lab.test_agent_mesh import AgentLab, running_agents, wait_for
 
 pytestmark = pytest.mark.lab
@@ -39,7 +40,7 @@ def test_known_traffic_shows_as_forwarded_and_per_neighbour_bytes(chain5: AgentL
     before: dict[str, dict[str, int]] = {n: {} for n in nodes}  # fresh agents count from zero
     t0 = time.time()
     server = lab.popen("n5", ["iperf3", "-s", "-1", "-p", "5201"])
-    time.sleep(0.5)
+    wait_listening(lab, "n5", 5201)
     client = lab.popen(
         "n1",
         [
