@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from cli.lab import procs
-from cli.lab.topology import neighbourhood
+from cli.lab.topology import from_yaml_text, neighbourhood
 from meshd.records import Kind
 from tests.lab.labkit import AgentMesh, agent_mesh, wait_for
 
@@ -159,3 +160,70 @@ def test_partition_and_heal_every_broker_holds_every_newest_record(mesh: AgentMe
         f" every broker holds all {len(target)} newest records {heal:.2f}s later"
     )
     assert heal <= HEAL_LIMIT_S
+
+
+HOSTILE_STREET = """
+links:
+  - [n1, n2]
+  - [n2, n3]
+  - [n3, n4]
+  - [n4, n5]
+  - [n5, n6]
+  - [n6, n1]
+  - [n3, n7]
+  - [n7, n6]
+  - [n4, evil]
+"""
+OVERSIZE = 40_000_000  # twice what a router could spare, retained on the hostile broker
+RSS_GROWTH_LIMIT = 20_000_000
+
+
+def _rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def test_a_hostile_neighbour_does_not_stop_the_honest_mesh():
+    honest = [f"n{i}" for i in range(1, 8)]
+    with agent_mesh("fh", from_yaml_text(HOSTILE_STREET, "hostile street"), honest) as mesh:
+        lab = mesh.lab
+        wait_for("the honest mesh converges", mesh.whole, 60, step=0.2)
+        agents = {n: lab.node_procs(n)["agent"] for n in honest}
+        rss = {n: _rss(r.pid) for n, r in agents.items()}
+        lab.start_hostile(
+            "evil", victims=[mesh.ids[n] for n in honest], fake_ids=40, oversize=OVERSIZE
+        )
+        for round_ in (1, 2):  # still converging while the junk is served, and after it
+            mark = mesh.own_newest()
+            try:
+                took = wait_for(
+                    f"round {round_}: fresh records everywhere",
+                    lambda mark=mark: (
+                        all(s > mark[t] for t, s in mesh.own_newest().items())
+                        and not mesh.lacking(mesh.own_newest())
+                    ),
+                    30,
+                )
+            except AssertionError as exc:
+                dead = {
+                    n: procs.log_tail(r.log, 3) for n, r in agents.items() if not procs.alive(r)
+                }
+                lacking = mesh.lacking(mesh.own_newest())
+                raise AssertionError(f"{exc}; dead agents: {dead}; lacking: {lacking}") from None
+            print(f"\nround {round_} beside the hostile node: whole again in {took:.1f}s")
+        dead = [n for n, r in agents.items() if not procs.alive(r)]
+        assert dead == [], f"agents died: {dead}"
+        assert mesh.neighbours_missing() == {}
+        grown = {n: _rss(r.pid) - rss[n] for n, r in agents.items()}
+        print(f"agent memory growth (bytes): {grown}")
+        assert max(grown.values()) < RSS_GROWTH_LIMIT
+        junk = [
+            (n, m.topic, m.size)
+            for n, w in mesh.watch.items()
+            for m in w.messages()
+            if m.size > 65536 or (m.size and m.seq is None and not m.topic.endswith("/status"))
+        ]
+        assert junk == [], "hostile payloads reached honest brokers"
+        print(f"n4 rejections: {mesh.status('n4').get('rejections')}")
