@@ -22,6 +22,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from meshd.errors import RejectReason
 from meshd.topics import community_filter, status_topic
 from node_agent.config import Config
+from node_agent.lean import share_mqtt_property_tables
 from node_agent.neighbours import Event, Neighbour, NeighbourTable
 from node_agent.relay_core import (
     LOCAL,
@@ -38,6 +39,7 @@ from node_agent.relay_core import (
 from node_agent.runtime import Runtime
 
 log = logging.getLogger("meshd")
+share_mqtt_property_tables()
 REPLAY_LIMIT_S = 3.0  # longest a neighbour holds the replay slot
 PACKET_OVERHEAD = 1024  # fixed header, topic and properties around a record of the cap
 

@@ -327,6 +327,11 @@ def test_forgery_and_replay_are_refused_everywhere_and_go_no_further(mesh: Agent
     forged = bytearray(current.raw)
     at = forged.index(b'"hostname":"n6"') + 12
     forged[at] = ord("x")  # signed content changed: signature no longer matches
+    # and a higher seq, so it is not triaged away as a copy of the record held: it must reach
+    # (and fail) the signature check on every node
+    seq_at = forged.index(b'"seq":') + len(b'"seq":')
+    seq_end = seq_at + len(str(current.seq))
+    forged[seq_at:seq_end] = str(current.seq + 1000).encode()
     # a replay: an older record of n6 as it was seen early on
     # a replay: an earlier node record of n6 (still within its lifetime, only its seq is old)
     node_suffix = f"/{mesh.ids['n6']}/node"

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from meshd.codec import sign_record
-from meshd.linkquality import PROBE, Packet
+from meshd.linkquality import ECHO, PROBE, Packet
 from meshd.records import Kind, NodeBody
 from meshd.topics import record_topic, revocation_topic
 from meshd.trust import Revocation
@@ -227,16 +227,22 @@ def probe_packet(node_id: str) -> bytes:
 def test_probes_keep_alive_only_a_verified_neighbour_at_its_own_address(agent: Any):
     x = agent.keys["x"].node_id
     agent.neighbours.seen(x, "lo", "fe80::a%lo", 1883, 0.0)
-    agent.neighbours.entries[x].up = False  # lost: only a probe can bring it back
-    probe = probe_packet(x)
-    agent.prober.on_datagram(probe, ("fe80::a", 4243, 0, 1))
+    agent.neighbours.entries[x].up = False  # lost: only an echo can bring it back
+    echo = Packet(ECHO, agent.prober.session, 1, 1.0, 1, 1, x).encode()
+    agent.prober.on_datagram(echo, ("fe80::a", 4243, 0, 1))
     assert not agent.neighbours.entries[x].up  # unverified: measured, not believed
     agent.neighbours.verify(x, "fe80::a%lo")
-    agent.prober.on_datagram(probe, ("fe80::666", 4243, 0, 1))
+    agent.prober.on_datagram(echo, ("fe80::666", 4243, 0, 1))
     assert not agent.neighbours.entries[x].up  # verified id, someone else's address
-    agent.prober.on_datagram(probe, ("fe80::a", 4243, 0, 1))
+    agent.prober.on_datagram(probe_packet(x), ("fe80::a", 4243, 0, 1))
+    assert not agent.neighbours.entries[x].up  # a probe proves nothing, even from there
+    wrong = Packet(ECHO, agent.prober.session ^ 1, 1, 1.0, 1, 1, x).encode()
+    agent.prober.on_datagram(wrong, ("fe80::a", 4243, 0, 1))
+    assert not agent.neighbours.entries[x].up  # an echo of a session we never sent
+    agent.prober.on_datagram(echo, ("fe80::a", 4243, 0, 1))
     assert agent.neighbours.entries[x].up
     assert agent.prober.counters["probe_unverified"] == 2
+    assert agent.prober.counters["probe_bad_session"] == 1
     agent.prober.on_datagram(b"\x00" * 7, ("fe80::a", 4243, 0, 1))
     assert agent.prober.counters["probe_malformed"] == 1
 
