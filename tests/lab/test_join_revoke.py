@@ -19,7 +19,7 @@ from cli.lab import agent as lab_agent
 from cli.lab.lab import Lab
 from cli.lab.topology import chain
 from cli.main import app
-from tests.lab.labkit import lab_name, skip_reason
+from tests.lab.labkit import lab_name, skip_reason, wait_subscribed
 from tests.lab.test_agent_mesh import FAST, Watch
 
 pytestmark = pytest.mark.lab
@@ -47,7 +47,7 @@ def test_node_add_joins_and_revocation_removes_it(tmp_path, monkeypatch):
         lab.up(timeout=60)
         nodes = lab.node_names()
         joiner = nodes[-1]
-        lab_agent.provision_identities(lab.t, lab.run_dir)
+        lab_agent.provision_identities(lab.topology, lab.run_dir)
 
         # The community folder: the lab's signed community.yaml, the lab admin's key.
         folder = tmp_path / "community"
@@ -76,7 +76,7 @@ def test_node_add_joins_and_revocation_removes_it(tmp_path, monkeypatch):
         joiner_id = load_private_key(files.key).node_id
 
         watches = {n: Watch(lab, n) for n in nodes}
-        time.sleep(1.0)
+        wait_subscribed(lab, nodes)
         for n in nodes:
             lab.start_agent(n, FAST)
 
@@ -109,8 +109,18 @@ def test_node_add_joins_and_revocation_removes_it(tmp_path, monkeypatch):
             )
 
         assert wait_for(gone, 60), {n: sorted(w.latest()) for n, w in watches.items()}
-        # The joiner keeps publishing; nobody else may take its records any more.
-        time.sleep(8)
+        # The joiner keeps publishing; nobody else may take its records any more. Its neighbours
+        # must have refused at least three of its records since (their agents count them).
+        near = lab.topology.neighbours(joiner)
+
+        def refused(n: str) -> int:
+            status = lab_agent.read_status(
+                lab.ns(n), lab_agent.AgentFiles.of(lab.run_dir, n).status, lab_agent.METRICS_PORT
+            )
+            return int(status.get("rejections", {}).get("revoked", 0))
+
+        base = {n: refused(n) for n in near}
+        assert wait_for(lambda: all(refused(n) >= base[n] + 3 for n in near), 30), base
         for n, w in watches.items():
             if n == joiner:
                 continue
