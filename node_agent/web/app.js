@@ -112,7 +112,8 @@
   }
 
   function renderMap(m, me) {
-    var box = clear("map-box"), w = 800, h = 520;
+    var box = clear("map-box");
+    var w = Math.max(320, Math.min(800, box.clientWidth || 800)), h = Math.round(w * (w < 500 ? 0.9 : 0.65));
     var pos = layout(m, w, h);
     var s = svg("svg", { viewBox: "0 0 " + w + " " + h, role: "img", "aria-label": "map of the mesh" });
     m.links.forEach(function (l) {
@@ -130,7 +131,9 @@
       var fill = n.state !== "online" ? "#e0e0e0" : (n.gateway ? "#fff176" : "#bbdefb");
       s.appendChild(svg("circle", { cx: p[0], cy: p[1], r: n.id === (me && me.node_id) ? 12 : 9, fill: fill,
         stroke: n.gateway ? "#f57f17" : "#1565c0", "stroke-width": n.id === (me && me.node_id) ? 4 : 2 }));
-      var t = svg("text", { x: p[0] + 12, y: p[1] - 10 }); t.textContent = n.name + (n.gateway ? " (gateway)" : "");
+      var left = p[0] > w * 0.7;
+      var t = svg("text", { x: left ? p[0] - 12 : p[0] + 12, y: p[1] - 10, "text-anchor": left ? "end" : "start" });
+      t.textContent = n.name + (n.gateway ? " (gateway)" : "");
       s.appendChild(t);
     });
     box.appendChild(s);
