@@ -55,6 +55,15 @@ class Self:
     neighbour_address: Mapping[str, str] = field(default_factory=dict)  # node_id -> its fe80::
 
 
+def firmware(software: str, base: str | None) -> dict[str, str]:
+    """`meshd 0.1.0` -> release `0.1.0`; base is the system (`OpenWrt 23.05.3`) when known,
+    else the software's name, so meshviewer does not print the same string twice."""
+    name, _, release = software.rpartition(" ")
+    if not name:
+        name, release = software or "mutualmesh", defaults.VERSION
+    return {"base": base or name, "release": release}
+
+
 def _bare(address: str) -> str:
     return address.split("%", 1)[0]
 
@@ -75,12 +84,7 @@ def nodeinfo(me: Self) -> dict[str, Any]:
             "addresses": list(info.addresses) if info else [],
             "mesh": {"babel": {"interfaces": lists}},
         },
-        "software": {
-            "firmware": {
-                "base": me.firmware_base or "unknown",
-                "release": info.software if info else f"mutualmesh {defaults.VERSION}",
-            },
-        },
+        "software": {"firmware": firmware(info.software if info else "", me.firmware_base)},
         "hardware": {"model": info.model if info else ""},
         "system": {"site_code": me.community},
         "vpn": any(m == "tap" for m in media.values()),

@@ -16,6 +16,7 @@ from meshd import defaults
 from meshd.audit import AuditResult
 from meshd.contrib import Contribution, Figure
 from meshd.topology import Direction, Link, LinkState, MeshView, NodeView
+from node_agent.exports import link_medium
 
 # Three words a member can act on, and their colours (the page uses the same).
 QUALITY_COLOUR = {"good": "#2e7d32", "lossy": "#f9a825", "weak": "#c62828", "down": "#9e9e9e"}
@@ -33,6 +34,8 @@ QUALITY_WORDS = {
     "weak": "Weak: the link drops out or only one end hears the other.",
     "down": "Down: no traffic passes.",
 }
+WIRED = {"tap": "tunnel", "ethernet": "cable", "veth": "virtual cable"}
+WIRED_FIX = {"tap": "the tunnel's own uplink may be congested; "}
 LOW_SIGNAL_DBM = -80  # the same thresholds `mutualmesh diagnose` uses
 SLOW_RTT_MS = 50.0
 WEAK_LOSS = 0.3
@@ -70,9 +73,14 @@ def advice(view: MeshView, link: Link) -> list[str]:
             f"{better}, or unequal transmit power. Try another channel or move {better}'s router."
         )
     elif max(lo or 0.0, lb or 0.0) >= 0.1:
+        worst = f"{max(lo or 0.0, lb or 0.0):.0%} loss both ways"
+        medium = link_medium(link)
         out.append(
-            f"{max(lo or 0.0, lb or 0.0):.0%} loss both ways: a weak or obstructed radio path. "
-            "Raise the routers, clear the line of sight, or add a node between them."
+            f"{worst}: a weak or obstructed radio path. Raise the routers, clear the line of "
+            "sight, or add a node between them."
+            if medium == "wifi"
+            else f"{worst} on a {WIRED.get(medium, 'wired link')}: {WIRED_FIX.get(medium, '')}"
+            "check the cable, the plugs and the switch port."
         )
     for d in (link.ab, link.ba):
         if d.signal_dbm is not None and d.signal_dbm <= LOW_SIGNAL_DBM:

@@ -143,9 +143,11 @@
       " Yellow: gateway. Grey: offline. Line colour: link quality; dotted: tunnel.";
   }
 
-  function table(id, head, rows) {
+  function table(id, head, rows, numeric) {
     var t = clear(id);
-    t.appendChild(el("thead", {}, [el("tr", {}, head.map(function (h) { return el("th", { text: h }); }))]));
+    t.appendChild(el("thead", {}, [el("tr", {}, head.map(function (h, i) {
+      return el("th", { text: h, cls: (numeric || []).indexOf(i) >= 0 ? "num" : "" });
+    }))]));
     t.appendChild(el("tbody", {}, rows));
   }
 
@@ -160,7 +162,7 @@
         el("td", { text: duration(n.uptime_s) }),
         el("td", { text: n.model || "–" }), el("td", { text: n.software || "–" })
       ]);
-    }));
+    }), [2]);
   }
 
   function fig(f, fmt) {
@@ -171,7 +173,7 @@
     table("contrib-table", ["Name", "Relayed", "To the internet", "Used", "Up", "Score"], c.rows.map(function (r) {
       return el("tr", {}, [el("td", { text: r.name }), fig(r.relayed_bytes, bytes), fig(r.gateway_bytes, bytes),
         fig(r.consumed_bytes, bytes), fig(r.uptime_s, duration), el("td", { cls: "num", text: r.score.toFixed(2) })]);
-    }));
+    }), [1, 2, 3, 4, 5]);
     var lg = clear("contrib-legend");
     c.legend.forEach(function (l, i) {
       if (i) lg.appendChild(document.createTextNode(" · "));

@@ -111,7 +111,7 @@ def test_full_answer_decodes_and_maps_links_like_yanic():
     data = decode(respondd.answer(ME, b"GET nodeinfo statistics neighbours") or b"")
     ni, st, nb = data["nodeinfo"], data["statistics"], data["neighbours"]
     assert ni["hostname"] == "bakery"
-    assert ni["software"]["firmware"] == {"base": "OpenWrt 23.05.3", "release": "mutualmesh 0.1.0"}
+    assert ni["software"]["firmware"] == {"base": "OpenWrt 23.05.3", "release": "0.1.0"}
     # yanic's ifaceToLinkType: a tap link is a tunnel (vpn), not a cable or a radio
     ifs = ni["network"]["mesh"]["babel"]["interfaces"]
     assert ifs == {"wireless": ["fe80::1"], "tunnel": ["fe80::2"], "other": ["fe80::3"]}
