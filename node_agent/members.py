@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
+from pathlib import Path
 from typing import Any, Protocol
 
 from meshd.community import Community
@@ -34,13 +35,20 @@ class AgentLike(Protocol):
     def status(self) -> dict[str, Any]: ...
 
 
-def site_for(agent: AgentLike) -> Site:
+def site_for(agent: AgentLike, clients: Clients | None = None) -> Site:
+    counter = clients or Clients()
+
+    def own_clients() -> dict[str, int]:
+        n = counter.get()
+        return {} if n is None else {agent.node_id: n}
+
     return Site(
         lambda: list(agent.store),
         agent.node_id,
         agent.community,
         status=agent.status,
         metrics=lambda: metrics.metrics_text(agent.status()),
+        clients=own_clients,
         routing_version=lambda: getattr(agent, "babeld_version", None),
     )
 
@@ -60,6 +68,43 @@ def install_routes(agent: AgentLike, routes: MutableMapping[str, Route]) -> Site
         if path != "/status":
             routes[path] = route(path)
     return site
+
+
+DHCP_LEASES = Path("/tmp/dhcp.leases")  # dnsmasq's lease file on OpenWrt
+
+
+def count_clients(leases: str, now: float, stations: Iterable[str] = ()) -> int:
+    """Distinct client MACs: unexpired DHCP leases (dnsmasq: `expiry mac ip name id`, expiry 0
+    = never) together with associated stations (a client with a static address has no lease)."""
+    macs = {m.lower() for m in stations}
+    for line in leases.splitlines():
+        parts = line.split()
+        if len(parts) < 3 or not parts[0].isdigit():
+            continue
+        expiry = int(parts[0])
+        if expiry == 0 or expiry > now:
+            macs.add(parts[1].lower())
+    return len(macs)
+
+
+class Clients:
+    """This node's client count, re-read at most every 30 s; None where there is no lease file."""
+
+    def __init__(self, path: Path = DHCP_LEASES) -> None:
+        self.path = path
+        self.at = -1e18
+        self.value: int | None = None
+
+    def get(self) -> int | None:
+        if time.monotonic() - self.at > 30:
+            self.at = time.monotonic()
+            try:
+                text = self.path.read_text(errors="replace")
+            except OSError:
+                self.value = None
+            else:
+                self.value = count_clients(text, time.time())
+        return self.value
 
 
 class LinkLocal:
@@ -88,7 +133,7 @@ def _ll(address: str) -> bool:
     return address.lower().startswith("fe80")
 
 
-def respondd_self(agent: AgentLike, ll: LinkLocal) -> respondd.Self:
+def respondd_self(agent: AgentLike, ll: LinkLocal, clients: Clients) -> respondd.Self:
     """This node as respondd shows it: its own records as held in its store."""
 
     def body(kind: Kind) -> Any:
@@ -110,6 +155,7 @@ def respondd_self(agent: AgentLike, ll: LinkLocal) -> respondd.Self:
         links if isinstance(links, LinksBody) else None,
         traffic if isinstance(traffic, TrafficBody) else None,
         community=agent.community.name,
+        clients=clients.get(),
         babeld_version=getattr(agent, "babeld_version", None),
         own_link_local=ll.get(),
         neighbour_address=addresses,
@@ -121,10 +167,12 @@ async def start_respondd(agent: AgentLike) -> asyncio.DatagramTransport | None:
     port = getattr(agent.config, "respondd_port", 0)
     if not port:
         return None
-    ll = LinkLocal(list(agent.config.mesh_ifaces))
+    ll, clients = LinkLocal(list(agent.config.mesh_ifaces)), Clients()
     ll.get()
     try:
-        transport, _ = await respondd.serve(lambda: respondd_self(agent, ll), ll.index, port)
+        transport, _ = await respondd.serve(
+            lambda: respondd_self(agent, ll, clients), ll.index, port
+        )
     except OSError as exc:
         log.info("respondd: cannot listen on udp/%d (%s)", port, exc)
         return None

@@ -279,3 +279,54 @@ def test_firmware_split(software):
     fw = exports.firmware(software)
     assert fw["release"]
     assert fw["base"] != fw["release"] or software == "solo"
+
+
+# -- wiring into an agent -------------------------------------------------------------------
+
+
+def test_count_clients_from_leases_and_stations():
+    from node_agent.members import count_clients
+
+    leases = (
+        "1700000100 AA:BB:CC:00:00:01 192.168.1.10 phone *\n"
+        "1600000000 aa:bb:cc:00:00:02 192.168.1.11 expired *\n"
+        "0 aa:bb:cc:00:00:03 192.168.1.12 forever *\n"
+        "garbage line\n"
+    )
+    assert count_clients(leases, 1_700_000_000) == 2
+    assert count_clients(leases, 1_700_000_000, ["aa:bb:cc:00:00:01", "aa:bb:cc:00:00:09"]) == 3
+
+
+def test_install_routes_on_an_agent_like_object(tmp_path):
+    from types import SimpleNamespace
+
+    from node_agent import members
+    from node_agent.neighbours import Neighbour
+
+    mesh = street()
+    store = mesh.store()
+    me = mesh.nodes["n5"].node_id
+    lib = mesh.nodes["library"].node_id
+    agent = SimpleNamespace(
+        node_id=me,
+        community=parse_community(mesh.community_data()),
+        config=SimpleNamespace(mesh_ifaces=[], respondd_port=0),
+        neighbours=SimpleNamespace(
+            entries={lib: Neighbour(lib, "to-library", "fe80::9%to-library", 1883, "fp")}
+        ),
+        store=store,
+        status=lambda: {"node_id": me, "hostname": "n5", "neighbours": []},
+    )
+    routes: dict = {}
+    members.install_routes(agent, routes)
+    assert {"/", "/app.js", "/api/node", "/meshviewer.json", "/netjson", "/metrics"} <= set(routes)
+    body, ctype = routes["/metrics"]()
+    assert ctype.startswith("text/plain")
+    assert b"meshd_build_info" in body
+    body, _ = routes["/api/node"]()
+    assert json.loads(body)["hostname"] == "n5"
+    ll = members.LinkLocal([])
+    me_r = members.respondd_self(agent, ll, members.Clients(tmp_path / "none"))
+    assert me_r.neighbour_address == {lib: "fe80::9%to-library"}
+    assert me_r.node is not None
+    assert me_r.node.hostname == "n5"
