@@ -89,8 +89,10 @@
       if (!pos[id]) { var a = 2 * Math.PI * i / ids.length; pos[id] = [w / 2 + (w / 3) * Math.cos(a), h / 2 + (h / 3) * Math.sin(a)]; }
     });
     var ideal = Math.sqrt(w * h / Math.max(ids.length, 1)) * 0.8;
-    for (var it = 0; it < 300; it++) {
-      var f = {}, t = 0.1 * (1 - it / 300);
+    // O(n^2) per round: fewer rounds for big meshes, so a phone draws 1000 nodes in well under a second
+    var rounds = Math.max(40, Math.min(300, Math.floor(3e6 / Math.max(1, ids.length * ids.length))));
+    for (var it = 0; it < rounds; it++) {
+      var f = {}, t = 0.1 * (1 - it / rounds);
       ids.forEach(function (id) { f[id] = [0, 0]; });
       for (var i = 0; i < ids.length; i++) for (var j = i + 1; j < ids.length; j++) {
         var a = pos[ids[i]], b = pos[ids[j]], dx = a[0] - b[0], dy = a[1] - b[1], d2 = dx * dx + dy * dy + 0.01, r = ideal * ideal / d2;
