@@ -10,16 +10,18 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from importlib import resources
-from typing import Any
-from urllib.parse import urlsplit
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from meshd.audit import AuditInput, AuditResult, audit
 from meshd.codec import Envelope
 from meshd.community import Community
-from meshd.contrib import Contribution, contributions
-from meshd.topology import MeshView
-from node_agent import exports, webapi
+
+if TYPE_CHECKING:  # imported on the first page view: an agent nobody looks at stays small
+    from meshd.audit import AuditResult
+    from meshd.contrib import Contribution
+    from meshd.topology import MeshView
+
+WEB = Path(__file__).parent / "web"
 
 JSON = "application/json"
 STATIC = {
@@ -59,7 +61,7 @@ def _json(data: Any) -> Response:
 
 
 def static_file(name: str) -> bytes:
-    return (resources.files("node_agent") / "web" / name).read_bytes()
+    return (WEB / name).read_bytes()
 
 
 @dataclass
@@ -97,6 +99,10 @@ class Site:
         self._audited_at = -1e18
 
     def derived(self, now: float, *, with_audit: bool = False) -> Derived:
+        from meshd.audit import AuditInput, audit
+        from meshd.contrib import contributions
+        from meshd.topology import MeshView
+
         if self._derived is None or now - self._at >= self.cache_s:
             view = MeshView.build(self.records(), now)
             items = contributions(view, None, policy=self.community.contribution)
@@ -107,6 +113,8 @@ class Site:
         return d
 
     def api(self, path: str, now: float) -> Any:
+        from node_agent import webapi
+
         if path == "/api/node":
             return webapi.node_api(self.derived(now).view, self.node_id, self.community.name)
         if path == "/api/nodes":
@@ -127,7 +135,8 @@ class Site:
     def respond(self, method: str, target: str, now: float) -> Response:
         if method not in ("GET", "HEAD"):
             return Response(405, "text/plain", b"only GET and HEAD\n")
-        path = urlsplit(target).path or "/"  # `/metrics?x=1` is /metrics (Prometheus params)
+        # `/metrics?x=1` is /metrics (Prometheus `params:`)
+        path = target.split("?", 1)[0].split("#", 1)[0] or "/"
         if path in STATIC:
             name, ctype = STATIC[path]
             return Response(200, ctype, static_file(name))
@@ -137,6 +146,8 @@ class Site:
             )
         if path == "/status":
             return _json(dict(self.status()))
+        from node_agent import exports
+
         if path == "/meshviewer.json":
             view = self.derived(now).view
             return _json(exports.meshviewer(view, self.clients()))
