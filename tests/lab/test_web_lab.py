@@ -21,7 +21,7 @@ import pytest
 from cli.lab.lab import Lab
 from cli.lab.topology import chain
 from meshd import defaults
-from tests.lab.cliview import agent_lab, cli, wait_for
+from tests.lab.cliview import agent_lab, cli, cli_json, wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -209,10 +209,29 @@ def test_router_page_names_lossy_link_marks_desktop_and_phone(lab: Lab, browser:
         full_shot(browser, SHOTS / "router-phone.png", PHONE[0])
 
 
+def relayed_by_n2(lab: Lab) -> int | None:
+    code, data = cli_json(lab, "n1", "contrib")
+    if code != 0:
+        return None
+    by = {n["name"]: n for n in data["nodes"]}
+    return by.get("n2", {}).get("relayed_bytes", {}).get("value")
+
+
 def test_report_in_chromium(lab: Lab, browser: Any):
+    archive = lab.run_dir / "web-archive"
+    for _ in range(3):  # three snapshots with traffic in between: contribution over time
+        before = relayed_by_n2(lab) or 0
+        ping = ["ping", "-q", "-c", "200", "-i", "0.005", "-s", "1200", lab.addr("n4")]
+        lab.popen("n1", ping).communicate(timeout=60)
+        wait_for("n2's relayed counter grows", lambda b=before: (relayed_by_n2(lab) or 0) > b, 30)
+        code, text = cli(lab, "n1", "nodes", "--archive", str(archive))
+        assert code == 0, text
     out = SHOTS / "report.html"
-    code, text = cli(lab, "n1", "report", "-o", str(out), "--cost-share", "100")
+    code, text = cli(
+        lab, "n1", "report", "-o", str(out), "--cost-share", "100", "--archive", str(archive)
+    )
     assert code == 0, text
+    assert "<polyline" in out.read_text()
     load(browser, out.as_uri(), DESKTOP)
     body = browser.find_element("tag name", "body").text
     assert all(n in body for n in NODES)
