@@ -63,6 +63,9 @@ def test_report_is_self_contained_and_has_every_part(tmp_path: Path):
     assert not re.search(r'(src|href)="(https?:)?//', text)
     assert 'src="app.js"' not in text
     assert "<style>" in text
+    assert "Links that need attention" in text  # the page's template was adapted, not stale
+    assert '<a href="#history">' in text
+    assert "This file needs nothing else to open." in text
     data = json.loads(re.search(r"window\.MM_DATA = (\{.*?\});</script>", text).group(1))
     assert {n["name"] for n in data["nodes"]["nodes"]} == {"n1", "n2", "n3", "n4"}
     assert data["audit"]["power"]["uplinks"][0]["name"] == "n1"
