@@ -18,7 +18,7 @@ log = logging.getLogger("meshd")
 def _load_identity(config: Config) -> tuple[object, object, object]:
     from meshd.community import parse_community
     from meshd.errors import CommunityError
-    from provisioning.keys import KeyFileError, load_certificate, load_private_key
+    from meshd.keyfile import KeyFileError, load_certificate, load_private_key
 
     try:
         key = load_private_key(config.key)
@@ -44,7 +44,9 @@ def _load_identity(config: Config) -> tuple[object, object, object]:
         from node_agent.trustpin import TrustError, check_community
 
         try:
-            verified = check_community(config.trust_file, config.community_file, data, community)
+            verified = check_community(
+                config.trust_file, config.community_file, data, community, config.state_dir
+            )
         except TrustError as exc:
             raise ConfigError(f"refusing the community file: {exc}") from None
         log.info("%s: %s", config.community_file, verified)
