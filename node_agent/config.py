@@ -34,6 +34,7 @@ class Config:
     babel_port: int = 33123
     metrics_port: int = defaults.HTTP_PORT
     probe_port: int = defaults.PROBE_PORT
+    respondd_port: int = defaults.RESPONDD_PORT  # 0: no respondd answers (they are unsigned)
     gateway_iface: str | None = None
     client_ifaces: list[str] = field(default_factory=list)
     gateway_kbit: int | None = None
@@ -94,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"Prometheus /metrics port, 0 = off (default {defaults.HTTP_PORT})",
     )
     a("--probe-port", type=int, help=f"UDP link probe port (default {defaults.PROBE_PORT})")
+    a(
+        "--respondd-port",
+        type=int,
+        help="answer Gluon respondd (yanic) on this UDP port, 0 = off "
+        f"(default {defaults.RESPONDD_PORT}; unsigned)",
+    )
     a("--gateway-iface", help="uplink interface, if this node offers a gateway")
     a("--client-iface", dest="client_ifaces", action="append", help="client (LAN) interface")
     a("--gateway-kbit", type=int, help="uplink capacity offered to the mesh")
@@ -208,6 +215,8 @@ def _check(c: Config) -> None:
             raise ConfigError(f"--{name.replace('_', '-')} {port}: must be a port 1..65535")
     if not isinstance(c.metrics_port, int) or not 0 <= c.metrics_port <= 65535:
         raise ConfigError(f"--metrics-port {c.metrics_port}: must be 0 (off) or a port")
+    if not isinstance(c.respondd_port, int) or not 0 <= c.respondd_port <= 65535:
+        raise ConfigError(f"--respondd-port {c.respondd_port}: must be 0 (off) or a port")
     for name in ("publish_interval", "probe_interval", "lost_after", "save_interval"):
         value = getattr(c, name)
         if not isinstance(value, (int, float)) or value <= 0:
