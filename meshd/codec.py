@@ -11,16 +11,16 @@ byte of a signed record can change without the record being refused.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from typing import Any
 
 from meshd import validate as v
-from meshd.encoding import b64decode, b64encode, canonical_json, max_depth
+from meshd.encoding import BoundedCache, b64decode, b64encode, canonical_json, load_canonical
 from meshd.errors import KeyFormatError, RecordRejected, RejectReason
-from meshd.ids import SIGNATURE_BYTES, PublicKey, SigningKey
+from meshd.ids import SIGNATURE_BYTES, KeyCache, PublicKey, SigningKey
 from meshd.records import Body, Kind, parse_body
-from meshd.trust import Enrollment
+from meshd.trust import Enrollment, Revocation
 
 RECORD_DOMAIN = b"mutualmesh-record-v1\0"
 _ENVELOPE_FIELDS = frozenset(
@@ -126,24 +126,29 @@ def sign_record(
     )
 
 
-def decode(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Envelope:
-    """Parse and structurally check a record. Signatures are checked by `verify`, not here."""
-    if len(data) > limits.max_bytes:
-        raise RecordRejected(RejectReason.TOO_LARGE, f"{len(data)} bytes > {limits.max_bytes}")
-    depth = max_depth(data)
-    if depth > limits.max_depth:
-        raise RecordRejected(RejectReason.TOO_LARGE, f"nesting depth {depth} > {limits.max_depth}")
-    try:
-        value = json.loads(data)
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise RecordRejected(RejectReason.MALFORMED, f"not JSON: {exc}") from None
+@dataclass(slots=True)
+class ParseCache:
+    """Parses worth reusing across the records one store sees, owned by that store.
+
+    Keyed by exact text and bytes, so a warm cache answers exactly as a cold one would: a
+    certificate spelled `"v":true` is a different key from `"v":1`, and is refused as usual.
+    """
+
+    keys: KeyCache = field(default_factory=lambda: BoundedCache(4096))
+    certs: BoundedCache[bytes, Enrollment] = field(default_factory=lambda: BoundedCache(4096))
+
+
+def decode(
+    data: bytes, limits: Limits = DEFAULT_LIMITS, cache: ParseCache | None = None
+) -> Envelope:
+    """Parse and structurally check a record. Signatures are checked by `verify`, not here.
+
+    Raises RecordRejected and nothing else, whatever the bytes.
+    """
+    value = load_canonical(data, limits.max_bytes, limits.max_depth, "record")
     if not isinstance(value, dict):
         raise RecordRejected(RejectReason.MALFORMED, "a record must be a JSON object")
-    try:
-        if canonical_json(value) != data:
-            raise RecordRejected(RejectReason.MALFORMED, "not in canonical form")
-    except ValueError as exc:  # NaN or Infinity sneaked in
-        raise RecordRejected(RejectReason.MALFORMED, str(exc)) from None
+    keys = cache.keys if cache is not None else None
     try:
         o = v.obj(value, "record", _ENVELOPE_FIELDS)
         try:
@@ -155,36 +160,116 @@ def decode(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Envelope:
         seq = v.integer(o["seq"], "record.seq")
         issued_at = v.integer(o["issued_at"], "record.issued_at")
         ttl_s = v.integer(o["ttl_s"], "record.ttl_s", 1, limits.max_ttl_s)
-        key = PublicKey.from_text(o["key"], "record.key")
+        key = PublicKey.from_text(o["key"], "record.key", keys)
         sig = b64decode(o["sig"], SIGNATURE_BYTES, "record.sig")
-        cert = _parse_cert(o["cert"])
+        cert = _parse_cert(o["cert"], cache)
         body = parse_body(kind, o["body"])
     except v.Invalid as exc:
         raise RecordRejected(RejectReason.MALFORMED, str(exc)) from None
     except KeyFormatError as exc:
         raise RecordRejected(RejectReason.MALFORMED, str(exc)) from None
-    return Envelope(kind, node_id, community, seq, issued_at, ttl_s, key, cert, body, sig, data)
+    return Envelope(
+        kind, node_id, community, seq, issued_at, ttl_s, key, cert, body, sig, bytes(data)
+    )
 
 
-_CERTS: dict[str, tuple[Any, Enrollment]] = {}
+def _parse_cert(value: Any, cache: ParseCache | None) -> Enrollment:
+    """A node's three records carry the same certificate: parse it once per store.
 
-
-def _parse_cert(value: Any) -> Enrollment:
-    """Parse an enrollment certificate, reusing the parse when the identical one was seen.
-
-    A node's three records carry the same certificate; the cache is keyed by its signature and
-    a hit still compares every field, so a changed certificate is always parsed afresh.
+    The key is the certificate's canonical bytes (the record was canonical, so they re-encode
+    exactly), never the parsed value, whose `==` would let `true`, `1` and `1.0` meet.
     """
-    sig = value.get("sig") if isinstance(value, dict) else None
-    if isinstance(sig, str):
-        hit = _CERTS.get(sig)
-        if hit is not None and hit[0] == value:
-            return hit[1]
-    cert = Enrollment.from_json(value, "record.cert")
-    if len(_CERTS) >= 4096:
-        _CERTS.clear()
-    _CERTS[cert.to_json()["sig"]] = (value, cert)
-    return cert
+    if cache is None or not isinstance(value, dict):
+        return Enrollment.from_json(value, "record.cert")
+    exact = canonical_json(value)
+    hit = cache.certs.get(exact)
+    if hit is None:
+        hit = Enrollment.from_json(value, "record.cert", cache.keys)
+        cache.certs.put(exact, hit)
+    return hit
+
+
+def decode_revocation(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Revocation:
+    """Parse a revocation from the wire with the record's caps and canonical checks.
+
+    Signatures are checked when it is applied (`RecordStore.offer_revocation`). Raises
+    RecordRejected and nothing else.
+    """
+    value = load_canonical(data, limits.max_bytes, limits.max_depth, "revocation")
+    try:
+        return Revocation.from_json(value)
+    except (v.Invalid, KeyFormatError) as exc:
+        raise RecordRejected(RejectReason.MALFORMED, str(exc)) from None
+
+
+def decode_certificate(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Enrollment:
+    """Parse an enrollment certificate on its own (as in a bundle or a certificate file)."""
+    value = load_canonical(data, limits.max_bytes, limits.max_depth, "certificate")
+    try:
+        return Enrollment.from_json(value)
+    except (v.Invalid, KeyFormatError) as exc:
+        raise RecordRejected(RejectReason.MALFORMED, str(exc)) from None
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """The envelope fields needed to decide "newer or not", read without parsing the record."""
+
+    kind: Kind
+    node_id: str
+    community: str
+    seq: int
+    issued_at: int
+    ttl_s: int
+    sig: str  # base64 text: decoded only to break a tie of equal seq
+
+    @property
+    def expires_at(self) -> int:
+        return self.issued_at + self.ttl_s
+
+
+# Keys are sorted, so a canonical record ends with these scalar fields after `body` and
+# `cert`. The pattern holds no backslash and no bracket, and every quote in it follows a
+# character that cannot end an escape, so when it matches at the very end of bytes that are a
+# valid record, these are the top-level fields themselves: a record that decodes has exactly
+# the header peeked from it. Bytes that do not match give None (decode them to learn why).
+_TAIL = re.compile(
+    rb',"community":"([^"\\\x00-\x1f]{1,256})","issued_at":(0|[1-9][0-9]{0,18}),'
+    rb'"key":"[A-Za-z0-9_-]{43}","kind":"([a-z]{1,16})","node_id":"([a-z2-7]{16})",'
+    rb'"seq":(0|[1-9][0-9]{0,18}),"sig":"([A-Za-z0-9_-]{86})","ttl_s":([1-9][0-9]{0,18})\}\Z'
+)
+_TAIL_MAX = 700  # longest tail the pattern can match, so peeking costs the same at any size
+_KINDS = {k.value: k for k in Kind}
+
+
+def peek_header(data: bytes) -> Header | None:
+    """The header of a record in O(1) on any bytes, or None when it cannot be read cheaply.
+
+    Pure and safe on hostile input: it never raises and never looks at more than the last
+    few hundred bytes. Nothing here is verified: use it only to refuse early what a full
+    check would refuse anyway (see `RecordStore.triage`), never to accept.
+    """
+    if not isinstance(data, (bytes, bytearray)) or len(data) > DEFAULT_LIMITS.max_bytes:
+        return None
+    m = _TAIL.search(data, max(0, len(data) - _TAIL_MAX))
+    if m is None:
+        return None
+    kind = _KINDS.get(m[3].decode("ascii"))
+    try:
+        community = m[1].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if kind is None:
+        return None
+    return Header(
+        kind,
+        m[4].decode("ascii"),
+        community,
+        int(m[5]),
+        int(m[2]),
+        int(m[7]),
+        m[6].decode("ascii"),
+    )
 
 
 def signed_bytes(envelope: Envelope) -> bytes:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import base64
 import json
 import re
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-from meshd.errors import KeyFormatError
+from meshd.errors import KeyFormatError, RecordRejected, RejectReason
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 def canonical_json(value: Any) -> bytes:
@@ -15,6 +18,70 @@ def canonical_json(value: Any) -> bytes:
     return json.dumps(
         value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     ).encode("utf-8")
+
+
+def load_canonical(data: bytes, max_bytes: int, max_nesting: int, what: str) -> Any:
+    """Parse hostile bytes that must be exactly the canonical JSON of a value.
+
+    The one way wire JSON enters the core (records, revocations, certificates), so every path
+    has the same caps and refusals: size and nesting before the parser runs (so no
+    RecursionError), and then one spelling only. Re-encoding and comparing refuses, in one
+    step, duplicate keys, spaces, other escapes or number forms, NaN and Infinity (json.loads
+    takes them, canonical_json refuses them), lone surrogates (they have no UTF-8 form), and
+    huge numbers (ints past Python's digit limit fail to parse; floats past 1e308 become inf).
+    Raises RecordRejected, never anything else.
+    """
+    if type(data) is not bytes:
+        data = bytes(data)  # bytearray or memoryview from a socket
+    if len(data) > max_bytes:
+        raise RecordRejected(RejectReason.TOO_LARGE, f"{what}: {len(data)} bytes > {max_bytes}")
+    depth = max_depth(data)
+    if depth > max_nesting:
+        raise RecordRejected(
+            RejectReason.TOO_LARGE, f"{what}: nesting depth {depth} > {max_nesting}"
+        )
+    try:
+        value = json.loads(data)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise RecordRejected(RejectReason.MALFORMED, f"{what} is not JSON: {exc}") from None
+    try:
+        canonical = canonical_json(value)
+    except (ValueError, RecursionError) as exc:  # NaN, Infinity, lone surrogates
+        raise RecordRejected(
+            RejectReason.MALFORMED, f"{what} has no canonical form: {exc}"
+        ) from None
+    if canonical != data:
+        raise RecordRejected(RejectReason.MALFORMED, f"{what} is not in canonical form")
+    return value
+
+
+class BoundedCache(Generic[K, V]):
+    """A parse cache with a hard size cap, owned by whoever uses it (never module state).
+
+    When full it starts over: a sender who floods it with distinct keys only costs re-parsing,
+    never memory. Keys must be exact (bytes or str), never values that compare equal across
+    types (`True == 1 == 1.0`), or a warm cache would answer differently from a cold one.
+    """
+
+    __slots__ = ("_items", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self._items: dict[K, V] = {}
+        self.limit = limit
+
+    def get(self, key: K) -> V | None:
+        return self._items.get(key)
+
+    def put(self, key: K, value: V) -> None:
+        if len(self._items) >= self.limit:
+            self._items.clear()
+        self._items[key] = value
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 def b64encode(raw: bytes) -> str:

@@ -15,6 +15,7 @@ class RejectReason(StrEnum):
     BAD_SIGNATURE = "bad_signature"
     NODE_ID_MISMATCH = "node_id_mismatch"
     STALE = "stale"  # seq not newer than the one held
+    SEQ_AHEAD = "seq_ahead"  # seq above the ceiling its issued_at allows (store.seq_ceiling)
     DUPLICATE = "duplicate"  # exactly the record already held: normal when flooding
     FUTURE = "future"  # issued_at too far ahead of the receiver's clock
     EXPIRED = "expired"

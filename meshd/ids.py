@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import nacl.exceptions
 import nacl.signing
 
-from meshd.encoding import b64decode, b64encode
+from meshd.encoding import BoundedCache, b64decode, b64encode
 from meshd.errors import KeyFormatError
 
 PUBLIC_KEY_BYTES = 32
@@ -42,15 +42,17 @@ class PublicKey:
     raw: bytes
 
     @classmethod
-    def from_text(cls, text: str, what: str = "public key") -> PublicKey:
-        if type(text) is str:
-            cached = _KEYS.get(text)
+    def from_text(
+        cls, text: str, what: str = "public key", cache: KeyCache | None = None
+    ) -> PublicKey:
+        """Parse a key; `cache` (the caller's, keyed by the exact text) skips repeated work."""
+        if cache is not None and type(text) is str:
+            cached = cache.get(text)
             if cached is not None:
                 return cached
         key = cls(b64decode(text, PUBLIC_KEY_BYTES, what))
-        if len(_KEYS) >= 4096:  # the admin and neighbour keys recur in every record
-            _KEYS.clear()
-        _KEYS[text] = key
+        if cache is not None:
+            cache.put(text, key)
         return key
 
     @property
@@ -74,7 +76,8 @@ class PublicKey:
         return True
 
 
-_KEYS: dict[str, PublicKey] = {}
+#: The admin and neighbour keys recur in every record; a store keeps one of these for them.
+KeyCache = BoundedCache[str, PublicKey]
 
 
 class SigningKey:

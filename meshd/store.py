@@ -3,7 +3,9 @@
 Merging is a join on a per-slot order (seq, then signature bytes), so it is commutative,
 associative and idempotent: nodes that have seen the same records hold the same store, whatever
 the order, duplication or replay on the way. `offer` is the only way in from the network and
-runs every check before a record touches the store (verify before trust).
+runs every check before a record touches the store (verify before trust); `offer_revocation` is
+the same for revocations. `triage` decides "newer or not" from a header peeked out of the raw
+bytes, so the flood's many copies of a record already held cost no decode and no signature check.
 """
 
 from __future__ import annotations
@@ -12,12 +14,41 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from meshd.codec import DEFAULT_LIMITS, Envelope, Limits, decode, signature_valid
-from meshd.errors import RecordRejected, RejectReason
+from meshd.codec import (
+    DEFAULT_LIMITS,
+    Envelope,
+    Header,
+    Limits,
+    ParseCache,
+    decode,
+    decode_revocation,
+    peek_header,
+    signature_valid,
+)
+from meshd.encoding import BoundedCache, b64decode
+from meshd.errors import KeyFormatError, RecordRejected, RejectReason
+from meshd.ids import SIGNATURE_BYTES
 from meshd.records import Kind
 from meshd.trust import Enrollment, Revocation, Trust
 
 MAX_FUTURE_S = 300  # clocks on community routers drift; more than this ahead is refused
+
+#: The seq ceiling: a record issued at `t` may carry a seq of at most
+#: `(t - SEQ_EPOCH) * SEQ_PER_SECOND`. Without one, whoever holds a node's key can publish seq
+#: 2**63-1 and the real node can never be newer again until that record expires (a week).
+#: With it, the real node can always overtake: a forged seq is at most the ceiling at the
+#: forger's `issued_at`, which is at most MAX_FUTURE_S ahead of the receivers' clocks, so once
+#: its own clock passes that point the real node may publish any seq up to the ceiling
+#: (`RecordStore.seq_to_overtake` says which). Honest agents never come near it: they count
+#: one per record and skip a reserved block (default 10,000) per restart, so reaching the
+#: ceiling takes a million records, or a hundred restarts, per second since 2024.
+SEQ_EPOCH = 1_704_067_200  # 2024-01-01T00:00:00Z, before any mutualmesh record
+SEQ_PER_SECOND = 1_000_000
+
+
+def seq_ceiling(issued_at: int) -> int:
+    """The highest seq a record issued at `issued_at` may carry (see SEQ_PER_SECOND)."""
+    return max(0, issued_at - SEQ_EPOCH) * SEQ_PER_SECOND
 
 
 @dataclass
@@ -27,10 +58,17 @@ class RecordStore:
     max_future_s: int = MAX_FUTURE_S
     records: dict[tuple[str, Kind], Envelope] = field(default_factory=dict)
     revoked: dict[str, Revocation] = field(default_factory=dict)
+    #: Everything refused from the wire, records and revocations, by reason.
     rejections: Counter[RejectReason] = field(default_factory=Counter)
-    # Certificates whose signature already verified: each node's three records share one, so
-    # this saves a third of the signature checks. Expiry is still checked on every record.
-    _good_certs: set[Enrollment] = field(default_factory=set, repr=False)
+    #: The part of `rejections` refused from the header alone, before any decode or signature.
+    triaged: Counter[RejectReason] = field(default_factory=Counter)
+    #: Key and certificate parses, reused across this store's records (exact-bytes keys).
+    cache: ParseCache = field(default_factory=ParseCache, repr=False)
+    # Certificates whose signature already verified against `trust`: each node's three records
+    # share one, so this saves a third of the signature checks. Expiry is checked every time.
+    _good_certs: BoundedCache[Enrollment, bool] = field(
+        default_factory=lambda: BoundedCache(100_000), repr=False
+    )
 
     # -- the way in -------------------------------------------------------------------------
 
@@ -38,10 +76,20 @@ class RecordStore:
         """Decode, check and merge one record from the wire; returns it when it is new.
 
         Raises RecordRejected (already counted) for anything refused, including a record that is
-        not newer than the one held, so the relay knows not to pass it on.
+        not newer than the one held, so the relay knows not to pass it on. The header is
+        triaged first, so a flooded copy of a record already held costs no decode and no
+        signature check.
         """
+        if type(data) is not bytes:
+            data = bytes(data)  # bytearray or memoryview from a socket
         try:
-            envelope = decode(data, self.limits)
+            header = peek_header(data)
+            if header is not None:
+                early = self.triage(header, now)
+                if early is not None:
+                    self.triaged[early.reason] += 1
+                    raise early
+            envelope = decode(data, self.limits, self.cache)
             self.check(envelope, now)
             if not self.merge(envelope):
                 held = self.records[envelope.slot]
@@ -52,6 +100,52 @@ class RecordStore:
             raise
         return envelope
 
+    def triage(self, header: Header, now: float) -> RecordRejected | None:
+        """Why a record with this header would be refused, from the header alone, or None.
+
+        O(1) and pure (nothing counted, nothing changed). It refuses only what the full check
+        would refuse too: another community, a revoked node, a seq above the ceiling, issued
+        too far ahead, expired, or not newer than the record held. When it returns None the
+        record may still be refused by `offer`. An unknown node cannot be refused here: its
+        enrollment travels in its records, so only the full check can tell. The reason may
+        differ from the full check's (a forged copy of an old record counts as stale, not as
+        a bad signature).
+        """
+        if header.community != self.trust.community:
+            return RecordRejected(RejectReason.OTHER_COMMUNITY, f"community {header.community!r}")
+        if header.node_id in self.revoked:
+            return RecordRejected(RejectReason.REVOKED, "node key was revoked by the admins")
+        problem = self._time_problem(header.seq, header.issued_at, header.expires_at, now)
+        if problem is not None:
+            return problem
+        held = self.records.get((header.node_id, header.kind))
+        if held is None or header.seq > held.seq:
+            return None
+        if header.seq == held.seq:
+            try:
+                sig = b64decode(header.sig, SIGNATURE_BYTES, "record.sig")
+            except KeyFormatError:
+                return None  # let the full decode say what is wrong
+            if sig > held.sig:
+                return None
+            if sig == held.sig:
+                return RecordRejected(RejectReason.DUPLICATE, f"seq {header.seq} already held")
+        return RecordRejected(RejectReason.STALE, f"seq {header.seq} <= held {held.seq}")
+
+    def _time_problem(
+        self, seq: int, issued_at: int, expires_at: int, now: float
+    ) -> RecordRejected | None:
+        if issued_at > now + self.max_future_s:
+            return RecordRejected(RejectReason.FUTURE, f"issued {issued_at - now:.0f} s ahead")
+        if expires_at <= now:
+            return RecordRejected(RejectReason.EXPIRED, f"expired at {expires_at}")
+        if seq > seq_ceiling(issued_at):
+            return RecordRejected(
+                RejectReason.SEQ_AHEAD,
+                f"seq {seq} > {seq_ceiling(issued_at)} allowed at issued_at {issued_at}",
+            )
+        return None
+
     def check(self, envelope: Envelope, now: float) -> None:
         """Every check that does not depend on what the store holds; raises RecordRejected."""
         if envelope.community != self.trust.community:
@@ -60,12 +154,9 @@ class RecordStore:
             raise RecordRejected(
                 RejectReason.NODE_ID_MISMATCH, f"key belongs to {envelope.key.node_id}"
             )
-        if envelope.issued_at > now + self.max_future_s:
-            raise RecordRejected(
-                RejectReason.FUTURE, f"issued {envelope.issued_at - now:.0f} s ahead"
-            )
-        if envelope.expires_at <= now:
-            raise RecordRejected(RejectReason.EXPIRED, f"expired at {envelope.expires_at}")
+        problem = self._time_problem(envelope.seq, envelope.issued_at, envelope.expires_at, now)
+        if problem is not None:
+            raise problem
         if not signature_valid(envelope):
             raise RecordRejected(RejectReason.BAD_SIGNATURE, "record signature does not verify")
         if envelope.node_id in self.revoked:
@@ -79,15 +170,39 @@ class RecordStore:
                     RejectReason.UNENROLLED, f"certificate expired at {cert.expires}"
                 )
         else:
-            problem = cert.problem(self.trust, now)
-            if problem:
-                raise RecordRejected(RejectReason.UNENROLLED, problem)
-            if len(self._good_certs) > 100_000:  # bound memory against certificate spam
-                self._good_certs.clear()
-            self._good_certs.add(cert)
+            problem_text = cert.problem(self.trust, now)
+            if problem_text:
+                raise RecordRejected(RejectReason.UNENROLLED, problem_text)
+            self._good_certs.put(cert, True)
         body = envelope.body
         if envelope.kind is Kind.NODE and getattr(body, "hostname", None) != envelope.cert.hostname:
             raise RecordRejected(RejectReason.UNENROLLED, "hostname differs from the certificate")
+
+    def offer_revocation(self, data: bytes) -> Revocation:
+        """Decode, check and apply one revocation from the wire; returns it when it is new.
+
+        Same caps and canonical checks as records. Raises RecordRejected (already counted in
+        `rejections`) for anything refused, DUPLICATE for a node already revoked.
+        """
+        try:
+            revocation = decode_revocation(data, self.limits)
+            if revocation.node_id in self.revoked:
+                raise RecordRejected(RejectReason.DUPLICATE, "node already revoked")
+            self.revoke(revocation)
+        except RecordRejected as exc:
+            self.rejections[exc.reason] += 1
+            raise
+        return revocation
+
+    def seq_to_overtake(self, node_id: str) -> int:
+        """The lowest seq newer than every record held of `node_id` (1 when none is held).
+
+        An agent that sees a record of its own node it did not publish (a stolen key, or its
+        state lost) reserves its seq from here to be newest again; the seq ceiling guarantees
+        that this is always reachable within MAX_FUTURE_S.
+        """
+        held = (self.records.get((node_id, kind)) for kind in Kind)
+        return max((e.seq for e in held if e is not None), default=0) + 1
 
     # -- the lattice ------------------------------------------------------------------------
 
@@ -111,9 +226,13 @@ class RecordStore:
 
     def revoke(self, revocation: Revocation) -> list[Envelope]:
         """Apply a valid revocation: drop the node's records now and refuse them from now on."""
+        if revocation.community != self.trust.community:
+            raise RecordRejected(
+                RejectReason.OTHER_COMMUNITY, f"revocation for community {revocation.community!r}"
+            )
         problem = revocation.problem(self.trust)
         if problem:
-            raise RecordRejected(RejectReason.MALFORMED, problem)
+            raise RecordRejected(RejectReason.BAD_SIGNATURE, problem)
         self.revoked[revocation.node_id] = revocation
         dropped = [e for e in self.records.values() if e.node_id == revocation.node_id]
         for envelope in dropped:

@@ -15,7 +15,7 @@ from typing import Any
 from meshd import validate as v
 from meshd.encoding import b64decode, b64encode, canonical_json
 from meshd.errors import KeyFormatError
-from meshd.ids import SIGNATURE_BYTES, PublicKey, SigningKey
+from meshd.ids import SIGNATURE_BYTES, KeyCache, PublicKey, SigningKey
 
 ENROLLMENT_DOMAIN = b"mutualmesh-enrollment-v1\0"
 REVOCATION_DOMAIN = b"mutualmesh-revocation-v1\0"
@@ -86,14 +86,15 @@ class Enrollment:
         return cls(community, hostname, key, expires, admin.public, sig)
 
     @classmethod
-    def from_json(cls, value: Any, path: str = "cert") -> Enrollment:
+    def from_json(cls, value: Any, path: str = "cert", keys: KeyCache | None = None) -> Enrollment:
+        """Parse and range-check (the signature is checked by `problem`); raises v.Invalid."""
         o = v.obj(
             value, path, frozenset({"v", "community", "hostname", "key", "expires", "admin", "sig"})
         )
         v.integer(o["v"], f"{path}.v", 1, 1)
         try:
-            key = PublicKey.from_text(o["key"], f"{path}.key")
-            admin = PublicKey.from_text(o["admin"], f"{path}.admin")
+            key = PublicKey.from_text(o["key"], f"{path}.key", keys)
+            admin = PublicKey.from_text(o["admin"], f"{path}.admin", keys)
             sig = b64decode(o["sig"], SIGNATURE_BYTES, f"{path}.sig")
         except KeyFormatError as exc:
             raise v.Invalid(path, str(exc)) from None
@@ -212,7 +213,15 @@ class Revocation:
 
 
 def community_message(data: Mapping[str, Any]) -> bytes:
-    """The bytes admins sign for a community file: everything except the signatures themselves."""
-    return COMMUNITY_DOMAIN + canonical_json(
-        {k: data[k] for k in sorted(data) if k != "signatures"}
-    )
+    """The bytes admins sign for a community file: everything except the signatures themselves.
+
+    Raises ValueError (only) when the file holds something with no canonical JSON form: a lone
+    surrogate or NaN from YAML escapes, a non-string key, a date; such a file has no valid
+    signature, and callers treat it as unsigned.
+    """
+    try:
+        return COMMUNITY_DOMAIN + canonical_json(
+            {k: data[k] for k in sorted(data) if k != "signatures"}
+        )
+    except (TypeError, RecursionError) as exc:
+        raise ValueError(f"no canonical form: {exc}") from None

@@ -14,7 +14,9 @@ from meshd.ids import is_node_id
 
 MAX_INT = 2**63 - 1
 _HOSTNAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-_CONTROL = re.compile(r"[\x00-\x1f]")
+# Control characters, and lone surrogates: JSON can spell them (`"\ud800"`), UTF-8 cannot, so
+# a string holding one has no canonical bytes and could never be signed or re-encoded.
+_CONTROL = re.compile(r"[\x00-\x1f\ud800-\udfff]")
 _IFACE = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
 
 
@@ -48,7 +50,7 @@ def string(value: Any, path: str, *, max_len: int = 256, min_len: int = 0) -> st
     if not min_len <= len(value) <= max_len:
         raise Invalid(path, f"length must be {min_len}..{max_len}, got {len(value)}")
     if _CONTROL.search(value):
-        raise Invalid(path, "must not contain control characters")
+        raise Invalid(path, "must not contain control characters or lone surrogates")
     return value
 
 
@@ -75,10 +77,6 @@ def number(value: Any, path: str, lo: float, hi: float) -> float:
     if not lo <= value <= hi:  # also false for NaN; infinities fall outside any finite range
         raise Invalid(path, f"must be in {lo}..{hi}, got {value}")
     return float(value)
-
-
-def opt_number(value: Any, path: str, lo: float, hi: float) -> float | None:
-    return None if value is None else number(value, path, lo, hi)
 
 
 def boolean(value: Any, path: str) -> bool:

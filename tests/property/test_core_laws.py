@@ -9,7 +9,7 @@ from functools import cache
 from hypothesis import given
 from hypothesis import strategies as st
 
-from meshd.codec import decode
+from meshd.codec import Envelope, decode, peek_header
 from meshd.errors import RecordRejected
 from meshd.records import LinkEntry, LinksBody, NodeBody, TrafficBody
 from meshd.store import RecordStore
@@ -89,6 +89,30 @@ def test_any_single_byte_change_is_refused(data: st.DataObject) -> None:
     else:
         raise AssertionError(f"byte {index} changed to {value} and the record was accepted")
     assert len(store) == 0
+    with contextlib.suppress(RecordRejected):
+        assert_peek_agrees(decode(bytes(raw)))
+
+
+def assert_peek_agrees(env: Envelope) -> None:
+    """Whenever bytes decode, the cheap header read from them is the envelope's own."""
+    header = peek_header(env.raw)
+    if header is not None:
+        got = (header.kind, header.node_id, header.community, header.seq, header.issued_at)
+        assert got == (env.kind, env.node_id, env.community, env.seq, env.issued_at)
+        assert header.ttl_s == env.ttl_s
+
+
+@given(bodies(), st.integers(0, 2**40), st.integers(0, 2**33), st.integers(1, 7 * 86400))
+def test_peek_reads_every_valid_record(
+    body: NodeBody | LinksBody | TrafficBody, seq: int, issued_at: int, ttl_s: int
+) -> None:
+    _, nodes = world()
+    node = nodes[0]
+    if isinstance(body, NodeBody):
+        node = NodeKit(body.hostname, node.key, node.cert)
+    env = node.sign(body, seq=seq, issued_at=issued_at, ttl_s=ttl_s)
+    assert peek_header(env.raw) is not None
+    assert_peek_agrees(env)
 
 
 def _records() -> list[bytes]:
@@ -116,6 +140,24 @@ def fill(order: list[int]) -> RecordStore:
 
 
 indices = st.lists(st.integers(0, len(RECORDS) - 1), max_size=40)
+
+
+@given(indices, st.integers(0, len(RECORDS) - 1), st.integers(-700, 700))
+def test_triage_refuses_only_what_the_full_check_refuses(
+    order: list[int], pick: int, skew: int
+) -> None:
+    store = fill(order)
+    data = RECORDS[pick]
+    header = peek_header(data)
+    assert header is not None
+    early = store.triage(header, NOW + skew)
+    env = decode(data)
+    try:
+        store.check(env, NOW + skew)
+        accepted = store.merge(env)
+    except RecordRejected:
+        accepted = False
+    assert early is None or not accepted, early
 
 
 @given(indices, st.randoms(use_true_random=False))

@@ -1,0 +1,163 @@
+"""Decode + verify cost per record: this tree's meshd against a baseline git ref, same run.
+
+The records (300 nodes x node/links/traffic, signed by this tree's core; the wire format is the
+same in both) are written once; then a child process per core version, each importing only its
+own `meshd`, offers them to `RecordStore.offer`:
+
+- new: every record once into an empty store (full decode, certificate and signature check);
+- flood x5: every record five times, as a node with five neighbours receives it (the first
+  copy is new, the others are duplicates: what the header triage saves);
+- held: every record once more into a store that already holds them all (nothing new).
+
+Prints microseconds per offered message for both and the ratio baseline/this (above 1 = faster
+now). Best of --repeats passes in each of --rounds children per version, run alternately.
+
+Run: .venv/bin/python bench/decode_verify.py [--baseline main] [--nodes 300] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tarfile
+import tempfile
+from io import BytesIO
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+NOW = 1_800_000_000
+
+CHILD = r"""
+import json, sys, time
+from meshd.ids import PublicKey
+from meshd.store import RecordStore
+from meshd.trust import Trust
+
+spec = json.load(open(sys.argv[1]))
+records = [r.encode() for r in spec["records"]]
+trust = Trust(spec["community"], frozenset({PublicKey.from_text(spec["admin"])}), 1)
+now, repeats = spec["now"], spec["repeats"]
+
+
+def offer_all(store, items):
+    for data in items:
+        try:
+            store.offer(data, now)
+        except Exception:
+            pass
+
+
+def timed(setup, items):
+    best = float("inf")
+    for _ in range(repeats):
+        store = setup()
+        start = time.perf_counter()
+        offer_all(store, items)
+        best = min(best, time.perf_counter() - start)
+    return best / len(items) * 1e6
+
+
+def filled():
+    store = RecordStore(trust)
+    offer_all(store, records)
+    return store
+
+
+flood = [r for r in records for _ in range(5)]
+print(json.dumps({
+    "new": timed(lambda: RecordStore(trust), records),
+    "flood x5": timed(lambda: RecordStore(trust), flood),
+    "held": timed(filled, records),
+}))
+"""
+
+
+def build_records(nodes: int) -> dict[str, object]:
+    sys.path.insert(0, str(ROOT))
+    from meshd.codec import sign_record
+    from meshd.ids import SigningKey
+    from meshd.records import (
+        Body,
+        LinkEntry,
+        LinksBody,
+        NeighbourCounters,
+        NodeBody,
+        TrafficBody,
+    )
+    from meshd.trust import Enrollment
+
+    admin = SigningKey(bytes(32))
+    keys = [SigningKey(i.to_bytes(32, "big")) for i in range(1, nodes + 1)]
+    records = []
+    for i, key in enumerate(keys):
+        cert = Enrollment.issue(
+            admin, community="bench", hostname=f"n{i}", key=key.public, expires=NOW + 86400
+        )
+        peers = [keys[(i + d) % nodes].node_id for d in (1, 2, 3, 4)]
+        links = tuple(LinkEntry(p, "mesh0", "wifi", True, 256, 256, 1.5, 0.99) for p in peers)
+        counters = tuple(NeighbourCounters(p, "mesh0", 1, 2, 3, 4) for p in peers)
+        bodies: tuple[Body, ...] = (
+            NodeBody(f"n{i}", "model", "mutualmesh", ("10.42.0.1",)),
+            LinksBody(links),
+            TrafficBody("b", 1, NOW, counters),
+        )
+        for seq, body in enumerate(bodies, 1):
+            env = sign_record(key, cert, body, seq=seq, issued_at=NOW, ttl_s=600)
+            records.append(env.raw.decode())
+    return {"community": "bench", "admin": admin.public.text, "now": NOW, "records": records}
+
+
+def run_child(meshd_parent: Path, spec_file: Path) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(spec_file)],
+        env={"PYTHONPATH": str(meshd_parent), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=meshd_parent,
+    ).stdout
+    result: dict[str, float] = json.loads(out)
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--baseline", default="main", help="git ref of the baseline core")
+    parser.add_argument("--nodes", type=int, default=300)
+    parser.add_argument("--repeats", type=int, default=5, help="timed passes per child")
+    parser.add_argument("--rounds", type=int, default=3, help="children per version, alternating")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp) / "baseline"
+        base.mkdir()
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", "--format=tar", args.baseline, "meshd"],
+            capture_output=True,
+            check=True,
+        ).stdout
+        with tarfile.open(fileobj=BytesIO(archive)) as tar:
+            tar.extractall(base, filter="data")
+        spec = {**build_records(args.nodes), "repeats": args.repeats}
+        spec_file = Path(tmp) / "spec.json"
+        spec_file.write_text(json.dumps(spec))
+        before: dict[str, float] = {}
+        after: dict[str, float] = {}
+        for _ in range(args.rounds):  # alternate, so load from elsewhere hits both alike
+            for best, where in ((before, base), (after, ROOT)):
+                for name, us in run_child(where, spec_file).items():
+                    best[name] = min(us, best.get(name, us))
+    n = len(spec["records"])
+    runs = args.repeats * args.rounds
+    print(f"{n} records; microseconds per offered message (best of {runs})")
+    print(f"{'scenario':<10}{args.baseline:>12}{'this tree':>12}{'ratio':>8}")
+    for name in before:
+        print(
+            f"{name:<10}{before[name]:>12.1f}{after[name]:>12.1f}{before[name] / after[name]:>8.2f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
