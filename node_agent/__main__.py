@@ -18,7 +18,7 @@ log = logging.getLogger("meshd")
 def _load_identity(config: Config) -> tuple[object, object, object]:
     from meshd.community import parse_community
     from meshd.errors import CommunityError
-    from provisioning.keys import KeyFileError, load_certificate, load_private_key
+    from meshd.keyfile import KeyFileError, load_certificate, load_private_key
 
     try:
         key = load_private_key(config.key)

@@ -30,13 +30,30 @@ class Neighbour:
     heard_at: float | None = None
     lost_at: float | None = None
     probe_port: int = 0  # 0 = the same port as ours
+    verified: bool = False  # a verified record of `node_id` arrived over `link`
+
+    @property
+    def link(self) -> str:
+        """Where its bytes come from (address and interface): what limits are keyed by."""
+        return self.address if "%" in self.address else f"{self.address}%{self.iface}"
+
+
+MAX_NEIGHBOURS = 64  # entries kept; a router has a handful of neighbours, fakes have thousands
+MAX_PER_LINK = 16  # unverified identities claimed from one address (lab hosts share one)
 
 
 @dataclass
 class NeighbourTable:
+    """Keyed by node id for lookups, but at most `max_per_link` unverified identities per link
+    (address and interface) and `max_entries` in all, so announcing fake ids costs the
+    announcer, not us; a verified, live neighbour is never evicted or moved by announcements."""
+
     lost_after: float = 10.0
     forget_after: float = 600.0  # a lost neighbour stays listed (up=false) this long
+    max_entries: int = MAX_NEIGHBOURS
+    max_per_link: int = MAX_PER_LINK
     entries: dict[str, Neighbour] = field(default_factory=dict)
+    refused: int = 0  # announcements not taken (table full, link held by a verified node)
 
     def seen(
         self,
@@ -50,16 +67,47 @@ class NeighbourTable:
     ) -> Event | None:
         """Discovery found (or refreshed) a neighbour."""
         n = self.entries.get(node_id)
+        link = address if "%" in address else f"{address}%{iface}"
         if n is None:
+            same = [o for o in self.entries.values() if o.link == link and not o.verified]
+            if len(same) >= self.max_per_link:  # one address announcing many ids: oldest out
+                oldest = min(same, key=lambda o: o.heard_at or o.appeared_at)
+                del self.entries[oldest.node_id]
+        if n is not None and n.verified and n.up and n.link != link:
+            self.refused += 1  # a proven, live neighbour does not move on an announcement
+            return None
+        if n is None:
+            if len(self.entries) >= self.max_entries and not self._evict():
+                self.refused += 1
+                return None
             self.entries[node_id] = Neighbour(
                 node_id, iface, address, broker_port, fingerprint, advertised, True, now, now
             )
             return Event.APPEARED
         moved = (n.iface, n.address, n.broker_port) != (iface, address, broker_port)
+        if moved:
+            n.verified = False  # proven at the old link, not at the new one
         n.iface, n.address, n.broker_port = iface, address, broker_port
         n.fingerprint, n.advertised = fingerprint or n.fingerprint, advertised or n.advertised
         # Discovery alone never brings a lost neighbour back: it must be heard again.
         return Event.MOVED if moved else None
+
+    def _evict(self) -> bool:
+        """Make room by dropping one unverified entry (lost ones first); False if none."""
+        spare = [n for n in self.entries.values() if not n.verified]
+        if not spare:
+            return False
+        victim = min(spare, key=lambda n: (n.up, n.heard_at or n.appeared_at))
+        del self.entries[victim.node_id]
+        return True
+
+    def verify(self, node_id: str, link: str) -> bool:
+        """A verified record of `node_id` came over `link`; True when that is news."""
+        n = self.entries.get(node_id)
+        if n is None or n.link != link or n.verified:
+            return False
+        n.verified = True
+        return True
 
     def heard(self, node_id: str, now: float) -> Event | None:
         """A probe or echo arrived from the neighbour."""

@@ -7,7 +7,6 @@ import contextlib
 import ipaddress
 import json
 import logging
-import os
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -101,23 +100,10 @@ def local_addresses(ifaces: list[str]) -> list[LocalAddress]:
 
 
 def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
-    """Temp file, fsync, rename, fsync the directory: a crash leaves the old or the new file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, data)
-        if durable:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    if durable:
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+    """Kept for callers of the old name: `node_agent.fsutil.atomic_write` is the writer."""
+    from node_agent.fsutil import atomic_write
+
+    atomic_write(path, data, 0o644, durable=durable)
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

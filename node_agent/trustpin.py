@@ -24,7 +24,7 @@ from typing import Any
 from meshd import validate as v
 from meshd.community import Community
 from meshd.trust import community_message, valid_signers
-from provisioning.trustchain import (
+from meshd.trustchain import (
     ChainError,
     Pin,
     Version,

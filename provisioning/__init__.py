@@ -1,4 +1,4 @@
 """Community and node plans, keys, addresses, OpenWrt rendering and bundles.
 
-`provisioning.keys` is also used on the router, so this package's `__init__` imports nothing.
+Admin side only: the router ships meshd and node_agent (see openwrt/meshd/Makefile).
 """

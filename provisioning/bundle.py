@@ -51,7 +51,7 @@ def tar_gz(files: Mapping[str, BundleFile]) -> bytes:
 
 def write_tree(root: Path, files: Mapping[str, BundleFile]) -> None:
     """Write `files` under `root` (an Image Builder FILES= folder); root must not exist yet."""
-    root.mkdir(parents=True)
+    root.mkdir(mode=0o700, parents=True)
     for name in sorted(files):
         item = files[name]
         path = root / name

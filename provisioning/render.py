@@ -28,9 +28,9 @@ from provisioning.community import dump_yaml
 from provisioning.keys import KEY_HEADER
 from provisioning.nodes import NodeEntry
 from provisioning.profiles import DeviceProfile
+from provisioning.security import BABEL_LOCAL_PORT, admin_ssh_keys
 from provisioning.trustchain import Pin
 
-BABEL_LOCAL_PORT = 33123  # babeld's read-only local socket, polled by the agent
 METRICS_PORT = defaults.HTTP_PORT
 PROBE_PORT = defaults.PROBE_PORT
 BABEL_PORT = 6696  # the Babel protocol itself
@@ -153,25 +153,41 @@ def _netjson(community: Community, node: NodeEntry, bands: list[str]) -> dict[st
 
 
 def _netjsonconfig_packages(
-    community: Community, node: NodeEntry, bands: list[str]
+    community: Community, node: NodeEntry, bands: list[str], ax: bool = False
 ) -> dict[str, uci.Package]:
     backend = OpenWrt(_netjson(community, node, bands))
     backend.validate()
     backend.to_intermediate()
     data: Mapping[str, Any] = backend.intermediate_data
     out = {name: uci.from_intermediate(name, blocks) for name, blocks in data.items()}
-    # Radios ship disabled in OpenWrt's defaults; ours must come up.
-    wireless = out["wireless"]
     out["wireless"] = uci.Package(
-        "wireless",
-        tuple(
-            uci.Section(s.type, s.name, (*s.options, ("disabled", "0")))
-            if s.type == "wifi-device"
-            else s
-            for s in wireless.sections
-        ),
+        "wireless", tuple(_fix_wireless(s, ax) for s in out["wireless"].sections)
     )
     return out
+
+
+def he_htmode(htmode: str) -> str:
+    """The 802.11ax mode of the same width: on an AX radio VHT80 would switch 11ax off."""
+    for old in ("VHT", "HT"):
+        if htmode.startswith(old):
+            return "HE" + htmode[len(old) :]
+    return htmode
+
+
+def _fix_wireless(section: uci.Section, ax: bool) -> uci.Section:
+    """What netjsonconfig does not write: radios on, HE modes on AX radios, no HWMP under us."""
+    if section.type == "wifi-device":
+        # Radios ship disabled in OpenWrt's defaults; ours must come up.
+        options = [
+            (k, he_htmode(str(val)) if ax and k == "htmode" else val) for k, val in section.options
+        ]
+        return uci.Section(section.type, section.name, (*options, ("disabled", "0")))
+    if dict(section.options).get("mode") == "mesh":
+        # 802.11s forwards at layer 2 (HWMP) unless told not to: under babel that is double
+        # routing with flat metrics, under batman-adv a second mesh below it. Gluon and
+        # LibreMesh both switch it off.
+        return uci.Section(section.type, section.name, (*section.options, ("mesh_fwding", "0")))
+    return section
 
 
 def _network(community: Community, node: NodeEntry, bands: list[str]) -> uci.Package:
@@ -198,8 +214,10 @@ def _network(community: Community, node: NodeEntry, bands: list[str]) -> uci.Pac
     return uci.Package("network", (*extra, *sections))
 
 
-def _wireless(community: Community, node: NodeEntry, bands: list[str]) -> uci.Package:
-    return _netjsonconfig_packages(community, node, bands)["wireless"]
+def _wireless(
+    community: Community, node: NodeEntry, bands: list[str], profile: DeviceProfile
+) -> uci.Package:
+    return _netjsonconfig_packages(community, node, bands, profile.ax)["wireless"]
 
 
 def _firewall(community: Community, node: NodeEntry, bands: list[str]) -> uci.Package:
@@ -226,17 +244,64 @@ def _firewall(community: Community, node: NodeEntry, bands: list[str]) -> uci.Pa
             output="ACCEPT",
             forward="ACCEPT",
         ),
+        # The community SSID is open: clients reach only what they need from the router itself
+        # (DHCP, DNS, ICMP); SSH, LuCI/ubus, the broker and the agent's ports stay shut.
         s(
             "zone",
             "client",
             name="client",
             network=["lan"],
-            input="ACCEPT",
+            input="REJECT",
             output="ACCEPT",
             forward="REJECT",
         ),
         s("forwarding", "client_mesh", src="client", dest="mesh"),
         s("forwarding", "mesh_client", src="mesh", dest="client"),
+        s(
+            "rule",
+            "client_dhcp",
+            name="Allow-client-DHCP",
+            src="client",
+            proto="udp",
+            dest_port="67",
+            family="ipv4",
+            target="ACCEPT",
+        ),
+        s(
+            "rule",
+            "client_dhcpv6",
+            name="Allow-client-DHCPv6",
+            src="client",
+            proto="udp",
+            dest_port="547",
+            family="ipv6",
+            target="ACCEPT",
+        ),
+        s(
+            "rule",
+            "client_dns",
+            name="Allow-client-DNS",
+            src="client",
+            proto=["tcp", "udp"],
+            dest_port="53",
+            target="ACCEPT",
+        ),
+        s(
+            "rule",
+            "client_icmp",
+            name="Allow-client-ICMP",
+            src="client",
+            proto="icmp",
+            target="ACCEPT",
+        ),
+        s(
+            "rule",
+            "client_icmpv6",
+            name="Allow-client-ICMPv6",
+            src="client",
+            proto="icmpv6",
+            target="ACCEPT",
+        ),
         # Before the allow rules (first match wins): routed clients cannot leak DHCP or RAs
         # into the mesh, and nothing on the mesh may act as our DHCP server or router.
         s(
@@ -255,7 +320,8 @@ def _firewall(community: Community, node: NodeEntry, bands: list[str]) -> uci.Pa
             name="Block-mesh-DHCP-server",
             src="mesh",
             proto="udp",
-            dest_port="67 547",
+            src_port="67 547",  # replies from a server, to a client's 68 / 546
+            dest_port="68 546",
             target="DROP",
         ),
         s(
@@ -301,6 +367,16 @@ def _firewall(community: Community, node: NodeEntry, bands: list[str]) -> uci.Pa
             src="mesh",
             proto="udp",
             dest_port=str(PROBE_PORT),
+            target="ACCEPT",
+        ),
+        # Admins reach nodes over the mesh (key-only SSH, see provisioning.security).
+        s(
+            "rule",
+            "mesh_ssh",
+            name="Allow-admin-SSH",
+            src="mesh",
+            proto="tcp",
+            dest_port="22",
             target="ACCEPT",
         ),
         s("rule", "mesh_icmp", name="Allow-mesh-ICMP", src="mesh", proto="icmp", target="ACCEPT"),
@@ -467,7 +543,9 @@ def _dhcp(community: Community, node: NodeEntry, bands: list[str]) -> uci.Packag
 def _babeld(community: Community, node: NodeEntry, bands: list[str]) -> uci.Package:
     s = uci.section
     sections = [s("general", "general", local_port=str(BABEL_LOCAL_PORT))]
-    sections += [s("interface", f"mesh_{b}", ifname=mesh_ifname(b)) for b in bands]
+    # 802.11s vifs are radio links: without `type wireless` babeld treats them as wired and
+    # uses split horizon, which breaks relaying over one radio once mesh_fwding is off.
+    sections += [s("interface", f"mesh_{b}", ifname=mesh_ifname(b), type="wireless") for b in bands]
     sections += [
         s("filter", "own_ipv4", type="redistribute", ip=str(community.ipv4), action="allow"),
         s("filter", "own_ipv6", type="redistribute", ip=str(community.ipv6), action="allow"),
@@ -482,8 +560,9 @@ def _babeld(community: Community, node: NodeEntry, bands: list[str]) -> uci.Pack
                 eq="0",
                 action="allow",
             ),
-            s("filter", "default_ipv6", type="redistribute", ip="::/0", eq="0", action="allow"),
         ]
+        # No ::/0: clients get only ULA addresses and the gateway does no NAT66, so IPv6 to the
+        # internet would not work; announcing it would only make clients wait for timeouts.
     sections += [
         s("filter", "no_other_local", type="redistribute", local="true", action="deny"),
         s("filter", "no_other", type="redistribute", action="deny"),
@@ -518,6 +597,23 @@ def _meshd(community: Community, node: NodeEntry, bands: list[str]) -> uci.Packa
         "log_level": "info",
     }
     return uci.Package("meshd", (uci.section("meshd", "main", **options),))
+
+
+def _dropbear() -> uci.Package:
+    """Key-only SSH: password and root-password login off (keys in authorized_keys)."""
+    return uci.Package(
+        "dropbear",
+        (
+            uci.section(
+                "dropbear",
+                "main",
+                PasswordAuth="0",
+                RootPasswordAuth="0",
+                RootLogin="1",
+                Port="22",
+            ),
+        ),
+    )
 
 
 def _mosquitto(community: Community, node: NodeEntry) -> str:
@@ -590,12 +686,13 @@ def render_node(
     bands = node_bands(community, profile)
     packages = [
         _network(community, node, bands),
-        _wireless(community, node, bands),
+        _wireless(community, node, bands, profile),
         _firewall(community, node, bands),
         _dhcp(community, node, bands),
     ]
     if community.routing == "babel":
         packages.append(_babeld(community, node, bands))
+    packages.append(_dropbear())
     files: dict[str, BundleFile] = {
         f"{APPLY_SRC.lstrip('/')}/{p.name}": BundleFile(uci.dumps(p).encode()) for p in packages
     }
@@ -609,6 +706,10 @@ def render_node(
     files["etc/meshd/community.yaml"] = BundleFile(dump_yaml(dict(community_data)).encode(), 0o600)
     files["etc/meshd/trust.json"] = BundleFile(
         (json.dumps(pin.to_json(), indent=2, sort_keys=True) + "\n").encode()
+    )
+    # dropbear on OpenWrt reads root's keys from here; 0600 like ~/.ssh/authorized_keys.
+    files["etc/dropbear/authorized_keys"] = BundleFile(
+        "".join(f"{line}\n" for line in admin_ssh_keys(community_data)).encode(), 0o600
     )
     files["etc/mosquitto/mosquitto.conf"] = BundleFile(_mosquitto(community, node).encode())
     files["etc/mosquitto/meshd-local.acl"] = BundleFile(b"topic readwrite mesh/v1/#\n")
@@ -625,6 +726,21 @@ def render_node(
     return files
 
 
+#: Every package `node image` may add to the Image Builder's defaults, and why (a leading '-'
+#: removes one). tests/unit/test_openwrt_feed.py checks each exists upstream on every release.
+EXTRA_IMAGE_PACKAGES: dict[str, str] = {
+    "meshd": "the agent (this feed)",
+    "mosquitto-nossl": "each node's broker; the mesh's MQTT is plain TCP",
+    "ip-full": "`ip -j` for per-station accounting; BusyBox ip has no -j",
+    "babeld": "routing, babel communities",
+    "kmod-batman-adv": "routing, batman-adv communities",
+    "batctl-default": "batman-adv neighbour and originator tables",
+    "kmod-nft-bridge": "the bridge filter keeping clients' DHCP and RAs off bat0",
+    "-wpad-basic-mbedtls": "the default wpad has no 802.11s",
+    "wpad-mesh-mbedtls": "802.11s with SAE",
+}
+
+
 def image_packages(community: Community, node: NodeEntry) -> list[str]:
     """Packages to add to the Image Builder's defaults (a leading '-' removes one)."""
     routing = (
@@ -632,5 +748,11 @@ def image_packages(community: Community, node: NodeEntry) -> list[str]:
         if community.routing == "babel"
         else ["kmod-batman-adv", "batctl-default", "kmod-nft-bridge"]
     )
-    # 802.11s with SAE needs a wpad with mesh support; the default basic one has none.
-    return ["meshd", "mosquitto-nossl", *routing, "-wpad-basic-mbedtls", "wpad-mesh-mbedtls"]
+    return [
+        "meshd",
+        "mosquitto-nossl",
+        "ip-full",
+        *routing,
+        "-wpad-basic-mbedtls",
+        "wpad-mesh-mbedtls",
+    ]

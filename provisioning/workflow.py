@@ -148,7 +148,7 @@ def check_profile(model: str) -> DeviceProfile:
         raise ProvisionError(
             why,
             "--model",
-            "pick a router with at least 16 MB flash and 128 MB RAM (`mutualmesh node models`)",
+            "pick a router whose budget is ok or experimental in `mutualmesh node models`",
         )
     return profile
 
@@ -181,11 +181,16 @@ def _stage_outputs(
 ) -> tuple[Path, Path]:
     """Write the bundle next to its final place; nothing is visible under the final names yet."""
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        # Bundles hold node keys and the mesh passphrase: owner only, from the first byte.
+        out.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(out, 0o700)
         tmp_tar = out / f".{hostname}.tar.gz.tmp-{os.getpid()}"
         tmp_tree = out / f".{hostname}.tmp-{os.getpid()}"
         shutil.rmtree(tmp_tree, ignore_errors=True)
-        tmp_tar.write_bytes(tarball)
+        tmp_tar.unlink(missing_ok=True)
+        fd = os.open(tmp_tar, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(tarball)
         bundle.write_tree(tmp_tree, files)
     except OSError as exc:
         raise ProvisionError(

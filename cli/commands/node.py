@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 import subprocess
 import time
@@ -62,6 +63,9 @@ def _report(built: Built, verb: str) -> None:
     click.echo(f"  router {a.ipv4} / {a.ipv6}; clients {a.ipv4_client} / {a.ipv6_client}")
     click.echo(f"  bundle {built.tar_path}")
     click.echo(f"  Image Builder FILES= folder {built.tree_path}")
+    budget = built.profile.budget
+    if budget.status == "experimental":
+        click.echo(f"  warning: {built.profile.profile} is experimental: {budget.reason}")
 
 
 @node.command()
@@ -144,11 +148,46 @@ def render(hostname: str, directory: Path, out: Path | None) -> None:
     _report(run(lambda: render_stored(directory, hostname, out)), "rendered")
 
 
+def _json_out(value: object) -> None:
+    click.echo(json.dumps(value, indent=2, sort_keys=True))
+
+
+def _table(rows: list[list[str]], right: frozenset[int] = frozenset()) -> None:
+    """Columns as wide as their widest cell; numbers (`right`) aligned right."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        cells = [
+            cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
+            for i, cell in enumerate(row)
+        ]
+        click.echo("  ".join(cells).rstrip())
+
+
 @node.command("list")
 @DIR_OPTION
-def list_cmd(directory: Path) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def list_cmd(directory: Path, as_json: bool) -> None:
     """List the nodes in nodes.yaml, revoked ones too (their addresses are never reused)."""
-    for s in run(lambda: list_nodes(directory)):
+    states = run(lambda: list_nodes(directory))
+    if as_json:
+        _json_out(
+            [
+                {
+                    "hostname": s.node.hostname,
+                    "node_id": s.node.node_id,
+                    "state": s.state,
+                    "detail": s.detail,
+                    "retired": s.retired,
+                    "gateway": s.node.gateway,
+                    "ipv4": str(s.node.addresses.ipv4),
+                    "ipv6": str(s.node.addresses.ipv6),
+                    "model": s.node.model,
+                }
+                for s in states
+            ]
+        )
+        return
+    for s in states:
         n = s.node
         role = "gateway" if n.gateway else "node"
         detail = f"  ({s.detail})" if s.detail else ""
@@ -158,15 +197,64 @@ def list_cmd(directory: Path) -> None:
         )
 
 
+_STATUS_ORDER = {"ok": 0, "experimental": 1, "refused": 2}
+
+
 @node.command()
-def models() -> None:
-    """Routers we can build for, and whether the Python agent fits on them."""
-    for p in sorted(PROFILES.values(), key=lambda p: (not p.fits_agent, p.profile)):
-        fits = "ok" if p.fits_agent else "too small"
-        click.echo(
-            f"{p.profile:30} {p.target}/{p.subtarget:10} {'+'.join(p.bands):6} "
-            f"{p.flash_mb:>5} MB flash {p.ram_mb:>5} MB RAM  {fits:9} {p.name}"
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def models(as_json: bool) -> None:
+    """Routers we can build for, and each one's flash budget (sizes in KiB; see --json)."""
+    profiles = sorted(PROFILES.values(), key=lambda p: (_STATUS_ORDER[p.budget.status], p.profile))
+    if as_json:
+        _json_out(
+            [
+                {
+                    "profile": p.profile,
+                    "name": p.name,
+                    "target": f"{p.target}/{p.subtarget}",
+                    "bands": list(p.bands),
+                    "flash_mb": p.flash_mb,
+                    "ram_mb": p.ram_mb,
+                    "firmware_kib": p.budget.firmware_kib,
+                    "firmware_source": p.firmware_source,
+                    "base_kib_estimate": p.budget.base_kib,
+                    "packages_kib_estimate": p.budget.packages_kib,
+                    "overlay_kib": p.budget.overlay_kib,
+                    "status": p.budget.status,
+                    "reason": p.budget.reason,
+                }
+                for p in profiles
+            ]
         )
+        return
+    rows = [
+        ["profile", "target", "bands", "flash MB", "RAM MB", "firmware", "base*", "ours*",
+         "overlay", "status"],
+    ]  # fmt: skip
+    for p in profiles:
+        b = p.budget
+        rows.append(
+            [
+                p.profile,
+                f"{p.target}/{p.subtarget}",
+                "+".join(p.bands),
+                str(p.flash_mb),
+                str(p.ram_mb),
+                str(b.firmware_kib),
+                str(b.base_kib),
+                str(b.packages_kib),
+                str(b.overlay_kib),
+                b.status,
+            ]
+        )
+    _table(rows, right=frozenset({3, 4, 5, 6, 7, 8}))
+    click.echo("")
+    click.echo(
+        "sizes in KiB; * = estimate (provisioning/budget.py); overlay = firmware - base - ours."
+    )
+    for p in profiles:
+        if p.budget.reason:
+            click.echo(f"{p.profile}: {p.budget.status}: {p.budget.reason}")
 
 
 def _make_command(built: Built) -> list[str]:
@@ -224,12 +312,18 @@ def image(hostname: str, imagebuilder: Path | None, directory: Path, out: Path |
 
 
 REMOTE_BUNDLE = "/tmp/meshd-bundle.tar.gz"
+# The first part runs in the ssh session; the reloads run detached, because reloading the network
+# changes the address this session came in on and dropbear then hangs up on it. umask 077: the
+# bundle holds the node key and the community file.
+REMOTE_RELOAD = (
+    "sleep 2; /etc/init.d/mosquitto restart; /etc/init.d/dropbear restart; reload_config;"
+    " wifi reload; /etc/init.d/meshd restart"
+)
 REMOTE_APPLY = (
-    f"tar -xzf {REMOTE_BUNDLE} -C / && rm -f {REMOTE_BUNDLE}"
+    f"umask 077 && tar -xzf {REMOTE_BUNDLE} -C / && rm -f {REMOTE_BUNDLE}"
     " && /etc/uci-defaults/90-meshd-node && rm -f /etc/uci-defaults/90-meshd-node"
     " && sysctl -p /etc/sysctl.d/90-meshd.conf >/dev/null"
-    " && /etc/init.d/mosquitto restart && reload_config && wifi reload"
-    " && /etc/init.d/meshd restart"
+    f" && {{ ( {REMOTE_RELOAD} ) </dev/null >/dev/null 2>&1 & }}"
 )
 
 
@@ -267,7 +361,10 @@ def push(
                 "meshd package is installed",
                 status=ExitStatus.UNREACHABLE,
             )
-    click.echo("applied; the router reloads its network (Wi-Fi drops for a few seconds)")
+    click.echo(
+        "applied; the router now reloads in the background (Wi-Fi and this address drop for a "
+        "few seconds; ssh then takes admin keys only)"
+    )
 
 
 @node.command()

@@ -153,7 +153,7 @@ async def test_agent_counts_station_bytes_from_before_discovery(tmp_path):
     from node_agent.__main__ import _load_identity
     from node_agent.agent import Agent
     from node_agent.config import load
-    from tests.unit.test_agent_integration import provision
+    from tests.agentkit import provision
 
     provision(tmp_path, ["m"])
     config = load(

@@ -18,7 +18,7 @@ def make_agent(tmp_path):
     from node_agent.__main__ import _load_identity
     from node_agent.agent import Agent
     from node_agent.config import load
-    from tests.unit.test_agent_integration import provision
+    from tests.agentkit import provision
 
     _, keys = provision(tmp_path, ["m", "a", "b"])
     config = load(

@@ -90,7 +90,7 @@ async def test_second_neighbour_switches_the_link_to_per_mac_counters_without_do
     from node_agent.__main__ import _load_identity
     from node_agent.agent import Agent
     from node_agent.config import load
-    from tests.unit.test_agent_integration import provision
+    from tests.agentkit import provision
 
     _, keys = provision(tmp_path, ["m", "x", "y"])
     x, y = keys["x"].node_id, keys["y"].node_id

@@ -81,8 +81,9 @@ def test_several_real_adds_never_collide(comm):
     [
         (["Bad_Host", "--model", "cudy_wr3000-v1"], "invalid hostname", "lowercase letters"),
         (["ok", "--model", "cudy-wr3000"], "unknown model", "did you mean cudy_wr3000-v1"),
-        (["ok", "--model", "tplink_tl-wr841n-v14"], "4 MB flash", "16 MB flash and 128 MB RAM"),
-        (["ok", "--model", "glinet_gl-ar150"], "64 MB RAM", "128 MB RAM"),
+        (["ok", "--model", "tplink_tl-wr841n-v14"], "32 MB RAM", "node models"),
+        (["ok", "--model", "glinet_gl-ar150"], "64 MB RAM", "128 MB"),
+        (["ok", "--model", "tplink_eap225-outdoor-v1"], "does not fit", "node models"),
         (["ok", "--model", "cudy_wr3000-v1", "--location", "north"], "--location", "LAT,LON"),
     ],
 )
@@ -157,8 +158,9 @@ def test_image_without_imagebuilder_prints_the_command(comm):
     result = invoke("node", "image", "bakery", "--dir", directory)
     assert result.exit_code == 0, result.output
     assert "target ath79/generic" in result.output
-    assert "make image PROFILE=tplink_archer-c7-v5 'PACKAGES=meshd mosquitto-nossl babeld" in (
-        result.output
+    assert (
+        "make image PROFILE=tplink_archer-c7-v5 'PACKAGES=meshd mosquitto-nossl ip-full babeld"
+        in (result.output)
     )
     assert f"FILES={(directory / 'build' / 'bakery').resolve()}" in result.output
 
@@ -184,12 +186,43 @@ def test_push_dry_run_only_prints(comm):
     assert "dry run: nothing was done" in result.output
 
 
-def test_models_lists_profiles_and_marks_small_ones():
+def test_models_lists_profiles_with_their_budget():
     result = invoke("node", "models")
     assert result.exit_code == 0
+    assert result.output.endswith("\n")
     lines = result.output.splitlines()
-    assert len(lines) >= 10
-    assert any("tplink_tl-wr841n-v14" in line and "too small" in line for line in lines)
+    header = lines[0]
+    assert "overlay" in header
+    assert "status" in header
+    table = lines[1 : lines.index("")]
+    assert len(table) == 15
+    # Aligned: the status column starts at the same place on every row.
+    column = header.index("status")
+    assert {line[column:].split()[0] for line in table} <= {"ok", "experimental", "refused"}
+    assert any(line.startswith("tplink_eap225-outdoor-v1") and "refused" in line for line in table)
+
+
+def test_models_json_has_the_numbers():
+    result = invoke("node", "models", "--json")
+    assert result.exit_code == 0
+    rows = {r["profile"]: r for r in json.loads(result.output)}
+    cudy = rows["cudy_wr3000-v1"]
+    assert cudy["flash_mb"] == 16  # 16 MB SPI-NOR, not 128
+    assert cudy["overlay_kib"] == (
+        cudy["firmware_kib"] - cudy["base_kib_estimate"] - cudy["packages_kib_estimate"]
+    )
+    assert rows["ubnt_nanostation-m"]["target"] == "ath79/tiny"
+    assert rows["tplink_eap225-outdoor-v1"]["status"] == "refused"
+
+
+def test_list_json(comm):
+    directory, _ = comm
+    assert add(comm, "bakery", "--model", "cudy_wr3000-v1").exit_code == 0
+    result = invoke("node", "list", "--dir", directory, "--json")
+    assert result.exit_code == 0, result.output
+    (entry,) = json.loads(result.output)
+    assert entry["hostname"] == "bakery"
+    assert entry["state"] == "active"
 
 
 def test_revoke_then_publish_dry_run(comm):
@@ -345,3 +378,22 @@ def test_a_hand_edited_uplink_on_a_plain_node_is_refused(comm):
     result = invoke("node", "render", "library", "--dir", directory)
     assert result.exit_code == 2
     assert "nodes[0].uplink_kbit: only a gateway has an uplink to share" in result.output
+
+
+def test_bundle_and_build_folder_are_owner_only(comm):
+    directory, _ = comm
+    assert add(comm, "bakery", "--model", "cudy_wr3000-v1").exit_code == 0
+    build = directory / "build"
+    assert build.stat().st_mode & 0o777 == 0o700
+    assert (build / "bakery.tar.gz").stat().st_mode & 0o777 == 0o600
+    assert (build / "bakery").stat().st_mode & 0o077 == 0
+
+
+def test_push_runs_the_reloads_detached_with_a_private_umask(comm):
+    from cli.commands.node import REMOTE_APPLY
+
+    head, tail = REMOTE_APPLY.split("{ (", 1)
+    assert head.startswith("umask 077 ")
+    assert "reload_config" not in head  # nothing that cuts the session runs inside it
+    assert "reload_config" in tail
+    assert tail.rstrip().endswith("& }")

@@ -2,14 +2,15 @@
 
 Runs without an OpenWrt tree: it reads the Makefiles as text, the way `scripts/feeds` does for
 metadata, and checks that every package can be fetched reproducibly (a real hash, or built from
-this checkout), that it depends only on packages this feed defines or that openwrt-packages.txt
-says come from OpenWrt, and that our packaged versions satisfy what the agent is tested with.
+this checkout), that it depends only on packages this feed defines or that upstream-packages.txt
+lists for every supported OpenWrt release, and that our packaged versions satisfy what the agent is
+tested with. The facts of OpenWrt's python3-package.mk we rely on are encoded in
+test_openwrt_python3_mk.py.
 """
 
 from __future__ import annotations
 
 import re
-import shutil
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,9 +88,34 @@ def depends(value: str) -> list[str]:
     return names
 
 
+#: The releases the feed is for; 24.10 is the minimum (see README.md: 23.05's zeroconf is 0.97).
+RELEASES = ("24.10", "25.12")
+
+
+def upstream_by_release() -> dict[str, set[str]]:
+    """upstream-packages.txt: `name releases... source`, one package a line."""
+    out: dict[str, set[str]] = {r: set() for r in RELEASES}
+    for line in (FEED / "upstream-packages.txt").read_text().splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        name, rest = line.split(None, 1)
+        releases = rest.split("openwrt/", 1)[0].split()
+        assert releases, line
+        assert "openwrt/" in rest, f"no source named: {line}"
+        for release in releases:
+            out[release].add(name)
+    return out
+
+
 def openwrt_packages() -> set[str]:
-    lines = (FEED / "openwrt-packages.txt").read_text().splitlines()
-    return {line.split("#", 1)[0].strip() for line in lines} - {""}
+    """Names OpenWrt provides on every supported release."""
+    by_release = upstream_by_release()
+    return set.intersection(*by_release.values())
+
+
+def openwrt_build_packages() -> set[str]:
+    """Host build dependencies: on some releases they come with python3/host (see the list)."""
+    return set.union(*upstream_by_release().values())
 
 
 def problems(mk: Makefile, ours: set[str], theirs: set[str]) -> list[str]:
@@ -135,11 +161,11 @@ def problems(mk: Makefile, ours: set[str], theirs: set[str]) -> list[str]:
             if dep not in ours and dep not in theirs:
                 out.append(
                     f"Package/{name}: depends on {dep}, neither in this feed nor listed in "
-                    "openwrt/openwrt-packages.txt"
+                    "openwrt/upstream-packages.txt for every supported release"
                 )
     for dep in depends(t.get("PKG_BUILD_DEPENDS", "")):
-        if dep not in theirs and dep.split("/", 1)[0] not in ours:
-            out.append(f"PKG_BUILD_DEPENDS: {dep} not listed in openwrt/openwrt-packages.txt")
+        if dep not in openwrt_build_packages() and dep.split("/", 1)[0] not in ours:
+            out.append(f"PKG_BUILD_DEPENDS: {dep} not listed in openwrt/upstream-packages.txt")
     return out
 
 
@@ -153,13 +179,30 @@ def our_packages(makefiles: dict[str, Makefile]) -> set[str]:
 
 def test_the_feed_has_the_agent_and_its_python_dependencies():
     names = our_packages(feed())
-    assert {
-        "meshd",
-        "python3-aiomqtt",
-        "python3-paho-mqtt",
-        "python3-zeroconf",
-        "python3-ifaddr",
-    } <= names
+    assert names == {"meshd", "python3-aiomqtt", "python3-paho-mqtt"}
+
+
+def test_what_upstream_packages_is_taken_from_upstream():
+    """No private copy of a package OpenWrt already ships (zeroconf, ifaddr on 24.10+)."""
+    names = our_packages(feed())
+    assert not names & openwrt_packages()
+    assert {"python3-zeroconf", "python3-ifaddr", "ip-full"} <= openwrt_packages()
+
+
+def test_meshd_depends_on_what_the_agent_runs_and_nothing_it_does_not():
+    deps = depends(feed()["meshd"].packages["meshd"]["DEPENDS"])
+    assert "ip-full" in deps  # `ip -j neigh` (node_agent/radio.py): BusyBox ip has no -j
+    assert "python3-codecs" not in deps  # CJK codecs and unicodedata only; nothing imports them
+    assert "python3-zeroconf" in deps
+
+
+def test_image_packages_exist_upstream():
+    """What `node image` adds to an Image Builder call is an upstream package on every release."""
+    from provisioning.render import EXTRA_IMAGE_PACKAGES
+
+    theirs = openwrt_packages() | our_packages(feed())
+    for name in EXTRA_IMAGE_PACKAGES:
+        assert name.lstrip("-") in theirs or name.startswith("-"), name
 
 
 @pytest.mark.parametrize("path", MAKEFILES, ids=lambda p: p.parent.name)
@@ -188,7 +231,10 @@ def test_packaged_versions_satisfy_the_agents_requirements():
         if req.name in by_pypi:
             assert Version(by_pypi[req.name]) in req.specifier, (req, by_pypi[req.name])
             checked += 1
-    assert checked >= 2  # aiomqtt and zeroconf come from this feed
+    assert checked >= 1  # aiomqtt comes from this feed
+    # zeroconf comes from OpenWrt: its 24.10/25.12 version must satisfy the agent's range too.
+    zeroconf = next(r for r in requirements if r.name == "zeroconf")
+    assert Version("0.131.0") in zeroconf.specifier
 
 
 BROKEN = """include $(TOPDIR)/rules.mk
@@ -224,49 +270,4 @@ def test_the_lint_catches_what_it_claims_to(tmp_path):
         "depends on python3-nonesuch",
     ):
         assert expected in found, expected
-    assert "python3-light" not in found  # listed in openwrt-packages.txt; @HAS_FPU is a symbol
-
-
-SDIST = "import sys; from setuptools import build_meta; build_meta.build_sdist(sys.argv[1])"
-
-
-def test_meshd_builds_from_what_build_prepare_copies(tmp_path):
-    """The files Build/Prepare copies are enough for a wheel with everything the filespec keeps."""
-    import subprocess
-    import sys
-    import tarfile
-
-    text = (FEED / "meshd" / "Makefile").read_text()
-    prepare = text[
-        text.index("define Build/Prepare") : text.index("endef", text.index("define Build/Prepare"))
-    ]
-    copied = re.findall(r"\$\(MESHD_SOURCE_DIR\)/([A-Za-z0-9_.]+)", prepare.replace("\\\n", " "))
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    assert "pyproject.toml" in copied
-    assert project["readme"] in copied  # setuptools only warns when it is missing
-    tree = tmp_path / "src"
-    tree.mkdir()
-    for name in copied:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, tree / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(src, tree / name)
-    # The PEP 517 sdist hook of the same backend the router build uses: it fails on a bad
-    # pyproject.toml or a missing readme, and lists the packages and entry points it found.
-    out = tmp_path / "dist"
-    result = subprocess.run(
-        [sys.executable, "-c", SDIST, str(out)],
-        cwd=tree, capture_output=True, text=True, check=False, timeout=240,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    (sdist,) = out.glob("*.tar.gz")
-    with tarfile.open(sdist) as tar:
-        names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
-        entry_points = next(m for m in tar.getmembers() if m.name.endswith("entry_points.txt"))
-        entry_text = tar.extractfile(entry_points).read().decode()
-    filespec = re.findall(r"\+\|\$\(PYTHON3_PKG_DIR\)/(\S+)", text)
-    assert filespec
-    for item in filespec:
-        assert item in names or any(n.startswith(item + "/") for n in names), item
-    assert "meshd = node_agent.__main__:main" in entry_text
+    assert "python3-light" not in found  # listed in upstream-packages.txt; @HAS_FPU is a symbol

@@ -16,6 +16,12 @@ ADMIN = SigningKey(bytes(range(32)))
 NODE_KEYS = {"bakery": SigningKey(bytes([7]) * 32), "library": SigningKey(bytes([9]) * 32)}
 
 
+#: A well-formed ed25519 public key line (key bytes 0..31): not anyone's real key.
+ADA_SSH = (
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f ada@laptop"
+)
+
+
 def community_data(routing: str = "babel") -> dict[str, Any]:
     data: dict[str, Any] = {
         "name": "riverside",
@@ -32,7 +38,7 @@ def community_data(routing: str = "babel") -> dict[str, Any]:
         "ipv6": {"prefix": "fd12:3456:789a::/48"},
         "routing": {"protocol": routing},
         "mqtt": {"port": 1883},
-        "admins": [{"name": "ada", "key": ADMIN.public.text}],
+        "admins": [{"name": "ada", "key": ADMIN.public.text, "ssh_keys": [ADA_SSH]}],
         "threshold": 1,
         "signatures": [],
     }

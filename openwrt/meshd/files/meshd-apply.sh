@@ -3,7 +3,7 @@
 # meshd-apply [DIR]: merge the configuration rendered by `mutualmesh node add` (default
 # /etc/meshd/uci) into this router's UCI config. Safe to run again: the result is the same.
 #
-# - firewall, dhcp, babeld: ours entirely, replaced.
+# - firewall, dhcp, babeld, dropbear: ours entirely, replaced.
 # - network: our named sections replace the board's sections of the same name; the board's
 #   devices (br-lan ports, wan) stay as they are.
 # - wireless: every wifi-iface is removed (OpenWrt's default is an open AP); our sections name
@@ -38,7 +38,7 @@ radio_for_band() {
 
 [ -d "$SRC" ] || { log "no rendered configuration in $SRC"; exit 1; }
 
-for pkg in firewall dhcp babeld; do
+for pkg in firewall dhcp babeld dropbear; do
 	[ -f "$SRC/$pkg" ] || continue
 	cp "$SRC/$pkg" "/etc/config/.$pkg.meshd"
 	mv "/etc/config/.$pkg.meshd" "/etc/config/$pkg"

@@ -1,0 +1,189 @@
+"""Bytes carried for each neighbour: interface, per-station (wifi) and per-MAC (shared links)
+counters folded into the ledger (`meshd.accounting`), plus the nftables totals."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from meshd.accounting import Ledger, LinkMeters
+from node_agent import system
+from node_agent.config import Config
+from node_agent.neighbours import Neighbour, NeighbourTable
+from node_agent.radio import RadioReader, RadioView, neighbour_macs, parse_ip_neigh
+from node_agent.runtime import Runtime
+
+log = logging.getLogger("meshd")
+
+
+class Counting:
+    def __init__(
+        self, config: Config, rt: Runtime, neighbours: NeighbourTable, boot_id: str
+    ) -> None:
+        self.config = config
+        self.rt = rt
+        self.neighbours = neighbours
+        self.boot_id = boot_id
+        self.ledger = Ledger()
+        self.link_meters = LinkMeters(self.ledger)
+        self.shared_ifaces: set[str] = set()  # more than one neighbour heard there at once
+        self.wifi_ifaces = {
+            i for i in config.mesh_ifaces if i in config.wifi_ifaces or rt.sys.is_wifi(i)
+        }
+        self.radio: RadioReader | None = None
+        self.radio_view = RadioView()
+        self.macs: system.MacCounters | None = None
+        self.macs_seen: dict[str, set[str]] = {}  # iface -> MACs in the last read
+        self.stations_seen: dict[str, set[str]] = {}  # iface -> MACs in its last station dump
+        self.nft: system.Nft | None = None
+        self.nft_epoch = ""
+        self.on_change: Callable[[], None] = lambda: None  # a new meter or owner: save now
+
+    def radio_reader(self) -> RadioReader | None:
+        batman = self.config.batman_iface if self.config.routing == "batman-adv" else None
+        if not self.wifi_ifaces and batman is None:
+            return None
+        return RadioReader(self.rt.sys.run, self.wifi_ifaces, batman)
+
+    def _on_link(self, iface: str) -> list[Neighbour]:
+        """The neighbours whose bytes this link carries: verified ones if any, so one fake
+        identity announced on a point-to-point link does not hide the real neighbour."""
+        on_link = [n for n in self.neighbours.entries.values() if n.iface == iface]
+        verified = [n for n in on_link if n.verified]
+        return verified or on_link
+
+    async def read(self) -> None:
+        """Fold raw counters into the ledger; a new meter, a re-anchored baseline or a link
+        passing to another neighbour is saved at once, so what a restart after kill -9 resumes
+        from matches what was counted (one write per such event, not per cycle)."""
+        changes = self.ledger.changes
+        await self._fold_counters()
+        if self.ledger.changes != changes:
+            self.on_change()
+
+    def p2p_owner(self, iface: str) -> str | None:
+        """The neighbour a point-to-point interface's counters belong to, None if unknown or
+        shared (more than one neighbour heard there at once)."""
+        on_link = self._on_link(iface)
+        up = [n for n in on_link if n.up]
+        if len(up) > 1 or iface in self.shared_ifaces:
+            return None
+        if len(up) == 1:
+            return up[0].node_id
+        # Nobody heard right now: the last holder keeps the link until another node shows up
+        # (also just after a restart, before discovery has found anyone: owners are saved).
+        previous = self.link_meters.owners.get(iface)
+        return previous if all(n.node_id == previous for n in on_link) else None
+
+    def fold_iface(self, iface: str) -> None:
+        stats = self.rt.sys.iface_stats(iface)
+        if stats is None:
+            self.link_meters.gone(iface)
+            return
+        epoch = f"{self.boot_id}/{iface}#{self.rt.sys.iface_index(iface)}"
+        self.link_meters.fold(iface, stats, epoch, self.p2p_owner(iface))
+
+    async def _fold_radio(self, reader: RadioReader) -> None:
+        """Per-station counters on wifi: a station's bytes are its neighbour's, also from
+        before discovery (a station that shows up after our first dump counted from zero)."""
+        view = self.radio_view = await reader.read(self.neighbours.entries.values())
+        owner = {(iface, st.mac): node for (node, iface), st in view.stations.items()}
+        for iface, stations in reader.last_stations.items():
+            seen = self.stations_seen.get(iface)
+            for st in stations:
+                source = f"{iface}/{st.mac}"
+                epoch = f"{self.boot_id}/{iface}#{self.rt.sys.iface_index(iface)}/{st.mac}"
+                raw = {
+                    "rx_bytes": st.rx_bytes,
+                    "tx_bytes": st.tx_bytes,
+                    "rx_packets": st.rx_packets,
+                    "tx_packets": st.tx_packets,
+                }
+                self.link_meters.fold(
+                    iface,
+                    raw,
+                    epoch,
+                    # a station's MAC stays its node's: until discovery the last holder has it
+                    owner.get((iface, st.mac)) or self.link_meters.owners.get(source),
+                    source=source,
+                    new=seen is not None and st.mac not in seen,
+                )
+            self.stations_seen[iface] = {st.mac for st in stations}
+
+    async def _fold_macs(self, macs: system.MacCounters) -> None:
+        """Per-MAC counters: the source for an interface once it is shared (more than one
+        neighbour heard there at once); until then the interface's own counters serve and the
+        MAC counters only keep their marks current, so nothing is credited twice."""
+        totals = await macs.read()
+        for iface, rows in totals.items():
+            shared = iface in self.shared_ifaces
+            owner: dict[str, str] = {}
+            if shared:
+                rc, out = await self.rt.sys.run("ip", "-j", "neigh", "show", "dev", iface)
+                arp = parse_ip_neigh(out) if rc == 0 else {}
+                for n in self.neighbours.entries.values():
+                    if n.iface == iface:
+                        for mac in neighbour_macs(n, arp):
+                            owner[mac] = n.node_id
+            seen = self.macs_seen.get(iface)
+            for mac, raw in rows.items():
+                source = f"{iface}/{mac}/nft"
+                self.link_meters.fold(
+                    iface,
+                    raw,
+                    f"{self.boot_id}/macnft{macs.handle}/{iface}/{mac}",
+                    (owner.get(mac) or self.link_meters.owners.get(source)) if shared else None,
+                    source=source,
+                    new=seen is not None and mac not in seen,
+                    counted_elsewhere=not shared,
+                )
+            self.macs_seen[iface] = set(rows)
+
+    async def _fold_counters(self) -> None:
+        for iface in self.config.mesh_ifaces:
+            heard = sum(n.up for n in self._on_link(iface))
+            metered = self.macs is not None and iface in self.macs.ifaces
+            if heard > 1 and metered and iface not in self.shared_ifaces:
+                log.info("%s is shared by several neighbours: per-MAC counters from now", iface)
+                self.shared_ifaces.add(iface)
+            if iface not in self.wifi_ifaces:  # wifi: per station, below
+                self.fold_iface(iface)
+        if self.macs is not None:
+            await self._fold_macs(self.macs)
+        if self.radio is not None:
+            await self._fold_radio(self.radio)
+        if self.nft is not None:
+            for name, (nbytes, packets) in (await self.nft.counters()).items():
+                self.ledger.update(f"nft/{name}/bytes", nbytes, self.nft_epoch)
+                self.ledger.update(f"nft/{name}/packets", packets, self.nft_epoch)
+
+    async def setup(self) -> None:
+        """nftables accounting and per-MAC counters on wired links, if enabled and possible."""
+        self.radio = self.radio_reader()
+        if not self.config.nft:
+            return
+        self.nft = system.Nft(
+            self.config.nft_table,
+            self.config.mesh_ifaces,
+            self.config.gateway_iface,
+            self.config.client_ifaces,
+        )
+        if await self.nft.setup():
+            self.nft_epoch = f"{self.boot_id}/nft{self.nft.handle}"
+        else:
+            self.nft = None
+        wired = [
+            i
+            for i in self.config.mesh_ifaces
+            if i not in self.wifi_ifaces and self.rt.sys.iface_stats(i) is not None
+        ]
+        if wired:
+            self.macs = system.MacCounters(self.config.nft_table, wired, self.rt.sys.run)
+            if not await self.macs.setup():
+                self.macs = None
+
+    async def teardown(self) -> None:
+        if self.nft is not None:
+            await self.nft.remove()
+        if self.macs is not None:
+            await self.macs.remove()

@@ -1,0 +1,278 @@
+"""The relay's MQTT shells around `relay_core.RelayCore`: our own broker, one client per live
+neighbour, and the supervisor that keeps one relay task per neighbour.
+
+Every message goes through the core, whose actions are performed here. Oversized packets are
+refused before paho buffers them (it would accept 256 MiB): MQTT v5 Maximum Packet Size is sent
+in CONNECT, so a well-behaved broker never sends more, and `guard_packet_size` cuts the
+connection as soon as a larger packet's length header arrives from one that does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from meshd.errors import RejectReason
+from meshd.topics import community_filter, status_topic
+from node_agent.config import Config
+from node_agent.neighbours import Event, Neighbour, NeighbourTable
+from node_agent.relay_core import (
+    LOCAL,
+    Action,
+    Drop,
+    NeighbourGone,
+    NeighbourVerified,
+    Publish,
+    RelayCore,
+    Revoked,
+    Source,
+)
+from node_agent.runtime import Runtime
+
+log = logging.getLogger("meshd")
+REPLAY_LIMIT_S = 3.0  # longest a neighbour holds the replay slot
+PACKET_OVERHEAD = 1024  # fixed header, topic and properties around a record of the cap
+
+
+class PacketTooLarge(OSError):
+    """A packet's length header announced more than we accept; the connection is dropped."""
+
+
+def connect_properties(max_packet: int) -> Properties:
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    props.MaximumPacketSize = max_packet
+    return props
+
+
+def guard_packet_size(
+    client: aiomqtt.Client, max_packet: int, on_refuse: Callable[[int], None]
+) -> None:
+    """Make paho refuse a packet longer than `max_packet` once its length is known, before
+    reading its body (paho's `_packet_read` reads `remaining_length` bytes in one call)."""
+    paho: Any = client._client  # paho has no hook for this
+    recv = paho._sock_recv
+
+    def guarded(bufsize: int) -> bytes:
+        packet = paho._in_packet
+        if packet["have_remaining"] and packet["remaining_length"] > max_packet:
+            on_refuse(int(packet["remaining_length"]))
+            raise PacketTooLarge(f"packet of {packet['remaining_length']} bytes refused")
+        data: bytes = recv(min(bufsize, 64 * 1024))
+        return data
+
+    paho._sock_recv = guarded
+
+
+class ReplayTurn:
+    """A neighbour's turn to replay its retained records into us: held from CONNACK until its
+    queue first drains, or `limit_s` at most (a silent neighbour sends nothing to drain)."""
+
+    def __init__(self, slot: asyncio.Semaphore, limit_s: float) -> None:
+        self.slot = slot
+        self.limit_s = limit_s
+        self.held = False
+        self.timer: asyncio.TimerHandle | None = None
+
+    async def __aenter__(self) -> ReplayTurn:
+        await self.slot.acquire()
+        self.held = True
+        self.timer = asyncio.get_running_loop().call_later(self.limit_s, self.release)
+        return self
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self.slot.release()
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.release()
+
+
+class Relay:
+    def __init__(
+        self,
+        config: Config,
+        rt: Runtime,
+        core: RelayCore,
+        neighbours: NeighbourTable,
+        on_event: Callable[[str, Event], None],
+        on_revoked: Callable[[], None],
+    ) -> None:
+        self.config = config
+        self.rt = rt
+        self.core = core
+        self.neighbours = neighbours
+        self.on_event = on_event
+        self.on_revoked = on_revoked
+        self.node_id = core.node_id
+        self.community = core.community
+        self.max_packet = core.store.limits.max_bytes + PACKET_OVERHEAD
+        self.local: aiomqtt.Client | None = None
+        self.local_ready = asyncio.Event()
+        self.connected = asyncio.Event()  # set on every (re)connect to our broker
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.spawn: Callable[[Any, str], asyncio.Task[None]] | None = None
+        # One neighbour's retained replay at a time: 8 neighbours replaying 600 records at once
+        # queue ~5,000 messages (~10 MB) that pymalloc never hands back to the system.
+        self.replay_slot = asyncio.Semaphore(1)
+
+    # -- performing the core's actions ------------------------------------------------------
+
+    async def publish_local(self, topic: str, payload: bytes, retain: bool = True) -> None:
+        client = self.local
+        if client is None:
+            return
+        try:
+            await client.publish(topic, payload, qos=1, retain=retain)
+        except aiomqtt.MqttError as exc:
+            log.debug("local publish failed: %s", exc)
+
+    async def perform(self, actions: list[Action]) -> None:
+        for a in actions:
+            if isinstance(a, Publish):
+                await self.publish_local(a.topic, a.payload, a.retain)
+            elif isinstance(a, Drop):
+                if a.error is not None and a.reason == "internal_error":
+                    log.error("message from %s dropped: %s", a.link, a.detail, exc_info=a.error)
+                else:
+                    log.debug("dropped from %s: %s %s", a.link, a.reason, a.detail)
+            elif isinstance(a, NeighbourVerified):
+                if self.neighbours.verify(a.node_id, a.link):
+                    log.info("neighbour %s verified at %s", a.node_id, a.link)
+            elif isinstance(a, NeighbourGone):
+                if self.neighbours.gone(a.node_id, self.rt.clock.monotonic()):
+                    self.on_event(a.node_id, Event.LOST)
+            elif isinstance(a, Revoked):
+                log.warning(
+                    "node %s revoked by the admins: %r", a.revocation.node_id, a.revocation.reason
+                )
+                self.on_revoked()
+
+    async def handle(self, source: Source, message: aiomqtt.Message) -> None:
+        """One message, whatever it holds: counted and dropped at worst, never raised."""
+        try:
+            payload = message.payload
+            data = bytes(payload) if isinstance(payload, (bytes, bytearray)) else b""
+            actions = self.core.on_message(source, message.topic.value, data, self.rt.clock.now())
+            await self.perform(actions)
+        except Exception as exc:  # no single message may end the agent
+            self.core.counters["internal_error"] += 1
+            log.error("message from %s failed", source.link, exc_info=exc)
+
+    # -- our own broker ---------------------------------------------------------------------
+
+    async def run_local(self) -> None:
+        """Our own broker: we publish into it, and read it too (admins publish revocations
+        there, and anything invalid someone writes into it is answered with the record held)."""
+        attempt = 0
+        status = status_topic(self.community, self.node_id)
+        while True:
+            try:
+                client = aiomqtt.Client(
+                    "127.0.0.1",
+                    self.config.broker_port,
+                    identifier=f"meshd-{self.node_id}",
+                    protocol=aiomqtt.ProtocolVersion.V5,  # for no-local, below
+                    will=aiomqtt.Will(status, b"offline", qos=1, retain=True),
+                    keepalive=30,
+                    timeout=10,
+                    max_queued_incoming_messages=10_000,
+                    properties=connect_properties(self.max_packet),
+                )
+                guard_packet_size(client, self.max_packet, self._refused(LOCAL))
+                async with client:
+                    attempt = 0
+                    self.local = client
+                    await client.publish(status, b"online", qos=1, retain=True)
+                    # no-local: our own publishes (every record we hold) do not come back to us
+                    await client.subscribe(
+                        community_filter(self.community),
+                        options=SubscribeOptions(qos=1, noLocal=True),
+                    )
+                    # Reconnect heals: put back everything we hold (the broker may have restarted).
+                    for p in self.core.held():
+                        await client.publish(p.topic, p.payload, qos=1, retain=p.retain)
+                    self.local_ready.set()
+                    self.connected.set()
+                    async for message in client.messages:
+                        await self.handle(LOCAL, message)
+            except (aiomqtt.MqttError, OSError) as exc:
+                delay = self.rt.backoff(attempt := attempt + 1)
+                log.warning("local broker: %s; retrying in %.1f s", exc, delay)
+            except Exception:  # whatever paho raises, reconnect
+                delay = self.rt.backoff(attempt := attempt + 1)
+                log.exception("local broker client failed; retrying in %.1f s", delay)
+            self.local = None
+            await asyncio.sleep(delay)
+
+    # -- neighbours -------------------------------------------------------------------------
+
+    def _refused(self, source: Source) -> Callable[[int], None]:
+        def count(size: int) -> None:
+            self.core.store.rejections[RejectReason.TOO_LARGE] += 1
+            self.core.count(source, "packet_too_large")
+            log.warning("%s: refused a %d-byte packet", source.link, size)
+
+        return count
+
+    async def supervise(self) -> None:
+        """One relay task per live neighbour; lost neighbours' tasks are cancelled."""
+        while True:
+            live = {n.node_id: n for n in self.neighbours.up()}
+            for node_id, task in list(self.tasks.items()):
+                n = live.get(node_id)
+                if task.done() or n is None or task.get_name() != self.task_name(n):
+                    task.cancel()
+                    del self.tasks[node_id]
+            for node_id, n in live.items():
+                if node_id not in self.tasks and self.spawn is not None:
+                    self.tasks[node_id] = self.spawn(self.run_neighbour(n), self.task_name(n))
+            await asyncio.sleep(0.5)
+
+    @staticmethod
+    def task_name(n: Neighbour) -> str:
+        return f"relay:{n.node_id}@{n.address}:{n.broker_port}"
+
+    async def run_neighbour(self, n: Neighbour) -> None:
+        attempt = 0
+        source = Source(n.link, n.node_id, n.fingerprint)
+        while True:
+            delay = 1.0
+            try:
+                client = aiomqtt.Client(
+                    n.address,
+                    n.broker_port,
+                    identifier=f"meshd-{self.node_id}-{n.node_id[:8]}",
+                    protocol=aiomqtt.ProtocolVersion.V5,
+                    keepalive=10,
+                    timeout=5,
+                    max_queued_incoming_messages=5_000,
+                    properties=connect_properties(self.max_packet),
+                )
+                guard_packet_size(client, self.max_packet, self._refused(source))
+                # the replay slot is taken after CONNACK: a fake that never answers holds nothing
+                async with client, ReplayTurn(self.replay_slot, REPLAY_LIMIT_S) as turn:
+                    attempt = 0
+                    self.core.counters["relay_connects"] += 1
+                    log.info("relay: connected to %s at %s", n.node_id, n.address)
+                    await client.subscribe(community_filter(self.community), qos=1)
+                    async for message in client.messages:
+                        if turn.held and not len(client.messages):
+                            turn.release()  # replay drained: the next neighbour may start
+                        await self.handle(source, message)
+            except (aiomqtt.MqttError, OSError) as exc:
+                delay = self.rt.backoff(attempt := attempt + 1)
+                log.info("relay %s: %s; retrying in %.1f s", n.node_id, exc, delay)
+            except Exception:  # whatever paho raises, reconnect
+                delay = self.rt.backoff(attempt := attempt + 1)
+                log.exception("relay %s failed; retrying in %.1f s", n.node_id, delay)
+            await asyncio.sleep(delay)

@@ -1,0 +1,87 @@
+"""Flash budget per router: firmware partition minus base image minus our packages = overlay.
+
+Sizes are squashfs (xz) bytes. What we ship ourselves is measured by
+tests/unit/test_provisioning_budget.py, which fails if our code outgrows its line here; the rest
+are estimates (named so) from /work/shared/notes/openwrt-facts.md §7: CPython 3.11 stdlib
+compiled to .pyc and binaries stripped on x86_64, compressed with `xz -9e`; MIPS and ARM builds
+are of the same order, not equal. Only a real Image Builder run (`check-size`) proves a fit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from provisioning.profiles import DeviceProfile
+
+#: (component, KiB of squashfs, how the number was obtained)
+PACKAGES_KIB: tuple[tuple[str, int, str], ...] = (
+    ("python3-light (pure-Python stdlib part)", 1843, "estimate: measured on x86_64, xz -9e"),
+    ("libpython3 + lib-dynload, without python3-codecs", 2200, "estimate: x86_64 stripped"),
+    ("python3-asyncio, -logging, -urllib, -uuid", 460, "estimate: x86_64, xz -9e"),
+    ("python3-openssl + libopenssl3 + ca-certs (aiomqtt imports ssl)", 1430, "estimate"),
+    ("python3-zeroconf 0.131 (Cython build) + ifaddr", 800, "estimate: compiled modules"),
+    ("python3-aiomqtt + paho-mqtt", 200, "estimate: pure Python, xz -9e"),
+    # Measured: the .py sources are 61 KiB with xz -9e (test below); shipped as .pyc, about 2.5x.
+    ("meshd + node_agent (this repository)", 160, "measured .py x 2.5 for .pyc"),
+    ("python3-pynacl + libsodium + cffi, python3-yaml + libyaml", 600, "estimate"),
+    ("mosquitto-nossl, babeld, wpad-mesh over wpad-basic", 220, "estimate"),
+    ("ip-full + libbpf + libelf", 350, "estimate: ipk sizes"),
+)
+OURS_KIB = sum(kib for _, kib, _ in PACKAGES_KIB)
+
+#: Base image (kernel + default rootfs, no LuCI) by target, KiB; estimates.
+BASE_KIB: dict[str, int] = {
+    "ath79": 6144,
+    "ramips": 6144,
+    "ipq40xx": 6656,
+    "ipq806x": 6656,
+    "mediatek": 6656,
+    "qualcommax": 7680,
+}
+#: JFFS2/UBIFS needs room for config, the agent's state and a few erase blocks.
+MIN_OVERLAY_KIB = 1024
+MIN_RAM_MB = 128
+SAFE_RAM_MB = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    firmware_kib: int
+    base_kib: int
+    packages_kib: int
+    status: str  # "ok", "experimental" or "refused"
+    reason: str = ""
+
+    @property
+    def overlay_kib(self) -> int:
+        return self.firmware_kib - self.base_kib - self.packages_kib
+
+
+def budget_for(p: DeviceProfile) -> Budget:
+    base = BASE_KIB.get(p.target, 7680)
+    overlay = p.firmware_kib - base - OURS_KIB
+    parts = (p.firmware_kib, base, OURS_KIB)
+    if p.ram_mb < MIN_RAM_MB:
+        why = (
+            f"{p.name} has {p.ram_mb} MB RAM: CPython, the agent, mosquitto and the Wi-Fi "
+            f"stack need at least {MIN_RAM_MB} MB"
+        )
+        return Budget(*parts, "refused", why)
+    if overlay < 0:
+        why = (
+            f"{p.name}: the image (about {(base + OURS_KIB) / 1024:.1f} MiB) does not fit its "
+            f"{p.firmware_kib / 1024:.1f} MiB firmware partition"
+        )
+        return Budget(*parts, "refused", why)
+    if overlay < MIN_OVERLAY_KIB:
+        why = (
+            f"about {overlay} KiB of overlay left (needs {MIN_OVERLAY_KIB}): settings and the "
+            "agent's state may not fit; use extroot (USB) or expect a failed build"
+        )
+        return Budget(*parts, "experimental", why)
+    if p.ram_mb < SAFE_RAM_MB:
+        why = f"{p.ram_mb} MB RAM leaves little headroom for the agent (about 30 MB) and Wi-Fi"
+        return Budget(*parts, "experimental", why)
+    return Budget(*parts, "ok")
