@@ -1,8 +1,8 @@
-"""Replication policy at community scale: header-first triage, publish schedule, eager/lazy links.
+"""Replication policy at community scale: publish schedule, eager/lazy links, digests.
 
 Pure like the rest of `meshd/`: values in, values out, time and randomness passed in. The
-records, topics and merge rules stay those of `store.py`; this module only decides *when* a
-record is worth decoding, *when* a node signs a new one and *which* neighbour gets it in full.
+records, topics, merge rules and header triage stay those of `store.py`; this module only
+decides *when* a node signs a new record and *which* neighbour gets it in full.
 docs/protocol.md §8 is the prose for every rule here.
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any, NamedTuple
 
 from meshd.codec import Envelope
@@ -22,8 +21,11 @@ from meshd.records import Kind
 _KINDS = {k.value: k for k in Kind}
 
 
-class Header(NamedTuple):
-    """What a receiver needs to decide "newer or not": the slot and its seq."""
+class Have(NamedTuple):
+    """One slot and the seq held there: what header batches and digests list.
+
+    (The header peeked out of a record's own bytes is `codec.Header`; the store's `triage`
+    decides "newer or not" from it before any decode.)"""
 
     node_id: str
     kind: Kind
@@ -35,56 +37,6 @@ class Header(NamedTuple):
 
     def to_json(self) -> list[Any]:
         return [self.node_id, self.kind.value, self.seq]
-
-
-def _string_after(raw: bytes, marker: bytes) -> str | None:
-    start = raw.rfind(marker)
-    if start < 0:
-        return None
-    start += len(marker)
-    end = raw.find(b'"', start)
-    if end < 0 or end - start > 32:
-        return None
-    try:
-        return raw[start:end].decode("ascii")
-    except UnicodeDecodeError:
-        return None
-
-
-def peek(raw: bytes) -> Header | None:
-    """(node_id, kind, seq) of a record's raw bytes without parsing them, or None.
-
-    Canonical records sort their keys and escape every quote inside strings, so the last
-    `,"kind":"`, `,"node_id":"` and `,"seq":` are the top-level ones of any record that can pass
-    `store.check` (bodies have no such keys). A hostile text can fool the peek, but the peek only
-    ever skips work on records it calls old, and those are never stored or passed on either.
-    """
-    node_id = _string_after(raw, b',"node_id":"')
-    kind = _KINDS.get(_string_after(raw, b',"kind":"') or "")
-    at = raw.rfind(b',"seq":')
-    if node_id is None or kind is None or at < 0 or not is_node_id(node_id):
-        return None
-    end = at + 7
-    while end < len(raw) and end - at < 27 and 48 <= raw[end] <= 57:
-        end += 1
-    if end == at + 7 or end >= len(raw) or raw[end] != 44 or (raw[at + 7] == 48 and end > at + 8):
-        return None
-    return Header(node_id, kind, int(raw[at + 7 : end]))
-
-
-class Triage(StrEnum):
-    NEW = "new"  # decode, verify and (if valid) merge
-    STALE = "stale"  # held seq is higher: drop without decoding
-    DUPLICATE = "duplicate"  # exactly the bytes held: drop without decoding
-
-
-def triage(held: Envelope | None, header: Header | None, raw: bytes) -> Triage:
-    """Whether a record is worth a full decode; anything the peek cannot read goes to decode."""
-    if header is None or held is None or header.seq > held.seq:
-        return Triage.NEW
-    if header.seq < held.seq:
-        return Triage.STALE
-    return Triage.DUPLICATE if raw == held.raw else Triage.NEW
 
 
 # -- publish schedule ---------------------------------------------------------------------------
@@ -156,12 +108,12 @@ class PublishSchedule:
 MAX_HEADERS = 8192  # one control message never lists more slots than a large community holds
 
 
-def encode_headers(tag: str, headers: Iterable[Header]) -> bytes:
+def encode_headers(tag: str, headers: Iterable[Have]) -> bytes:
     """A control message `{tag: [[node_id, kind, seq], ...]}`, sorted, canonical JSON."""
     return canonical_json({tag: sorted(h.to_json() for h in headers)})
 
 
-def decode_headers(tag: str, data: bytes) -> list[Header] | None:
+def decode_headers(tag: str, data: bytes) -> list[Have] | None:
     """The headers of a control message, or None if it is not one (hostile input: just drop)."""
     try:
         value = json.loads(data)
@@ -177,15 +129,15 @@ def decode_headers(tag: str, data: bytes) -> list[Header] | None:
         node_id, kind, seq = item
         if not is_node_id(node_id) or kind not in _KINDS or type(seq) is not int or seq < 0:
             return None
-        out.append(Header(node_id, _KINDS[kind], seq))
+        out.append(Have(node_id, _KINDS[kind], seq))
     return out
 
 
-def held_headers(records: Iterable[Envelope]) -> list[Header]:
-    return [Header(e.node_id, e.kind, e.seq) for e in records]
+def held_headers(records: Iterable[Envelope]) -> list[Have]:
+    return [Have(e.node_id, e.kind, e.seq) for e in records]
 
 
-def newer_in(theirs: Iterable[Header], ours: Mapping[tuple[str, Kind], Envelope]) -> list[Header]:
+def newer_in(theirs: Iterable[Have], ours: Mapping[tuple[str, Kind], Envelope]) -> list[Have]:
     """The slots where the other side holds a higher seq than we do: what to pull."""
     out = []
     for h in theirs:
@@ -242,22 +194,22 @@ class PeerModes:
             return True
         return False
 
-    def announced(self, peer: str, header: Header, now: float) -> None:
+    def announced(self, peer: str, header: Have, now: float) -> None:
         """`peer` holds `header`'s record and we do not: wait a little for the tree, then pull."""
         held = self.waiting.get(header.slot)
         if held is None or held[1] < header.seq:
             self.waiting[header.slot] = (peer, header.seq, now + GRAFT_AFTER_S)
 
-    def arrived(self, header: Header) -> None:
+    def arrived(self, header: Have) -> None:
         held = self.waiting.get(header.slot)
         if held is not None and held[1] <= header.seq:
             del self.waiting[header.slot]
 
-    def overdue(self, now: float) -> dict[str, list[Header]]:
+    def overdue(self, now: float) -> dict[str, list[Have]]:
         """Per neighbour, the headers to pull now; their links are grafted by the caller."""
-        out: dict[str, list[Header]] = {}
+        out: dict[str, list[Have]] = {}
         for slot, (peer, seq, deadline) in list(self.waiting.items()):
             if deadline <= now:
-                out.setdefault(peer, []).append(Header(slot[0], slot[1], seq))
+                out.setdefault(peer, []).append(Have(slot[0], slot[1], seq))
                 del self.waiting[slot]
         return out

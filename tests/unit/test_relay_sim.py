@@ -11,12 +11,12 @@ import random
 
 import pytest
 
-from bench.relay_sim import Sim, StoreRelay, chain, counting, geometric
-from meshd import sync
+from bench.relay_sim import COUNTER, Sim, Stats, chain, core_relay, counting, geometric
 from meshd.codec import sign_record
 from meshd.ids import SigningKey
 from meshd.records import Kind, LinksBody
 from meshd.store import RecordStore
+from meshd.topics import record_topic
 from meshd.trust import Enrollment, Trust
 
 
@@ -71,22 +71,22 @@ def test_new_protocol_reaches_a_chain_end_to_end() -> None:
     assert converged(sim)
 
 
-def test_triage_never_drops_a_newer_record() -> None:
+def test_relay_core_never_takes_an_older_record_and_triages_copies() -> None:
     admin, key = SigningKey(bytes(32)), SigningKey(bytes([1]) * 32)
     cert = Enrollment.issue(
         admin, community="sim", hostname="n1", key=key.public, expires=2_000_000_000
     )
-    store = RecordStore(Trust("sim", frozenset({admin.public})))
-    relay = StoreRelay(store, triage=True)
+    relay = core_relay(RecordStore(Trust("sim", frozenset({admin.public}))), "x" * 16)
     records = [
         sign_record(key, cert, LinksBody(()), seq=s, issued_at=1_800_000_000, ttl_s=600)
         for s in (5, 3, 9, 9)
     ]
-    now = 10.0
+    topic = record_topic("sim", key.node_id, Kind.LINKS)
     with counting():
-        got = [relay.offer("x", env.raw, now) for env in records]
+        COUNTER.current = stats = Stats()
+        got = [relay.offer("peer", topic, env.raw, 10.0) for env in records]
     assert [e.seq if e else None for e in got] == [5, None, 9, None]
-    assert store.get(key.node_id, Kind.LINKS) == records[2]
-    assert sync.peek(records[0].raw) == sync.Header(key.node_id, Kind.LINKS, 5)
-    assert sync.peek(b'{"seq":1}') is None
-    assert sync.peek(records[0].raw.replace(b'"seq":5', b'"seq":05')) is None
+    assert relay.store.get(key.node_id, Kind.LINKS) == records[2]
+    # the older and the repeated copy were refused from their headers: two decodes, not four
+    assert stats.decodes == 2
+    assert sum(relay.store.triaged.values()) == 2
