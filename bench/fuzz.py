@@ -10,7 +10,7 @@ oracle as an assertion; a failed assertion is a crash too.
 
 Adding a target is one entry in TARGETS: a name, a factory that builds the callable from the
 `World` (its state lives in the closure), the allowed exceptions, the seeds, and optionally how
-to re-sign a mutated tree.
+to re-sign a mutated tree. The mutations are a table too (bench/fuzz_mutate.py).
 
 Run: .venv/bin/python bench/fuzz.py [--inputs 100000] [--seed 1] [--target NAME ...]
      [--time-limit 1.0] [--save DIR]
@@ -23,7 +23,6 @@ import argparse
 import contextlib
 import json
 import random
-import re
 import signal
 import sys
 import time
@@ -34,14 +33,26 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import fuzz_agent
+from bench.fuzz_mutate import MUTATORS, WEIGHTS, dump, mutate_tree
 from meshd.codec import RECORD_DOMAIN, decode_certificate, peek_header, sign_record
+from meshd.community import parse_community
 from meshd.encoding import b64encode, canonical_json
-from meshd.errors import RecordRejected
+from meshd.errors import CommunityError, RecordRejected
 from meshd.ids import SigningKey
-from meshd.records import LinkEntry, LinksBody, NeighbourCounters, NodeBody, TrafficBody
+from meshd.records import Kind, LinkEntry, LinksBody, NeighbourCounters, NodeBody, TrafficBody
 from meshd.store import RecordStore
 from meshd.topics import parse_topic, record_topic, revocation_topic, status_topic
-from meshd.trust import ENROLLMENT_DOMAIN, REVOCATION_DOMAIN, Enrollment, Revocation, Trust
+from meshd.trust import (
+    ENROLLMENT_DOMAIN,
+    REVOCATION_DOMAIN,
+    Enrollment,
+    Revocation,
+    Trust,
+    admin_signature,
+    community_message,
+    valid_signers,
+)
 
 NOW = 1_800_000_000
 COMMUNITY = "riverside"
@@ -234,8 +245,6 @@ def _topic(world: World) -> Run:
 
 
 def _topics(world: World) -> list[bytes]:
-    from meshd.records import Kind
-
     node_id = world.nodes[0][0].node_id
     return [
         t.encode()
@@ -247,6 +256,49 @@ def _topics(world: World) -> list[bytes]:
             "$SYS/broker/uptime",
         )
     ]
+
+
+def _community(world: World) -> Run:
+    """A community file as the core checks it: structure, then the admins' signatures."""
+
+    def run(data: bytes) -> object:
+        try:
+            value = json.loads(data)  # the file format's own parser is the caller's edge
+        except (ValueError, RecursionError):
+            return None
+        community = parse_community(value)
+        message = community_message(value)  # ValueError: no canonical form, so unsigned
+        return valid_signers(message, value.get("signatures") or [], community.trust.admins)
+
+    return run
+
+
+def _communities(world: World) -> list[bytes]:
+    data: dict[str, Any] = {
+        "name": COMMUNITY,
+        "mesh_id": "mm-riverside",
+        "radio": {
+            "country": "DE",
+            "sae_passphrase": "correct horse battery",
+            "bands": {"2g": {"channel": 6, "htmode": "HT20"}},
+        },
+        "ipv4": {"prefix": "10.42.0.0/16"},
+        "ipv6": {"prefix": "fd12:3456:789a::/48"},
+        "routing": {"protocol": "babel"},
+        "mqtt": {"port": 1883},
+        "admins": [{"name": "ana", "key": world.admin.public.text}],
+        "threshold": 1,
+        "contribution": {"base_share": 0.4, "consumption_share": 0.6},
+    }
+    data["signatures"] = [admin_signature(world.admin, community_message(data))]
+    return [canonical_json(data), json.dumps(data, indent=2).encode()]
+
+
+def resign_community(world: World, tree: Any) -> bytes | None:
+    if not isinstance(tree, dict):
+        return None
+    tree["signatures"] = [admin_signature(world.admin, community_message(tree))]
+    return dump(tree)
 
 
 TARGETS: tuple[Target, ...] = (
@@ -276,144 +328,24 @@ TARGETS: tuple[Target, ...] = (
     ),
     Target("store_verify", "the CLI's verify loop", _store_verify, (), _bundles, resign_any),
     Target("topic", "parse_topic", _topic, (), _topics),
-)
-
-
-# -- mutations --------------------------------------------------------------------------------
-
-INTERESTING_BYTES = b'"\\[]{},:0-.eE \x00\x7f\x80\xc0\xed\xff'
-NUMBERS = (
-    b"0", b"-0", b"-1", b"1.0", b"0.1", b"1e2", b"1E2", b"1e999", b"-1e999", b"NaN",
-    b"Infinity", b"-Infinity", b"true", b"false", b"null", b"9" * 30, b"9" * 5000,
-    b"9223372036854775807", b"9223372036854775808", b"18446744073709551616", b"01",
+    Target(
+        "community",
+        "parse + signatures",
+        _community,
+        (CommunityError, ValueError),
+        _communities,
+        resign_community,
+    ),
+    # the agent's entry points (bench/fuzz_agent.py): each must never raise
+    Target("agent_message", "RelayCore.on_message", fuzz_agent.agent_message, (),
+           fuzz_agent.agent_message_seeds),
+    Target("http", "status server request", fuzz_agent.http, (), fuzz_agent.http_seeds),
+    Target("mdns_txt", "TXT parse", fuzz_agent.mdns_txt, (), fuzz_agent.mdns_seeds),
+    Target("probe", "probe decode + handle", fuzz_agent.probe, (), fuzz_agent.probe_seeds),
 )  # fmt: skip
-ESCAPES = (b"\\ud800", b"\\udfff", b"\\ud800\\udc00", b"\\u0000", b"\\\\", b'\\"', b"\\u00e9")
-INTERESTING_VALUES: tuple[Any, ...] = (
-    0, -1, 1, 2**63 - 1, 2**63, 2**64, 10**30, 1.5, -0.0, 1e308, float("nan"), float("inf"),
-    True, False, None, "", "x" * 300, "\ud800", "\u0000", "é", "a" * 17, "A" * 43, [], {},
-    [[[[[[[[1]]]]]]]], {"a": {"b": {"c": {"d": {}}}}}, "10.0.0.256", "mesh0/1",
-)  # fmt: skip
-_NUMBER = re.compile(rb"-?[0-9]+(\.[0-9]+)?")
-_PAIR = re.compile(rb'"[a-z_]+":("[^"\\]*"|-?[0-9]+|true|false|null)')
 
 
-def _span(rng: random.Random, data: bytes) -> tuple[int, int]:
-    a = rng.randrange(len(data) + 1)
-    return a, min(len(data), a + rng.choice((1, 2, 8, 64, 512)))
-
-
-def m_flip(rng: random.Random, data: bytes, _: Sequence[bytes]) -> bytes:
-    if not data:
-        return data
-    i = rng.randrange(len(data))
-    return data[:i] + bytes([data[i] ^ (1 << rng.randrange(8))]) + data[i + 1 :]
-
-
-def m_byte(rng: random.Random, data: bytes, _: Sequence[bytes]) -> bytes:
-    i = rng.randrange(len(data) + 1)
-    return data[:i] + bytes([rng.choice(INTERESTING_BYTES)]) + data[i + 1 :]
-
-
-def m_delete(rng: random.Random, data: bytes, _: Sequence[bytes]) -> bytes:
-    a, b = _span(rng, data)
-    return data[:a] + data[b:]
-
-
-def m_duplicate(rng: random.Random, data: bytes, _: Sequence[bytes]) -> bytes:
-    a, b = _span(rng, data)
-    return data[:b] + data[a:b] + data[b:]
-
-
-def m_truncate(rng: random.Random, data: bytes, _: Sequence[bytes]) -> bytes:
-    return data[: rng.randrange(len(data) + 1)]
-
-
-def m_splice(rng: random.Random, data: bytes, seeds: Sequence[bytes]) -> bytes:
-    other = rng.choice(seeds)
-    return data[: rng.randrange(len(data) + 1)] + other[rng.randrange(len(other) + 1) :]
-
-
-def m_nesting(rng: random.Random, data: bytes, _: Sequence[bytes]) -> bytes:
-    """Deep nesting where a value may start, at a random byte, or as the whole input."""
-    depth = rng.choice((7, 50, 1000, 5000))
-    opener = rng.choice((b"[", b"{", b'{"a":', b'["'))
-    nest = opener * depth + (b"]" if opener == b"[" else b"") * rng.choice((0, depth))
-    roll = rng.random()
-    if roll < 0.25:
-        return nest
-    values = [m.end() for m in re.finditer(rb'":', data)]
-    i = rng.choice(values) if values and roll < 0.75 else rng.randrange(len(data) + 1)
-    return data[:i] + nest + data[i:]
-
-
-def m_escape(rng: random.Random, data: bytes, _: Sequence[bytes]) -> bytes:
-    quotes = [m.end() for m in re.finditer(rb'":"', data)] or [rng.randrange(len(data) + 1)]
-    i = rng.choice(quotes)
-    return data[:i] + rng.choice(ESCAPES) + data[i:]
-
-
-def m_number(rng: random.Random, data: bytes, _: Sequence[bytes]) -> bytes:
-    found = list(_NUMBER.finditer(data))
-    if not found:
-        return data + rng.choice(NUMBERS)
-    m = rng.choice(found)
-    return data[: m.start()] + rng.choice(NUMBERS) + data[m.end() :]
-
-
-def m_duplicate_key(rng: random.Random, data: bytes, _: Sequence[bytes]) -> bytes:
-    found = list(_PAIR.finditer(data))
-    if not found:
-        return data
-    m = rng.choice(found)
-    return data[: m.end()] + b"," + m[0] + data[m.end() :]
-
-
-def m_space(rng: random.Random, data: bytes, _: Sequence[bytes]) -> bytes:
-    i = rng.randrange(len(data) + 1)
-    return data[:i] + rng.choice((b" ", b"\n", b"\t", b"\r\n")) + data[i:]
-
-
-def m_random(rng: random.Random, data: bytes, _: Sequence[bytes]) -> bytes:
-    return rng.randbytes(rng.randrange(64))
-
-
-def m_oversize(rng: random.Random, data: bytes, _: Sequence[bytes]) -> bytes:
-    return data + b" " * (16 * 1024 + 1 - len(data))
-
-
-MUTATORS = (
-    m_flip, m_byte, m_delete, m_duplicate, m_truncate, m_splice, m_nesting, m_escape, m_number,
-    m_duplicate_key, m_space, m_random, m_oversize,
-)  # fmt: skip
-WEIGHTS = (8, 6, 4, 3, 3, 3, 2, 3, 5, 2, 1, 1, 1)
-
-
-def mutate_tree(rng: random.Random, tree: Any) -> Any:
-    """Replace, drop or add one value somewhere in a parsed JSON tree (in place)."""
-    parent: Any = None
-    key: Any = None
-    node = tree
-    while isinstance(node, (dict, list)) and node and (parent is None or rng.random() < 0.7):
-        parent = node
-        key = rng.choice(list(node)) if isinstance(node, dict) else rng.randrange(len(node))
-        node = node[key]
-    if parent is None:
-        return rng.choice(INTERESTING_VALUES)
-    roll = rng.random()
-    if isinstance(parent, dict) and roll < 0.15:
-        del parent[key]
-    elif isinstance(parent, dict) and roll < 0.25:
-        parent[rng.choice(("zz", "v", "extra", key + "_"))] = rng.choice(INTERESTING_VALUES)
-    else:
-        parent[key] = rng.choice(INTERESTING_VALUES)
-    return tree
-
-
-def _dump(tree: Any) -> bytes:
-    try:
-        return canonical_json(tree)
-    except ValueError:  # NaN or a lone surrogate: spell it the way a hostile sender would
-        return json.dumps(tree, sort_keys=True, separators=(",", ":")).encode()
+# -- generated inputs -------------------------------------------------------------------------
 
 
 def generate(rng: random.Random, target: Target, world: World, seeds: Sequence[bytes]) -> bytes:
@@ -422,10 +354,10 @@ def generate(rng: random.Random, target: Target, world: World, seeds: Sequence[b
     if roll < 0.03:
         return seed
     if roll < 0.4 and seed.startswith(b"{"):
-        items = seed.split(b"\n")  # a bundle holds several; mutate one of them
+        items = [seed] if b"\n " in seed else seed.split(b"\n")  # a bundle: mutate one
         i = rng.randrange(len(items))
         tree = mutate_tree(rng, json.loads(items[i]))
-        items[i] = _dump(tree)
+        items[i] = dump(tree)
         if target.resign is not None and rng.random() < 0.7:
             with contextlib.suppress(ValueError, TypeError):
                 items[i] = target.resign(world, tree) or items[i]

@@ -44,7 +44,9 @@ def _load_identity(config: Config) -> tuple[object, object, object]:
         from node_agent.trustpin import TrustError, check_community
 
         try:
-            verified = check_community(config.trust_file, config.community_file, data, community)
+            verified = check_community(
+                config.trust_file, config.community_file, data, community, config.state_dir
+            )
         except TrustError as exc:
             raise ConfigError(f"refusing the community file: {exc}") from None
         log.info("%s: %s", config.community_file, verified)

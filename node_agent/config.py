@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         "and shares signed records with every node over MQTT.",
     )
     a = p.add_argument
+    a("--version", action="version", version=f"meshd {defaults.VERSION}")
     a(
         "--config",
         type=Path,
@@ -85,10 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
     a("--address", dest="addresses", action="append", help="this node's address (repeatable)")
     a("--hostname", help="hostname, as in the enrollment certificate")
     a("--model", help="hardware model")
-    a("--broker-port", type=int, help="local mosquitto port (default 1883)")
+    a("--broker-port", type=int, help=f"local mosquitto port (default {defaults.BROKER_PORT})")
     a("--babel-port", type=int, help="babeld local interface port on ::1 (default 33123)")
-    a("--metrics-port", type=int, help="Prometheus /metrics port, 0 = off (default 9105)")
-    a("--probe-port", type=int, help="UDP link probe port (default 4243)")
+    a(
+        "--metrics-port",
+        type=int,
+        help=f"Prometheus /metrics port, 0 = off (default {defaults.HTTP_PORT})",
+    )
+    a("--probe-port", type=int, help=f"UDP link probe port (default {defaults.PROBE_PORT})")
     a("--gateway-iface", help="uplink interface, if this node offers a gateway")
     a("--client-iface", dest="client_ifaces", action="append", help="client (LAN) interface")
     a("--gateway-kbit", type=int, help="uplink capacity offered to the mesh")

@@ -75,7 +75,8 @@ class Publisher:
             community=self.community,
         )
         links = build.links_body(
-            neighbours.entries.values(),
+            # a link is claimed in our signed record only to a neighbour that proved its id
+            [n for n in neighbours.entries.values() if n.verified],
             {nid: est.sample(now) for nid, est in prober.estimators.items()},
             babel,
             lambda iface: (

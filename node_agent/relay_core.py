@@ -29,7 +29,6 @@ per source link, size cap, topic and community, then decode + signature + enrolm
 
 from __future__ import annotations
 
-import json
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -209,18 +208,20 @@ class RelayCore:
         return [Publish(topic, wanted)]
 
     def _on_revocation(self, source: Source, payload: bytes) -> list[Action]:
+        """Parsed by the store with the record's caps and canonical checks; a node already
+        revoked is a quiet duplicate."""
         try:
-            revocation = Revocation.from_json(json.loads(payload))
-            encoded = revocation.encode()
-        except Exception as exc:  # JSON, recursion, encoding: all just malformed
-            return [Drop("revocation_malformed", source.link, f"{type(exc).__name__}: {exc}", exc)]
-        if revocation.node_id in self.store.revoked:
-            return []
-        try:
-            self.store.revoke(revocation)
+            revocation = self.store.offer_revocation(payload)
         except RecordRejected as exc:
-            return [Drop("revocation_refused", source.link, exc.detail)]
-        return [*self.apply_revocation(revocation, encoded)]
+            if exc.reason is RejectReason.DUPLICATE:
+                return []
+            reason = (
+                "revocation_malformed"
+                if exc.reason is RejectReason.MALFORMED
+                else ("revocation_refused")
+            )
+            return [Drop(reason, source.link, exc.detail)]
+        return self.apply_revocation(revocation, revocation.encode())
 
     def apply_revocation(self, revocation: Revocation, encoded: bytes) -> list[Action]:
         """A revocation the store has accepted: pass it on and clear the node's topics."""

@@ -35,6 +35,7 @@ from meshd.trustchain import (
 )
 
 CHAIN_DIR = "trust"
+SAVED_PIN = "trust-pin.json"  # in the agent's state dir: the newest version this router accepted
 BUNDLE_FIX = "copy trust.json and community.yaml from this node's bundle (`mutualmesh node push`)"
 
 
@@ -77,14 +78,39 @@ def load_chain(folder: Path) -> list[Version] | None:
     return chain or None
 
 
+def effective_pin(trust_file: Path, state_dir: Path | None) -> Pin:
+    """The bundle's pin, or the newer one this router saved after accepting a newer version of
+    the same genesis: the pin only moves forward (once v2 is accepted, v1 never is again)."""
+    pin = load_pin(trust_file)
+    if state_dir is None or not (state_dir / SAVED_PIN).exists():
+        return pin
+    try:
+        saved = load_pin(state_dir / SAVED_PIN)
+    except TrustError:
+        return pin  # a damaged copy: the bundle's pin still holds
+    same = saved.genesis == pin.genesis and saved.community == pin.community
+    return saved if same and saved.version > pin.version else pin
+
+
+def save_pin(state_dir: Path, pin: Pin) -> None:
+    from node_agent.fsutil import atomic_write
+
+    atomic_write(state_dir / SAVED_PIN, json.dumps(pin.to_json(), sort_keys=True).encode())
+
+
 def check_community(
-    trust_file: Path, community_file: Path, data: Mapping[str, Any], community: Community
+    trust_file: Path,
+    community_file: Path,
+    data: Mapping[str, Any],
+    community: Community,
+    state_dir: Path | None = None,
 ) -> str:
     """Raise TrustError unless the pin authorises `data` (the parsed `community_file`).
 
+    With `state_dir`, a newer accepted version is saved there and becomes the pin from then on.
     Returns what was verified, for the log.
     """
-    pin = load_pin(trust_file)
+    pin = effective_pin(trust_file, state_dir)
     if pin.community != community.name:
         raise TrustError(
             f"{community_file}: community {community.name!r}, but {trust_file} pins "
@@ -99,6 +125,14 @@ def check_community(
             head = match_content(chain, data, where=str(community_file))
         except ChainError as exc:
             raise TrustError(f"{exc.where}: {exc.what}. Fix: {exc.fix}") from None
+        if state_dir is not None and head.version > pin.version:
+            try:
+                save_pin(state_dir, Pin.of(chain[: head.version]))
+            except OSError as exc:
+                raise TrustError(
+                    f"{state_dir / SAVED_PIN}: cannot save the new pin ({exc.strerror}). "
+                    "Fix: check the state directory is writable"
+                ) from None
         return f"version {head.version} of the chain from the pinned genesis (pin: {pin.version})"
     return _check_without_chain(pin, trust_file, community_file, data, community)
 

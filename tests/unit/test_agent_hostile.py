@@ -238,3 +238,13 @@ def test_probes_keep_alive_only_a_verified_neighbour_at_its_own_address(agent: A
     assert agent.prober.counters["probe_unverified"] == 2
     agent.prober.on_datagram(b"\x00" * 7, ("fe80::a", 4243, 0, 1))
     assert agent.prober.counters["probe_malformed"] == 1
+
+
+def test_our_links_record_names_only_neighbours_that_proved_their_id(agent: Any):
+    x, y = agent.keys["x"].node_id, agent.keys["y"].node_id
+    agent.neighbours.seen(x, "lo", "fe80::a%lo", 1883, time.monotonic())
+    agent.neighbours.seen(y, "lo", "fe80::b%lo", 1883, time.monotonic())
+    agent.neighbours.verify(x, "fe80::a%lo")
+    agent._reserve()
+    links = next(e for e in agent.own_records() if e.kind is Kind.LINKS)
+    assert [e.neighbour for e in links.body.links] == [x]

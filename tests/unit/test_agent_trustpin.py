@@ -156,3 +156,26 @@ def test_an_unreadable_or_foreign_pin_is_a_clear_error(community, tmp_path, caps
     assert "not valid JSON" in refused(etc, tmp_path, capsys)
     (etc / "trust.json").unlink()
     assert "cannot read" in refused(etc, tmp_path, capsys)
+
+
+def test_the_pin_moves_forward_and_an_older_version_is_never_accepted_again(
+    community, tmp_path, capsys
+):
+    directory, ada = community
+    etc = bundle(directory)  # the bundle pins version 1
+    v1_file = (etc / "community.yaml").read_bytes()
+    v1_chain = tmp_path / "v1-trust"
+    shutil.copytree(directory / "trust", v1_chain)
+    add_bea(tmp_path, directory, ada)
+    shutil.copy(directory / "community.yaml", etc / "community.yaml")
+    shutil.copytree(directory / "trust", etc / "trust")
+    _load_identity(load(argv(etc, tmp_path)))  # version 2 accepted: the router remembers it
+    assert (tmp_path / "state" / "trust-pin.json").exists()
+
+    # someone puts version 1 back (with its own chain, or without): refused from now on
+    (etc / "community.yaml").write_bytes(v1_file)
+    shutil.rmtree(etc / "trust")
+    shutil.copytree(v1_chain, etc / "trust")
+    assert "version 2 was already trusted" in refused(etc, tmp_path, capsys)
+    shutil.rmtree(etc / "trust")
+    assert "differ from version 2" in refused(etc, tmp_path, capsys)
