@@ -35,7 +35,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import fuzz_agent
 from bench.fuzz_mutate import MUTATORS, WEIGHTS, dump, mutate_tree
-from meshd.codec import RECORD_DOMAIN, decode_certificate, peek_header, sign_record
+from meshd.codec import (
+    RECORD_DOMAIN,
+    decode_certificate,
+    decode_revocation,
+    peek_header,
+    sign_record,
+)
 from meshd.community import parse_community
 from meshd.encoding import b64encode, canonical_json
 from meshd.errors import CommunityError, RecordRejected
@@ -195,6 +201,7 @@ def _revocation(world: World) -> Run:
         store = RecordStore(world.trust, records=dict(base.records))
         revocation = store.offer_revocation(data)
         assert all(e.node_id != revocation.node_id for e in store)  # oracle: its records gone
+        assert decode_revocation(revocation.encode()) == revocation  # and it can be passed on
         return revocation
 
     return run
@@ -427,8 +434,8 @@ def run_all(
 ) -> list[Stats]:
     """Fuzz each target with an equal share of `inputs`; deterministic for a given seed."""
     world = World(random.Random(seed))
-    share = max(1, inputs // len(targets))
-    return [fuzz(t, world, share, seed, time_limit) for t in targets]
+    share, extra = divmod(inputs, len(targets))
+    return [fuzz(t, world, share + (i < extra), seed, time_limit) for i, t in enumerate(targets)]
 
 
 def report(results: Sequence[Stats], seconds: float) -> str:

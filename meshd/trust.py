@@ -20,6 +20,7 @@ from meshd.ids import SIGNATURE_BYTES, KeyCache, PublicKey, SigningKey
 ENROLLMENT_DOMAIN = b"mutualmesh-enrollment-v1\0"
 REVOCATION_DOMAIN = b"mutualmesh-revocation-v1\0"
 COMMUNITY_DOMAIN = b"mutualmesh-community-v1\0"
+_SIG_FIELDS = frozenset({"admin", "sig"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,13 +194,17 @@ class Revocation:
         if key.node_id != node_id:
             raise v.Invalid(f"{path}.node_id", "does not match the key")
         sigs = v.array(o["sigs"], f"{path}.sigs", 32)
+        for i, entry in enumerate(sigs):  # kept as given and re-encoded when passed on
+            e = v.obj(entry, f"{path}.sigs[{i}]", _SIG_FIELDS)
+            v.string(e["admin"], f"{path}.sigs[{i}].admin", max_len=64)
+            v.string(e["sig"], f"{path}.sigs[{i}].sig", max_len=128)
         return cls(
             community=v.string(o["community"], f"{path}.community", max_len=64, min_len=1),
             node_id=node_id,
             key=key,
             issued_at=v.integer(o["issued_at"], f"{path}.issued_at"),
             reason=v.string(o["reason"], f"{path}.reason", max_len=256),
-            sigs=tuple(s for s in sigs if isinstance(s, dict)),
+            sigs=tuple(sigs),
         )
 
     def problem(self, trust: Trust) -> str | None:

@@ -89,6 +89,20 @@ def test_a_valid_revocation_from_the_wire_applies_once(
     assert info.value.reason is RejectReason.DUPLICATE
 
 
+@pytest.mark.parametrize(
+    "junk",
+    [{"admin": "\ud800", "sig": "x"}, {"admin": 1, "sig": "x"}, {"admin": "a"}, "sig", None],
+)
+def test_revocation_signature_entries_must_be_admin_and_sig_strings(
+    community: CommunityKit, alpha: NodeKit, junk: object
+) -> None:
+    """A valid revocation plus one junk entry: refused, since passing it on re-encodes it."""
+    fields = revocation_fields(community, alpha, "x")
+    fields["sigs"].append(junk)
+    with pytest.raises(v.Invalid, match=r"sigs\[1\]"):
+        Revocation.from_json(fields)
+
+
 def test_revocation_with_too_few_signatures_is_a_bad_signature(
     community: CommunityKit, alpha: NodeKit
 ) -> None:
