@@ -119,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[100, 300, 1000])
     ap.add_argument("--topology", choices=("geometric", "chain", "grid"), default="geometric")
-    ap.add_argument("--window", type=float, default=600.0, help="measured seconds, new protocol")
+    ap.add_argument("--window", type=float, default=300.0, help="measured seconds, new protocol")
     ap.add_argument(
         "--old-window", type=float, default=0.0, help="measured seconds, old (default: by size)"
     )
@@ -146,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     cut,
                     protocol,
                     window=args.window if protocol == "new" else old_window,
-                    warmup=60.0 if protocol == "new" else 2.0,
+                    warmup=30.0 if protocol == "new" else 2.0,
                     partition=args.partition or (30.0 if n <= 300 else 5.0),
                     loss=args.loss,
                     seed=args.seed,

@@ -255,10 +255,10 @@ class SimNode:
     have: list[sync.Have] = field(default_factory=list)
     have_armed: bool = False
     armed: int = 0
+    node_id: str = ""
 
-    @property
-    def node_id(self) -> str:
-        return self.key.node_id
+    def __post_init__(self) -> None:
+        self.node_id = self.key.node_id
 
 
 @dataclass
@@ -397,8 +397,11 @@ class Sim:
             for kind in Kind:
                 first.append(self._sign(node, kind))
         for node in self.nodes:
+            store = node.relay.store
             for env in first:
-                node.relay.store.merge(env)
+                store.merge(env)
+                # steady state: each certificate was verified when its node was first heard
+                store._good_certs.put(env.cert, True)
             for peer in node.peers:
                 node.modes.up(self.nodes[peer].node_id)
             if self.new:

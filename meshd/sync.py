@@ -59,7 +59,25 @@ PUBLISH_POLICY: Mapping[Kind, KindPolicy] = {
     Kind.TRAFFIC: KindPolicy(refresh_s=300, ttl_s=900, min_gap_s=30),
 }
 
-LEGACY_INTERVAL_S = 60.0  # today's agent: every kind every minute
+LEGACY_INTERVAL_S = 60.0  # the agent before per-kind schedules: every kind every minute
+
+
+def agent_policy(interval: float) -> dict[Kind, KindPolicy]:
+    """The schedule of an agent run with `--publish-interval interval`.
+
+    Links and traffic keep the interval (and links still publish at once on a change, at most
+    once a second); the node record, which only changes when the agent restarts, is refreshed
+    every 10 intervals (at most every quarter of its lifetime) instead of every interval.
+    PUBLISH_POLICY's slower links refresh needs a significance test on link figures first.
+    """
+    short_ttl = max(10, int(3 * interval + 1))
+    long_ttl = max(3600, int(12 * interval))
+    node_refresh = min(long_ttl / 4, 10 * interval)
+    return {
+        Kind.NODE: KindPolicy(refresh_s=node_refresh, ttl_s=long_ttl, min_gap_s=1.0),
+        Kind.LINKS: KindPolicy(refresh_s=interval, ttl_s=short_ttl, min_gap_s=1.0),
+        Kind.TRAFFIC: KindPolicy(refresh_s=interval, ttl_s=short_ttl, min_gap_s=1.0),
+    }
 
 
 @dataclass

@@ -12,6 +12,7 @@ import random
 import pytest
 
 from bench.relay_sim import COUNTER, Sim, Stats, chain, core_relay, counting, geometric
+from meshd import sync
 from meshd.codec import sign_record
 from meshd.ids import SigningKey
 from meshd.records import Kind, LinksBody
@@ -90,3 +91,19 @@ def test_relay_core_never_takes_an_older_record_and_triages_copies() -> None:
     # the older and the repeated copy were refused from their headers: two decodes, not four
     assert stats.decodes == 2
     assert sum(relay.store.triaged.values()) == 2
+
+
+def test_publish_schedule_signs_each_kind_on_its_own_clock() -> None:
+    schedule = sync.PublishSchedule(sync.agent_policy(60.0))
+    assert set(schedule.due(0.0)) == set(Kind)  # never published: all due at once
+    for kind in Kind:
+        schedule.published(kind, 0.0)
+    assert schedule.due(30.0) == []
+    assert schedule.wake_at(30.0) == 60.0
+    assert set(schedule.due(60.0)) == {Kind.LINKS, Kind.TRAFFIC}  # the node record waits
+    for kind in (Kind.LINKS, Kind.TRAFFIC):
+        schedule.published(kind, 60.0)
+    schedule.change(Kind.LINKS)
+    assert schedule.due(60.5) == []  # at most once a second
+    assert schedule.due(61.0) == [Kind.LINKS]
+    assert Kind.NODE in schedule.due(600.0)
