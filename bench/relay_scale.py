@@ -69,6 +69,7 @@ def scenario(
     partition: float,
     loss: float,
     seed: int,
+    heal_limit: float,
 ) -> tuple[Sim, dict[str, float]]:
     sim = Sim(graph, protocol, seed=seed, loss=loss)
     sim.start()
@@ -102,7 +103,7 @@ def scenario(
     restored = sim.now
     sim.restore(cut)
     sim.expect_heal()
-    deadline = restored + 60
+    deadline = restored + heal_limit
     while sim.tracker.healed_at is None and sim.now < deadline:
         sim.run(sim.now + 0.1)
     healed = sim.tracker.healed_at
@@ -126,6 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument(
         "--partition", type=float, default=0.0, help="seconds cut in two (default: by size)"
     )
+    ap.add_argument("--heal-limit", type=float, default=20.0, help="give up healing after (s)")
     ap.add_argument("--protocols", nargs="+", choices=("old", "new"), default=["old", "new"])
     ap.add_argument("--loss", type=float, default=0.0, help="message loss probability")
     ap.add_argument("--seed", type=int, default=1)
@@ -150,53 +152,63 @@ def main(argv: Sequence[str] | None = None) -> int:
                     partition=args.partition or (30.0 if n <= 300 else 5.0),
                     loss=args.loss,
                     seed=args.seed,
+                    heal_limit=args.heal_limit,
                 )
                 if costs is None:
                     costs = calibrate(sim)
+                    print_head(costs, args)
                 row["wall"] = time.perf_counter() - t0
                 row["degree"] = degree
                 row["cut"] = float(len(cut))
                 rows.append((protocol, row))
-                print(f"  ran N={n} {protocol} in {row['wall']:.0f} s", file=sys.stderr)
+                print_row(protocol, row, costs)
     assert costs is not None
-    print_table(rows, costs, args)
+    print_ratios(rows, args)
     return 0
 
 
-def print_table(
-    rows: list[tuple[str, dict[str, float]]], costs: Costs, args: argparse.Namespace
-) -> None:
+HEAD = (
+    "N     proto  deg  msg/s in  out   kbit/s in   out     dec/s  ver/s  cpu%      "
+    "held  MB    reach s mean/p95/max  heal s  drops  wall s"
+)
+
+
+def print_head(costs: Costs, args: argparse.Namespace) -> None:
     print(
-        f"topology {args.topology}, loss {args.loss:.0%}; "
-        f"one decode {costs.decode_s * 1e6:.0f} us, one verify {costs.verify_s * 1e6:.0f} us, "
-        f"{costs.bytes_per_record / 1000:.1f} kB per held record (measured now)"
+        f"topology {args.topology}, loss {args.loss:.0%}; one decode {costs.decode_s * 1e6:.0f} us,"
+        f" one verify {costs.verify_s * 1e6:.0f} us, {costs.bytes_per_record / 1000:.1f} kB per"
+        " held record (all measured in this run); per node: mean/p95"
     )
-    head = (
-        "N     proto  deg  msg/s in  out   kbit/s in   out     dec/s  ver/s  cpu%   "
-        "held  MB    reach s mean/p95/max   heal s  drops/node"
+    print(HEAD)
+    print("-" * len(HEAD), flush=True)
+
+
+def print_row(protocol: str, r: dict[str, float], costs: Costs) -> None:
+    cpu = r["decodes"] * costs.decode_s + r["verifies"] * costs.verify_s
+    cpu95 = r["decodes_p95"] * costs.decode_s + r["verifies_p95"] * costs.verify_s
+    mb = r["held"] * costs.bytes_per_record / 1e6
+    print(
+        f"{r['n']:<5.0f} {protocol:<5} {r['degree']:4.1f} "
+        f"{r['msgs_in']:6.1f}/{r['msgs_in_p95']:<5.0f} {r['msgs_out']:5.1f} "
+        f"{r['kbit_in']:7.1f}/{r['kbit_in_p95']:<6.0f} {r['kbit_out']:6.1f} "
+        f"{r['decodes']:7.1f} {r['verifies']:6.1f} {100 * cpu:5.2f}/{100 * cpu95:<5.2f} "
+        f"{r['held']:5.0f} {mb:4.1f}  "
+        f"{r['reach']:6.2f}/{r['reach_p95']:5.2f}/{r['reach_max']:5.2f} "
+        f"{r['heal']:7.2f} {r['drops']:6.0f} {r['wall']:6.0f}",
+        flush=True,
     )
-    print(head)
-    print("-" * len(head))
-    for protocol, r in rows:
-        cpu = r["decodes"] * costs.decode_s + r["verifies"] * costs.verify_s
-        cpu95 = r["decodes_p95"] * costs.decode_s + r["verifies_p95"] * costs.verify_s
-        mb = r["held"] * costs.bytes_per_record / 1e6
-        print(
-            f"{r['n']:<5.0f} {protocol:<5} {r['degree']:4.1f} "
-            f"{r['msgs_in']:6.1f}/{r['msgs_in_p95']:<5.0f} {r['msgs_out']:5.1f} "
-            f"{r['kbit_in']:7.1f}/{r['kbit_in_p95']:<6.0f} {r['kbit_out']:6.1f} "
-            f"{r['decodes']:7.1f} {r['verifies']:6.1f} {100 * cpu:4.2f}/{100 * cpu95:<4.1f} "
-            f"{r['held']:5.0f} {mb:4.1f}  "
-            f"{r['reach']:6.2f}/{r['reach_p95']:5.2f}/{r['reach_max']:5.2f} "
-            f"{r['heal']:8.2f}  {r['drops']:.0f}"
-        )
+
+
+def print_ratios(rows: list[tuple[str, dict[str, float]]], args: argparse.Namespace) -> None:
+    old = f"{args.old_window:.0f} s" if args.old_window else "60 s (N <= 300) or 5 s"
+    print(
+        f"measured: new {args.window:.0f} s after 30 s warm-up, old {old} (its rates are steady"
+        f" from the start); heal: s after links return (nan: not within {args.heal_limit:.0f} s);"
+        " drops: refused per node for other reasons than duplicate/stale (rate limit, ...)"
+    )
     by_n: dict[float, dict[str, dict[str, float]]] = {}
     for protocol, r in rows:
         by_n.setdefault(r["n"], {})[protocol] = r
-    print(
-        "window: measured seconds (old protocol: a shorter window, its rates are steady from the"
-        " first second); drops: refused for other reasons than duplicate/stale (rate limit...)"
-    )
     for n, pair in by_n.items():
         if "old" in pair and "new" in pair:
             o, w = pair["old"], pair["new"]

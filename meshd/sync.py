@@ -190,12 +190,22 @@ class PeerModes:
         self.lazy.discard(peer)
         self.eager.add(peer)
 
-    def down(self, peer: str) -> None:
+    def down(self, peer: str) -> list[str]:
+        """`peer` is gone. If it was an eager link, every lazy link turns eager (returned: tell
+        them with a graft): the tree may be cut here, and flooding until the next duplicates
+        prune it again repairs it at once instead of one header batch later."""
+        was_eager = peer in self.eager
         self.eager.discard(peer)
         self.lazy.discard(peer)
         for slot, (who, _, _) in list(self.waiting.items()):
             if who == peer:
                 del self.waiting[slot]
+        if not was_eager:
+            return []
+        grafted = sorted(self.lazy)
+        self.eager |= self.lazy
+        self.lazy.clear()
+        return grafted
 
     def prune(self, peer: str) -> bool:
         """A duplicate came in full from `peer`; True when its link turned lazy."""
@@ -204,6 +214,20 @@ class PeerModes:
             self.lazy.add(peer)
             return True
         return False
+
+    def pruned_by(self, peer: str) -> str | None:
+        """`peer` pruned our link. A node left with no eager link grafts another one at once
+        (returned: tell it with a graft) rather than wait for a header batch."""
+        if peer in self.eager:
+            self.eager.discard(peer)
+            self.lazy.add(peer)
+        if self.eager:
+            return None
+        others = sorted(self.lazy - {peer})
+        if not others:
+            return None
+        self.graft(others[0])
+        return others[0]
 
     def graft(self, peer: str) -> bool:
         if peer in self.lazy:

@@ -107,3 +107,34 @@ def test_publish_schedule_signs_each_kind_on_its_own_clock() -> None:
     assert schedule.due(60.5) == []  # at most once a second
     assert schedule.due(61.0) == [Kind.LINKS]
     assert Kind.NODE in schedule.due(600.0)
+
+
+def test_peer_modes_keep_every_node_on_the_tree() -> None:
+    modes = sync.PeerModes()
+    for peer in ("a", "b", "c"):
+        modes.up(peer)
+    assert modes.prune("a")
+    assert modes.prune("b")
+    assert not modes.prune("c")  # never the last eager link
+    assert modes.eager == {"c"}
+    assert modes.pruned_by("c") == "a"  # told to drop its last one: grafts another at once
+    assert modes.eager == {"a"}
+    assert modes.down("a") == ["b", "c"]  # an eager link lost: every lazy link turns eager
+    assert modes.eager == {"b", "c"}
+    assert not modes.lazy
+    have = sync.Have("x" * 16, Kind.LINKS, 4)
+    modes.announced("b", have, 10.0)
+    assert modes.overdue(10.2) == {}
+    assert modes.overdue(10.6) == {"b": [have]}
+    modes.announced("b", have, 11.0)
+    modes.arrived(have)  # the tree delivered it: nothing to pull
+    assert modes.overdue(12.0) == {}
+
+
+def test_headers_round_trip_and_hostile_ones_are_dropped() -> None:
+    heads = [sync.Have("b" * 16, Kind.NODE, 2), sync.Have("a" * 16, Kind.TRAFFIC, 9)]
+    data = sync.encode_headers("have", heads)
+    assert sync.decode_headers("have", data) == sorted(heads)
+    assert sync.decode_headers("want", data) is None
+    for bad in (b"[", b'{"have":[["x",1,2]]}', b'{"have":[["' + b"a" * 16 + b'","node",-1]]}'):
+        assert sync.decode_headers("have", bad) is None
