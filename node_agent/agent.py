@@ -94,7 +94,9 @@ class Agent:
             self._event,
         )
         self.publisher = Publisher(config, rt, key, cert, community, self.next_seq)
-        self.relay = Relay(config, rt, self.core, self.neighbours, self._event, self.save_state)
+        self.relay = Relay(
+            config, rt, self.core, self.neighbours, self._event, self.save_state, self._overtake
+        )
         self.http = StatusServer(self.status)
         self._tg: asyncio.TaskGroup | None = None
         self._tasks: list[asyncio.Task[Any]] = []
@@ -270,6 +272,19 @@ class Agent:
     def save_state(self) -> None:
         self.state.write(self.seq.reserved, self._fields())
         self.counters["state_writes"] = self.state.writes
+
+    def _overtake(self, seq: int) -> None:
+        """A record of ours with `seq` came back that we did not sign in this run (state lost,
+        or our key used elsewhere): continue above it, so our next records are newest again."""
+        if seq < self.seq.next_seq:
+            return
+        log.warning("a record of this node with seq %d is out there; continuing above it", seq)
+        self.state.seq = SeqReservation.resume(
+            self.store.seq_to_overtake(self.node_id) - 1, self.seq.block
+        )
+        self._reserve()
+        self.counters["seq_overtaken"] += 1
+        self.publisher.now.set()
 
     def next_seq(self) -> int:
         self._reserve()

@@ -41,3 +41,24 @@ def defer(name: str) -> None:
 def defer_unused() -> None:
     for name in DEFERRED:
         defer(name)
+
+
+def share_mqtt_property_tables() -> None:
+    """paho builds its two MQTT v5 lookup tables (~5 KB) afresh in every `Properties`, and every
+    incoming v5 PUBLISH gets one: a retained replay of 4,800 messages held ~5 MB for good. The
+    tables are only ever read, so all instances share one copy."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    if getattr(Properties, "_meshd_shared", False):
+        return
+    template = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    shared = {"types": template.types, "names": template.names, "properties": template.properties}
+
+    def __init__(self: Properties, packetType: int) -> None:
+        object.__setattr__(self, "packetType", packetType)
+        for name, table in shared.items():
+            object.__setattr__(self, name, table)
+
+    Properties.__init__ = __init__  # type: ignore[method-assign]
+    Properties._meshd_shared = True  # type: ignore[attr-defined]

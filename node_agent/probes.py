@@ -1,10 +1,10 @@
 """UDP link probes: send a probe to every neighbour each interval, echo theirs, and feed both
 into a `meshd.linkquality.LinkEstimator` per neighbour.
 
-A probe proves little by itself (anyone can send one with any node id), so liveness is taken
-from a packet only when it comes from the address of a neighbour whose identity a verified
-record proved, and an echo only when it carries this run's random session (a nonce only the
-neighbours we probed have seen). Fake identities can measure their links, never stay alive.
+A probe proves nothing (anyone can send one with any node id), so liveness comes only from an
+echo that carries this run's random session (a nonce sent only to the neighbours we probe), from
+the address of a neighbour whose identity a verified record proved. Fake identities can
+measure their links, never stay alive.
 """
 
 from __future__ import annotations
@@ -112,11 +112,11 @@ class Prober:
             )
             if self.transport is not None:
                 self.transport.sendto(reply.encode(), addr)
-        elif packet.kind == ECHO and packet.session == self.session:
-            est.on_echo(packet, now)
-        else:
+            return  # anyone can send a probe: it measures, it proves nothing
+        if packet.kind != ECHO or packet.session != self.session:
             self._count("probe_bad_session")
             return
+        est.on_echo(packet, now)
         n = self.neighbours.entries.get(packet.node_id)
         if n is None or not n.verified or not from_neighbour(n, addr):
             self._count("probe_unverified")  # measured, but it keeps nobody alive

@@ -22,6 +22,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from meshd.errors import RejectReason
 from meshd.topics import community_filter, status_topic
 from node_agent.config import Config
+from node_agent.lean import share_mqtt_property_tables
 from node_agent.neighbours import Event, Neighbour, NeighbourTable
 from node_agent.relay_core import (
     LOCAL,
@@ -33,10 +34,12 @@ from node_agent.relay_core import (
     RelayCore,
     Revoked,
     Source,
+    Stored,
 )
 from node_agent.runtime import Runtime
 
 log = logging.getLogger("meshd")
+share_mqtt_property_tables()
 REPLAY_LIMIT_S = 3.0  # longest a neighbour holds the replay slot
 PACKET_OVERHEAD = 1024  # fixed header, topic and properties around a record of the cap
 
@@ -106,6 +109,7 @@ class Relay:
         neighbours: NeighbourTable,
         on_event: Callable[[str, Event], None],
         on_revoked: Callable[[], None],
+        on_own: Callable[[int], None] = lambda seq: None,
     ) -> None:
         self.config = config
         self.rt = rt
@@ -113,6 +117,7 @@ class Relay:
         self.neighbours = neighbours
         self.on_event = on_event
         self.on_revoked = on_revoked
+        self.on_own = on_own  # a record of our own node we did not just sign: its seq
         self.node_id = core.node_id
         self.community = core.community
         self.max_packet = core.store.limits.max_bytes + PACKET_OVERHEAD
@@ -151,6 +156,8 @@ class Relay:
             elif isinstance(a, NeighbourGone):
                 if self.neighbours.gone(a.node_id, self.rt.clock.monotonic()):
                     self.on_event(a.node_id, Event.LOST)
+            elif isinstance(a, Stored) and a.envelope.node_id == self.node_id:
+                self.on_own(a.envelope.seq)
             elif isinstance(a, Revoked):
                 log.warning(
                     "node %s revoked by the admins: %r", a.revocation.node_id, a.revocation.reason

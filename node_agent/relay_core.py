@@ -14,6 +14,7 @@ Public interface (kept small on purpose):
 - ``core.own(envelope) -> list[Action]`` -- one of our own freshly signed records.
 - ``core.expire(now)``, ``core.held()`` -- clear expired records; everything held (for a
   broker that reconnected).
+- ``core.forget(link)`` -- the link is gone: drop its rate limit and its belief.
 - ``core.counters`` (reason -> count) and ``core.by_source`` (link -> reason -> count, capped);
   ``core.count(source, reason)`` for drops the shell decides (a packet cut before the core).
 
@@ -24,7 +25,10 @@ link claims to be: only then is the neighbour believed), `NeighbourGone(link, no
 neighbour said `offline`), `Revoked(revocation)` (persist it).
 
 Order of checks for a neighbour's message, cheapest first and verify before trust: rate limit
-per source link, size cap, topic and community, then decode + signature + enrolment in the store.
+per source link, size cap, topic and community, then `RecordStore.offer` (header triage, then
+decode + signature + enrolment). Anything refused from our own broker is answered with a
+Publish of the record held there (or a clear), so a broker never keeps garbage for new readers.
+A `Stored` record of our own node that we did not sign now tells the shell to move its seq on.
 """
 
 from __future__ import annotations
@@ -167,11 +171,14 @@ class RelayCore:
             env = self.store.offer(payload, now)
         except RecordRejected as exc:
             actions: list[Action] = []
-            if exc.reason is RejectReason.DUPLICATE:
-                held = self.store.records.get((node_id, KINDS[kind]))
-                if remote and held is not None and held.raw == payload:
+            held = self.store.records.get((node_id, KINDS[kind])) if kind in KINDS else None
+            same = held is not None and held.raw == payload
+            if exc.reason is RejectReason.DUPLICATE and same:
+                if remote and held is not None:
                     actions += self._verify(source, held)  # the same bytes verified before
                 return actions
+            if exc.reason is RejectReason.DUPLICATE and remote:
+                return actions  # a tampered copy of a record held (triage): nothing to learn
             actions.append(Drop(exc.reason.value, source.link, exc.detail))
             if not remote:
                 actions += self._restore(topic, node_id, kind)

@@ -322,6 +322,11 @@ def test_forgery_and_replay_are_refused_everywhere_and_go_no_further(mesh: Agent
     forged = bytearray(current.raw)
     at = forged.index(b'"hostname":"n6"') + 12
     forged[at] = ord("x")  # signed content changed: signature no longer matches
+    # and a higher seq, so it is not triaged away as a copy of the record held: it must reach
+    # (and fail) the signature check on every node
+    seq_at = forged.index(b'"seq":') + len(b'"seq":')
+    seq_end = seq_at + len(str(current.seq))
+    forged[seq_at:seq_end] = str(current.seq + 1000).encode()
     # a replay: an older record of n6 as it was seen early on
     # a replay: an earlier node record of n6 (still within its lifetime, only its seq is old)
     node_suffix = f"/{mesh.ids['n6']}/node"
@@ -416,3 +421,71 @@ def test_kill_9_mid_traffic_keeps_seq_growing_and_counters_steady(mesh: AgentLab
         f"\nseq {before['seq_next']} -> {after['seq_next']}; forwarded {before_totals[fwd]} -> "
         f"{after['totals'][fwd]}"
     )
+
+
+# Runs inside a node: announces `count` fake node ids over mDNS at this node's own addresses.
+FAKE_ANNOUNCER = r"""
+import asyncio, sys, ifaddr
+from zeroconf import IPVersion
+from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
+community, count, service = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+addrs = []
+for adapter in ifaddr.get_adapters():
+    if adapter.nice_name.startswith("to-"):
+        addrs += [ip.ip if isinstance(ip.ip, str) else ip.ip[0] for ip in adapter.ips]
+alphabet = "abcdefghijklmnopqrstuvwxyz234567"
+async def main():
+    azc = AsyncZeroconf(ip_version=IPVersion.All)
+    pending = []
+    for i in range(count):
+        nid = "".join(alphabet[((i + 7) >> (5 * k)) % 32] for k in range(16))
+        info = AsyncServiceInfo(
+            service, f"{nid}.{service}", port=1883, server=f"{nid}.local.",
+            parsed_addresses=addrs,
+            properties={"v": "1", "id": nid, "community": community, "port": "1883"},
+        )
+        pending.append(await azc.async_register_service(info, cooperating_responders=True))
+    await asyncio.gather(*pending)
+    print("announced", flush=True)
+    await asyncio.sleep(3600)
+asyncio.run(main())
+"""
+
+
+def test_fake_mdns_ids_do_not_grow_state_and_the_mesh_keeps_converging(mesh: AgentLab):
+    """n4 (a real node) also announces 300 fake ids at its own addresses: its neighbours keep
+    a bounded table and status, never believe a fake, and records keep flowing."""
+    from meshd import defaults
+
+    lab = mesh.lab
+    watchers = ("n3", "n5")  # n4's neighbours
+    before = {n: len(mesh.status(n).get("neighbours", [])) for n in watchers}
+    seq_before = mesh.record("n6", "n1", Kind.NODE).seq
+    fake = lab.popen(
+        "n4", [sys.executable, "-c", FAKE_ANNOUNCER, lab_agent.COMMUNITY, "300",
+               defaults.SERVICE_TYPE],
+    )  # fmt: skip
+    try:
+        # the announcements arrive (or this test would prove nothing) ...
+        wait_for(lambda: all(len(mesh.status(n).get("neighbours", [])) > before[n]
+                             for n in watchers), 30)  # fmt: skip
+        time.sleep(5)  # ... and keep arriving for a while
+        for n in watchers:
+            status = mesh.status(n)
+            fakes = [x for x in status["neighbours"] if x["node_id"] not in mesh.names]
+            assert len(status["neighbours"]) <= 64, n
+            assert len(json.dumps(status)) < 64_000, n
+            assert fakes
+            assert not [x for x in fakes if x["verified"]], n
+            real = next(x for x in status["neighbours"] if x["node_id"] == mesh.ids["n4"])
+            assert real["verified"]
+            print(
+                f"\n{n}: {len(status['neighbours'])} neighbour entries ({len(fakes)} fake), "
+                f"status {len(json.dumps(status))} bytes, refused "
+                f"{status['counters'].get('neighbour_announcements_refused', 0)}"
+            )
+        # honest records still reach every broker across n4's links
+        wait_for(lambda: mesh.record("n6", "n1", Kind.NODE).seq > seq_before, 15)
+    finally:
+        fake.kill()
+        fake.communicate()

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from meshd.linkquality import PROBE, Packet
+from meshd.codec import sign_record
+from meshd.linkquality import ECHO, PROBE, Packet
 from meshd.records import Kind, NodeBody
 from meshd.topics import record_topic, revocation_topic
 from meshd.trust import Revocation
@@ -226,16 +227,22 @@ def probe_packet(node_id: str) -> bytes:
 def test_probes_keep_alive_only_a_verified_neighbour_at_its_own_address(agent: Any):
     x = agent.keys["x"].node_id
     agent.neighbours.seen(x, "lo", "fe80::a%lo", 1883, 0.0)
-    agent.neighbours.entries[x].up = False  # lost: only a probe can bring it back
-    probe = probe_packet(x)
-    agent.prober.on_datagram(probe, ("fe80::a", 4243, 0, 1))
+    agent.neighbours.entries[x].up = False  # lost: only an echo can bring it back
+    echo = Packet(ECHO, agent.prober.session, 1, 1.0, 1, 1, x).encode()
+    agent.prober.on_datagram(echo, ("fe80::a", 4243, 0, 1))
     assert not agent.neighbours.entries[x].up  # unverified: measured, not believed
     agent.neighbours.verify(x, "fe80::a%lo")
-    agent.prober.on_datagram(probe, ("fe80::666", 4243, 0, 1))
+    agent.prober.on_datagram(echo, ("fe80::666", 4243, 0, 1))
     assert not agent.neighbours.entries[x].up  # verified id, someone else's address
-    agent.prober.on_datagram(probe, ("fe80::a", 4243, 0, 1))
+    agent.prober.on_datagram(probe_packet(x), ("fe80::a", 4243, 0, 1))
+    assert not agent.neighbours.entries[x].up  # a probe proves nothing, even from there
+    wrong = Packet(ECHO, agent.prober.session ^ 1, 1, 1.0, 1, 1, x).encode()
+    agent.prober.on_datagram(wrong, ("fe80::a", 4243, 0, 1))
+    assert not agent.neighbours.entries[x].up  # an echo of a session we never sent
+    agent.prober.on_datagram(echo, ("fe80::a", 4243, 0, 1))
     assert agent.neighbours.entries[x].up
     assert agent.prober.counters["probe_unverified"] == 2
+    assert agent.prober.counters["probe_bad_session"] == 1
     agent.prober.on_datagram(b"\x00" * 7, ("fe80::a", 4243, 0, 1))
     assert agent.prober.counters["probe_malformed"] == 1
 
@@ -248,3 +255,40 @@ def test_our_links_record_names_only_neighbours_that_proved_their_id(agent: Any)
     agent._reserve()
     links = next(e for e in agent.own_records() if e.kind is Kind.LINKS)
     assert [e.neighbour for e in links.body.links] == [x]
+
+
+@pytest.mark.asyncio
+async def test_lost_state_never_restarts_seq_below_what_the_mesh_holds(agent: Any):
+    """State gone (new flash, corrupt file): our old records come back from the brokers, and
+    the agent continues above them instead of publishing seq 1 that everyone refuses."""
+    agent._load_state()
+    agent._reserve()
+    assert agent.seq.next_seq == 1
+    old = sign_record(
+        agent.key, agent.cert, NodeBody("m", "m", "s", ()), seq=5_000,
+        issued_at=int(time.time()), ttl_s=600,
+    )  # fmt: skip
+    topic = record_topic(COMMUNITY, agent.node_id, Kind.NODE)
+    await agent.relay.handle(LOCAL, Message(Topic(topic), old.raw))
+    assert agent.seq.next_seq == 5_001
+    assert agent.seq.reserved >= 5_001
+    saved = json.loads(agent.state.path.read_text())
+    assert saved["seq_reserved"] >= 5_001  # persisted before any number is used
+    mine = next(e for e in agent.own_records() if e.kind is Kind.NODE)
+    assert mine.seq > 5_000
+
+
+@pytest.mark.asyncio
+async def test_a_failing_activity_is_logged_and_restarted_not_fatal(agent: Any, caplog):
+    runs: list[int] = []
+
+    async def flaky() -> None:
+        runs.append(1)
+        if len(runs) < 3:
+            raise KeyError("something no handler foresaw")
+
+    agent.rt.backoff = lambda attempt, cap=10.0: 0.0
+    await agent._supervised("flaky", flaky)
+    assert len(runs) == 3
+    assert agent.counters["task_failed/flaky"] == 2
+    assert sum(1 for r in caplog.records if r.exc_info and r.exc_info[0] is KeyError) == 2

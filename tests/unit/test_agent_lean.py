@@ -53,3 +53,19 @@ async def test_replay_turns_are_taken_one_at_a_time_and_time_out():
     assert order[:4] == ["silent in", "busy in", "busy drained", "third in"]
     assert asyncio.get_running_loop().time() - start >= 0.3
     assert not slot.locked()
+
+
+def test_mqtt_v5_properties_share_their_tables_and_still_work():
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    import node_agent.relay  # noqa: F401  (applies the sharing)
+
+    a, b = Properties(PacketTypes.PUBLISH), Properties(PacketTypes.CONNECT)
+    assert a.names is b.names
+    assert a.properties is b.properties
+    b.MaximumPacketSize = 17 * 1024
+    back = Properties(PacketTypes.CONNECT)
+    back.unpack(b.pack())
+    assert back.MaximumPacketSize == 17 * 1024
+    assert not hasattr(a, "MaximumPacketSize")  # values stay per instance

@@ -251,3 +251,27 @@ def test_expire_and_held():
     assert c.expire(NOW + 61) == [Publish(topic(C), b"")]
     assert c.held() == []
     assert isinstance(c.own(A.sign(A.node_body()))[0], Stored)
+
+
+def tampered(raw: bytes) -> bytes:
+    """The same seq and signature, one byte of the signed content changed."""
+    at = raw.index(b'"model":"test-model"') + 9
+    return raw[:at] + b"X" + raw[at + 1 :]
+
+
+def test_a_tampered_copy_of_a_held_record_on_our_broker_is_replaced_by_the_good_one():
+    c = core()
+    good = B.sign(B.node_body(), seq=4)
+    c.on_message(FROM_B, topic(B), good.raw, NOW)
+    out = c.on_message(LOCAL, topic(B), tampered(good.raw), NOW)
+    assert Publish(topic(B), good.raw) in out  # healed, whatever reason the store gave
+    assert c.store.get(B.node_id, Kind.NODE) == good
+
+
+def test_a_tampered_copy_from_a_neighbour_proves_nothing():
+    c = core()
+    good = B.sign(B.node_body(), seq=4)
+    c.on_message(Source("fe80::9%mesh0", C.node_id), topic(B), good.raw, NOW)  # via C
+    out = c.on_message(FROM_B, topic(B), tampered(good.raw), NOW)
+    assert not [a for a in out if isinstance(a, NeighbourVerified)]
+    assert not [a for a in out if isinstance(a, Publish)]

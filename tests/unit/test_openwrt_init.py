@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 INIT = ROOT / "openwrt" / "meshd" / "files" / "meshd.init"
 DEFAULTS = ROOT / "openwrt" / "meshd" / "files" / "meshd.config"
 # Flags that have no place on a router: a YAML config instead of UCI, lab-only mDNS shortcut.
-NOT_MAPPED = {"--config", "--mdns-fast", "-h", "--help"}
+NOT_MAPPED = {"--config", "--mdns-fast", "-h", "--help", "--version"}
 # Options the init script reads for procd itself, not as flags.
 NOT_FLAGS = {"enabled", "mesh_network"}
 
