@@ -440,7 +440,7 @@ def run_all(
 
 def report(results: Sequence[Stats], seconds: float) -> str:
     lines = [
-        f"{'target':<14}{'inputs':>9}{'accepted':>10}{'refused':>10}{'crashes':>9}{'hangs':>7}"
+        f"{'target':<14}{'inputs':>9}{'returned':>10}{'refused':>10}{'crashes':>9}{'hangs':>7}"
         f"{'slowest ms':>12}"
     ]
     for s in results:

@@ -84,11 +84,10 @@ class RecordStore:
             data = bytes(data)  # bytearray or memoryview from a socket
         try:
             header = peek_header(data)
-            if header is not None:
-                early = self.triage(header, now)
-                if early is not None:
-                    self.triaged[early.reason] += 1
-                    raise early
+            early = None if header is None else self.triage(header, now)
+            if early is not None and not self._tampered_copy(early, header, data):
+                self.triaged[early.reason] += 1
+                raise early
             envelope = decode(data, self.limits, self.cache)
             self.check(envelope, now)
             if not self.merge(envelope):
@@ -109,7 +108,8 @@ class RecordStore:
         record may still be refused by `offer`. An unknown node cannot be refused here: its
         enrollment travels in its records, so only the full check can tell. The reason may
         differ from the full check's (a forged copy of an old record counts as stale, not as
-        a bad signature).
+        a bad signature). DUPLICATE means the same seq and signature as the record held; `offer`
+        also compares the bytes, since a tampered copy keeps both.
         """
         if header.community != self.trust.community:
             return RecordRejected(RejectReason.OTHER_COMMUNITY, f"community {header.community!r}")
@@ -131,6 +131,15 @@ class RecordStore:
             if sig == held.sig:
                 return RecordRejected(RejectReason.DUPLICATE, f"seq {header.seq} already held")
         return RecordRejected(RejectReason.STALE, f"seq {header.seq} <= held {held.seq}")
+
+    def _tampered_copy(self, early: RecordRejected, header: Header | None, data: bytes) -> bool:
+        """A "duplicate" whose bytes differ from the held record's: someone changed a signed
+        record and kept its signature. The full check refuses it as a bad signature, and the
+        agent must not take it for a harmless flooded copy (it restores its broker)."""
+        if early.reason is not RejectReason.DUPLICATE or header is None:
+            return False
+        held = self.records.get((header.node_id, header.kind))
+        return held is None or held.raw != data
 
     def _time_problem(
         self, seq: int, issued_at: int, expires_at: int, now: float

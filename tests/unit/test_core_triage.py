@@ -70,6 +70,21 @@ def test_flooded_copies_cost_no_decode(
     assert len(decodes) == 1
 
 
+def test_a_tampered_copy_of_the_held_record_is_a_bad_signature_not_a_duplicate(
+    community: CommunityKit, alpha: NodeKit
+) -> None:
+    store = community.store()
+    held = alpha.sign(alpha.node_body(), seq=4)
+    store.offer(held.raw, NOW)
+    tampered = held.raw.replace(b'"model":"test-model"', b'"model":"test-modex"')
+    assert tampered != held.raw
+    assert peek_header(tampered) == peek_header(held.raw)  # same seq, same signature
+    with pytest.raises(RecordRejected) as info:
+        store.offer(tampered, NOW)
+    assert info.value.reason is RejectReason.BAD_SIGNATURE
+    assert store.triaged == {}
+
+
 def test_triage_is_pure_and_names_each_early_reason(
     community: CommunityKit, alpha: NodeKit
 ) -> None:
