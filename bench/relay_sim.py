@@ -10,37 +10,23 @@ N = 100). Two protocols run on the same topology, keys and bodies:
 - `new`: docs/protocol.md §8. Header triage before decode, per-kind publish policy, eager push
   on a self-pruning tree with header batches to lazy neighbours, digests on (re)connect.
 
-Signatures are real. Decoding and verifying the same bytes on 1,000 nodes would take hours, so
-`counting()` memoises `decode` and `signature_valid` across nodes and counts every call per node
-as if it ran; their real cost is measured in the same run by `calibrate()`.
+Signatures are real; decode and verify calls are counted per node and run once per distinct
+record (`bench/relay_counting.py`), their cost measured in the same run.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import heapq
-import math
 import random
-import time
-import tracemalloc
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import meshd.ids as ids_mod
-import meshd.store as store_mod
+from bench.relay_counting import COUNTER, Stats
+from bench.relay_topology import Graph
 from meshd import sync
-from meshd.codec import (
-    DEFAULT_LIMITS,
-    Envelope,
-    Limits,
-    ParseCache,
-    decode,
-    sign_record,
-    signature_valid,
-)
+from meshd.codec import Envelope, sign_record
 from meshd.ids import SigningKey
 from meshd.records import (
     Kind,
@@ -58,149 +44,7 @@ from node_agent.relay_core import Drop, RelayCore, Source, Stored
 
 EPOCH = 1_800_000_000  # sim time 0 as unix time
 MQTT_OVERHEAD = 8  # fixed header, packet id, properties length: bytes per PUBLISH besides topic
-Graph = dict[int, set[int]]
 Slot = tuple[str, Kind]
-
-
-# -- topologies ---------------------------------------------------------------------------------
-
-
-def geometric(n: int, degree: float, rng: random.Random) -> tuple[Graph, list[tuple[float, float]]]:
-    """Random geometric graph in the unit square with the given mean degree, made connected by
-    joining each stray component to its nearest node (as a community would add a link)."""
-    pos = [(rng.random(), rng.random()) for _ in range(n)]
-    radius = math.sqrt(degree / (math.pi * n))
-    cells: dict[tuple[int, int], list[int]] = {}
-    for i, (x, y) in enumerate(pos):
-        cells.setdefault((int(x / radius), int(y / radius)), []).append(i)
-    g: Graph = {i: set() for i in range(n)}
-    for i, (x, y) in enumerate(pos):
-        cx, cy = int(x / radius), int(y / radius)
-        for dx in (-1, 0, 1):
-            for dy in (-1, 0, 1):
-                for j in cells.get((cx + dx, cy + dy), ()):
-                    if j > i and (pos[j][0] - x) ** 2 + (pos[j][1] - y) ** 2 <= radius**2:
-                        g[i].add(j)
-                        g[j].add(i)
-    comps = components(g)
-    main = max(comps, key=len)
-    for comp in comps:
-        if comp is main:
-            continue
-        a, b = min(
-            ((a, b) for a in comp for b in main),
-            key=lambda p: (pos[p[0]][0] - pos[p[1]][0]) ** 2 + (pos[p[0]][1] - pos[p[1]][1]) ** 2,
-        )
-        g[a].add(b)
-        g[b].add(a)
-        main |= comp
-    return g, pos
-
-
-def chain(n: int) -> Graph:
-    return {i: {j for j in (i - 1, i + 1) if 0 <= j < n} for i in range(n)}
-
-
-def grid(w: int, h: int) -> Graph:
-    g: Graph = {}
-    for y in range(h):
-        for x in range(w):
-            i = y * w + x
-            g[i] = {y * w + x + d for d in (-1, 1) if 0 <= x + d < w} | {
-                (y + d) * w + x for d in (-1, 1) if 0 <= y + d < h
-            }
-    return g
-
-
-def components(g: Graph) -> list[set[int]]:
-    seen: set[int] = set()
-    out = []
-    for start in g:
-        if start in seen:
-            continue
-        comp, todo = {start}, [start]
-        while todo:
-            for j in g[todo.pop()]:
-                if j not in comp:
-                    comp.add(j)
-                    todo.append(j)
-        seen |= comp
-        out.append(comp)
-    return out
-
-
-# -- counting decode / verify -------------------------------------------------------------------
-
-
-@dataclass
-class Stats:
-    msgs_in: int = 0
-    msgs_out: int = 0
-    bytes_in: int = 0
-    bytes_out: int = 0
-    decodes: int = 0
-    verifies: int = 0
-
-
-class _Counter:
-    current: Stats = Stats()
-    triage: bool = True
-
-
-COUNTER = _Counter()
-
-
-@contextlib.contextmanager
-def counting() -> Iterator[None]:
-    """Count decode and signature checks per node; run each distinct one only once.
-
-    With `COUNTER.triage` off, the store's header peek finds nothing, as on today's main,
-    where every copy was decoded and verified before the store knew it was not new.
-    """
-    decoded: dict[bytes, Envelope] = {}
-    verified: dict[bytes, bool] = {}
-    names = vars(store_mod)  # the store's own references to the codec, patched in place
-    real_decode, real_valid, real_peek = (
-        names["decode"],
-        names["signature_valid"],
-        names["peek_header"],
-    )
-
-    def counted_decode(data: bytes, limits: Limits = DEFAULT_LIMITS, *rest: Any) -> Envelope:
-        COUNTER.current.decodes += 1
-        env = decoded.get(data)
-        if env is None:
-            if len(decoded) > 50_000:
-                decoded.clear()
-            env = decoded[data] = real_decode(data, limits, *rest)
-        return env
-
-    def counted_valid(env: Envelope) -> bool:
-        COUNTER.current.verifies += 1
-        ok = verified.get(env.raw)
-        if ok is None:
-            if len(verified) > 50_000:
-                verified.clear()
-            ok = verified[env.raw] = real_valid(env)
-        return ok
-
-    def switched_peek(data: bytes) -> Any:
-        return real_peek(data) if COUNTER.triage else None
-
-    names["decode"], names["signature_valid"] = counted_decode, counted_valid
-    names["peek_header"] = switched_peek
-    COUNTER.triage = True  # until a simulation of the old protocol runs
-    # a pure hash the store recomputes per record; memoised only to make the run shorter
-    id_names = vars(ids_mod)
-    real_node_id = id_names["node_id_from_public_key"]
-    id_names["node_id_from_public_key"] = functools.lru_cache(maxsize=8192)(real_node_id)
-    try:
-        yield
-    finally:
-        names["decode"], names["signature_valid"] = real_decode, real_valid
-        names["peek_header"] = real_peek
-        COUNTER.triage = True
-        id_names["node_id_from_public_key"] = real_node_id
 
 
 # -- the relay under test -----------------------------------------------------------------------
@@ -665,40 +509,3 @@ class Sim:
     def reset_stats(self) -> None:
         for node in self.nodes:
             node.stats = Stats()
-
-
-# -- what one decode and one verify cost ---------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Costs:
-    decode_s: float
-    verify_s: float
-    bytes_per_record: float
-
-
-def calibrate(sim: Sim, samples: int = 300) -> Costs:
-    """Real per-call cost of decode and signature check, and memory per held record."""
-    raws = [env.raw for node in sim.nodes[:samples] for env in node.relay.store.records.values()]
-    raws = list(dict.fromkeys(raws))[:samples]
-    # CPU time of this process, so other load on the machine does not inflate the cost; each
-    # phase is repeated to get above the clock's resolution
-    rounds = 5
-    t0 = time.process_time()
-    cache = ParseCache()  # as a store has: each node's certificate is parsed once
-    for _ in range(rounds):
-        envs = [decode(r, DEFAULT_LIMITS, cache) for r in raws]
-    t1 = time.process_time()
-    for _ in range(rounds):
-        for env in envs:
-            signature_valid(env)
-    t2 = time.process_time()
-    tracemalloc.start()
-    before = tracemalloc.get_traced_memory()[0]
-    own = ParseCache()  # a store's own copies and parse cache, as each node has
-    held = [decode(bytes(bytearray(r)), DEFAULT_LIMITS, own) for r in raws]
-    after = tracemalloc.get_traced_memory()[0]
-    tracemalloc.stop()
-    del held, own
-    n = max(1, len(raws)) * rounds
-    return Costs((t1 - t0) / n, (t2 - t1) / n, (after - before) * rounds / n)

@@ -11,7 +11,9 @@ import random
 
 import pytest
 
-from bench.relay_sim import COUNTER, Sim, Stats, chain, core_relay, counting, geometric
+from bench.relay_counting import COUNTER, Stats, counting
+from bench.relay_sim import Sim, core_relay
+from bench.relay_topology import chain, geometric
 from meshd import sync
 from meshd.codec import sign_record
 from meshd.ids import SigningKey
