@@ -322,6 +322,15 @@ def test_cut_marks_neighbour_lost_records_route_around_and_restore_brings_it_bac
 def test_forgery_and_replay_are_refused_everywhere_and_go_no_further(mesh: AgentLab):
     lab = mesh.lab
     target = "n4"  # neighbours n3 and n5 read its broker
+    # the node record is re-signed every 10 publish intervals (meshd/sync.py agent_policy):
+    # wait until two of n6's have passed n4, so there is an older one to replay
+    suffix = f"/{mesh.ids['n6']}/node"
+    wait_for(
+        lambda: (
+            len({s for _, t, s, p in mesh.watch[target].messages if p and t.endswith(suffix)}) >= 2
+        ),
+        60,
+    )
     current = mesh.record(target, "n6", Kind.NODE)
     assert current is not None
     forged = bytearray(current.raw)
@@ -487,7 +496,7 @@ def test_fake_mdns_ids_do_not_grow_state_and_the_mesh_keeps_converging(mesh: Age
     lab = mesh.lab
     watchers = ("n3", "n5")  # n4's neighbours
     before = {n: len(mesh.status(n).get("neighbours", [])) for n in watchers}
-    seq_before = mesh.record("n6", "n1", Kind.NODE).seq
+    seq_before = mesh.record("n6", "n1", Kind.TRAFFIC).seq  # node records refresh slowly
     fake = lab.popen(
         "n4", [sys.executable, "-c", FAKE_ANNOUNCER, lab_agent.COMMUNITY, "300",
                defaults.SERVICE_TYPE],
@@ -512,7 +521,7 @@ def test_fake_mdns_ids_do_not_grow_state_and_the_mesh_keeps_converging(mesh: Age
                 f"{status['counters'].get('neighbour_announcements_refused', 0)}"
             )
         # honest records still reach every broker across n4's links
-        wait_for(lambda: mesh.record("n6", "n1", Kind.NODE).seq > seq_before, 15)
+        wait_for(lambda: mesh.record("n6", "n1", Kind.TRAFFIC).seq > seq_before, 15)
     finally:
         fake.kill()
         fake.communicate()
