@@ -43,7 +43,7 @@ from provisioning.governance import (
 )
 from provisioning.keys import KeyFileError, load_private_key, write_private_key
 from provisioning.nodes import MAX_UPLINK_KBIT, NodeEntry, Registry
-from provisioning.profiles import DeviceProfile, UnknownModel, lookup
+from provisioning.profiles import DeviceProfile, lookup
 from provisioning.render import BundleFile, image_packages, render_node
 from provisioning.trustchain import Pin
 
@@ -62,15 +62,7 @@ def _check_hostname(hostname: str) -> str:
 
 
 def check_profile(model: str) -> DeviceProfile:
-    try:
-        profile = lookup(model)
-    except UnknownModel as exc:
-        raise ProvisionError(
-            f"unknown model {model!r}",
-            "--model",
-            (f"did you mean {', '.join(exc.suggestions)}? " if exc.suggestions else "")
-            + "list known models with `mutualmesh node models`",
-        ) from None
+    profile = lookup(model)
     why = profile.why_not()
     if why:
         raise ProvisionError(
@@ -205,8 +197,8 @@ def add_node(
         addresses = plan.allocate(node_key.public.raw, registry.used_slots())
     except PoolFull as exc:
         raise ProvisionError(
-            str(exc),
-            f"{directory / COMMUNITY_FILE}: ipv4.prefix",
+            exc.what,
+            f"{directory / COMMUNITY_FILE}: {exc.where}",
             "widen ipv4.prefix (e.g. a /15) and have the admins sign again, "
             "or remove nodes that are gone from nodes.yaml",
         ) from None
