@@ -215,6 +215,15 @@ class LinksBody:
         return {"links": [entry.to_json() for entry in self.links]}
 
 
+#: Cumulative counters of one neighbour, and a node's transit counters, in wire order.
+_PAIR_COUNTERS = ("rx_bytes", "tx_bytes", "rx_packets", "tx_packets")
+_TRANSIT_COUNTERS = ("forwarded_bytes", "forwarded_packets", "gateway_bytes", "client_bytes")
+
+
+def _counters(o: Mapping[str, Any], path: str, names: tuple[str, ...]) -> dict[str, Any]:
+    return {name: v.integer(o[name], f"{path}.{name}") for name in names}
+
+
 @dataclass(frozen=True, slots=True)
 class NeighbourCounters:
     """Cumulative bytes and packets exchanged with one neighbour over one interface."""
@@ -228,28 +237,18 @@ class NeighbourCounters:
 
     @classmethod
     def from_json(cls, value: Any, path: str) -> NeighbourCounters:
-        o = v.obj(
-            value,
-            path,
-            frozenset({"neighbour", "iface", "rx_bytes", "tx_bytes", "rx_packets", "tx_packets"}),
-        )
+        o = v.obj(value, path, frozenset({"neighbour", "iface", *_PAIR_COUNTERS}))
         return cls(
             neighbour=v.node_id(o["neighbour"], f"{path}.neighbour"),
             iface=v.iface(o["iface"], f"{path}.iface"),
-            rx_bytes=v.integer(o["rx_bytes"], f"{path}.rx_bytes"),
-            tx_bytes=v.integer(o["tx_bytes"], f"{path}.tx_bytes"),
-            rx_packets=v.integer(o["rx_packets"], f"{path}.rx_packets"),
-            tx_packets=v.integer(o["tx_packets"], f"{path}.tx_packets"),
+            **_counters(o, path, _PAIR_COUNTERS),
         )
 
     def to_json(self) -> dict[str, Any]:
         return {
             "neighbour": self.neighbour,
             "iface": self.iface,
-            "rx_bytes": self.rx_bytes,
-            "tx_bytes": self.tx_bytes,
-            "rx_packets": self.rx_packets,
-            "tx_packets": self.tx_packets,
+            **{name: getattr(self, name) for name in _PAIR_COUNTERS},
         }
 
 
@@ -268,16 +267,7 @@ class TrafficBody:
     client_bytes: int = 0  # to and from this node's own clients
 
     _FIELDS: ClassVar[frozenset[str]] = frozenset(
-        {
-            "boot_id",
-            "uptime_s",
-            "since",
-            "neighbours",
-            "forwarded_bytes",
-            "forwarded_packets",
-            "gateway_bytes",
-            "client_bytes",
-        }
+        {"boot_id", "uptime_s", "since", "neighbours", *_TRANSIT_COUNTERS}
     )
 
     @classmethod
@@ -292,10 +282,7 @@ class TrafficBody:
                 NeighbourCounters.from_json(x, f"{path}.neighbours[{i}]")
                 for i, x in enumerate(items)
             ),
-            forwarded_bytes=v.integer(o["forwarded_bytes"], f"{path}.forwarded_bytes"),
-            forwarded_packets=v.integer(o["forwarded_packets"], f"{path}.forwarded_packets"),
-            gateway_bytes=v.integer(o["gateway_bytes"], f"{path}.gateway_bytes"),
-            client_bytes=v.integer(o["client_bytes"], f"{path}.client_bytes"),
+            **_counters(o, path, _TRANSIT_COUNTERS),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -304,10 +291,7 @@ class TrafficBody:
             "uptime_s": self.uptime_s,
             "since": self.since,
             "neighbours": [n.to_json() for n in self.neighbours],
-            "forwarded_bytes": self.forwarded_bytes,
-            "forwarded_packets": self.forwarded_packets,
-            "gateway_bytes": self.gateway_bytes,
-            "client_bytes": self.client_bytes,
+            **{name: getattr(self, name) for name in _TRANSIT_COUNTERS},
         }
 
 

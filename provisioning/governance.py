@@ -38,7 +38,7 @@ from provisioning.community import (
     write_text_atomic,
     write_version,
 )
-from provisioning.keys import KeyFileError, load_private_key, write_private_key
+from provisioning.keys import load_private_key, write_private_key
 from provisioning.security import ssh_key_problem
 from provisioning.trustchain import ChainError, Pin, Version, authorising, propose, verify_chain
 
@@ -47,15 +47,9 @@ def default_admin_key(name: str) -> Path:
     return config_dir() / f"admin-{name}.key"
 
 
-def key_error(exc: KeyFileError) -> ProvisionError:
-    return ProvisionError(exc.what, str(exc.path), exc.fix)
-
-
 def load_admin_key(path: Path) -> SigningKey:
-    try:
-        return load_private_key(path)
-    except KeyFileError as exc:
-        raise key_error(exc) from None
+    """An admin's key; a KeyFileError (what / where / fix) when it cannot be used."""
+    return load_private_key(path)
 
 
 def init_community(
@@ -121,8 +115,6 @@ def init_community(
         raise ProvisionError(
             f"cannot write ({exc.strerror})", str(exc.filename or directory), "pick a writable path"
         ) from None
-    except KeyFileError as exc:
-        raise key_error(exc) from None
     save_pin(Pin.of([genesis]))
     return data, created
 

@@ -13,8 +13,10 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from meshd import validate as v
+from meshd.community import Community
 from meshd.ids import SigningKey
 from meshd.trust import Enrollment, Revocation, Trust
 from provisioning import bundle
@@ -35,7 +37,6 @@ from provisioning.governance import (
     adopt_community,
     default_admin_key,
     init_community,
-    key_error,
     load_admin_key,
     read_ssh_keys,
     sign_community,
@@ -253,8 +254,10 @@ def add_node(
     )
 
 
-def render_stored(directory: Path, hostname: str, out: Path | None = None) -> Built:
-    """Render an existing node again from what is stored; same inputs give the same bytes."""
+def _stored_node(
+    directory: Path, hostname: str
+) -> tuple[str, Community, dict[str, Any], NodeEntry]:
+    """The folder's checked community (parsed and raw) and its node called `hostname`."""
     hostname = _check_hostname(hostname)
     community, data = load_community_dir(directory)
     registry = Registry.load(directory, AddressPlan(community.ipv4, community.ipv6))
@@ -265,12 +268,15 @@ def render_stored(directory: Path, hostname: str, out: Path | None = None) -> Bu
             str(directory / NODES_FILE),
             "check the name (`mutualmesh node list`), or create it with `mutualmesh node add`",
         )
+    return hostname, community, data, node
+
+
+def render_stored(directory: Path, hostname: str, out: Path | None = None) -> Built:
+    """Render an existing node again from what is stored; same inputs give the same bytes."""
+    hostname, community, data, node = _stored_node(directory, hostname)
     profile = check_profile(node.model)
     key_path = directory / "secrets" / f"{hostname}.key"
-    try:
-        node_key = load_private_key(key_path)
-    except KeyFileError as exc:
-        raise key_error(exc) from None
+    node_key = load_private_key(key_path)
     try:
         files = render_node(
             community,
@@ -347,14 +353,7 @@ def revoke_node(
     now: int,
 ) -> tuple[Path, Revocation, str | None]:
     """Write or co-sign revocations/<host>.json; returns it and why it is not yet valid (if so)."""
-    hostname = _check_hostname(hostname)
-    community, _ = load_community_dir(directory)
-    registry = Registry.load(directory, AddressPlan(community.ipv4, community.ipv6))
-    node = registry.nodes.get(hostname)
-    if node is None:
-        raise ProvisionError(
-            f"no node called {hostname!r}", str(directory / NODES_FILE), "check the hostname"
-        )
+    hostname, community, _, node = _stored_node(directory, hostname)
     admins = [admin_for(directory, p, community.trust.admins) for p in admin_key_paths]
     path = directory / "revocations" / f"{hostname}.json"
     if path.exists():
