@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.agentkit import Broker, argv, free_port, provision
+from devkit.loopback import Broker, argv, free_port, provision
 
 NODES = 200
 NEIGHBOURS = 8

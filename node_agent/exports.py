@@ -12,8 +12,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from meshd import defaults
+from meshd.graph import dijkstra
 from meshd.nodestate import node_state
-from meshd.topology import Link, MeshView, NodeView, dijkstra
+from meshd.topology import Link, MeshView, NodeView
 
 # our link media -> yanic's link types (meshviewer draws "vpn" dashed, "other" as a cable)
 LINK_TYPE = {"wifi": "wifi", "tap": "vpn"}

@@ -13,12 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from cli.lab import agent as lab_agent
 from cli.lab.lab import Lab
 from cli.lab.topology import chain
-from cli.main import app
+from tests.clikit import invoke
 from tests.lab.labkit import lab_name, skip_reason, wait_subscribed
 from tests.lab.test_agent_mesh import FAST, Watch
 
@@ -54,16 +53,12 @@ def test_node_add_joins_and_revocation_removes_it(tmp_path, monkeypatch):
         folder.mkdir()
         shutil.copy(lab.run_dir / "community.yaml", folder / "community.yaml")
         admin_key = lab.run_dir / "admin.key"
-        runner = CliRunner()
         # The lab's file has no trust/ chain yet: its admin starts one (version 1).
-        adopted = runner.invoke(
-            app, ["community", "adopt", "--dir", str(folder), "--admin-key", str(admin_key)]
-        )
+        adopted = invoke("community", "adopt", "--dir", folder, "--admin-key", admin_key)
         assert adopted.exit_code == 0, adopted.output
-        added = runner.invoke(
-            app,
-            ["node", "add", joiner, "--model", "cudy_wr3000-v1", "--dir", str(folder),
-             "--admin-key", str(admin_key)],
+        added = invoke(
+            "node", "add", joiner, "--model", "cudy_wr3000-v1", "--dir", folder,
+            "--admin-key", admin_key,
         )  # fmt: skip
         assert added.exit_code == 0, added.output
         bundle = folder / "build" / joiner / "etc" / "meshd"
@@ -87,9 +82,7 @@ def test_node_add_joins_and_revocation_removes_it(tmp_path, monkeypatch):
 
         assert wait_for(everywhere, 90), {n: sorted(w.latest()) for n, w in watches.items()}
 
-        revoked = runner.invoke(
-            app, ["node", "revoke", joiner, "--dir", str(folder), "--admin-key", str(admin_key)]
-        )
+        revoked = invoke("node", "revoke", joiner, "--dir", folder, "--admin-key", admin_key)
         assert revoked.exit_code == 0, revoked.output
         revocation = folder / "revocations" / f"{joiner}.json"
         assert (
