@@ -21,3 +21,6 @@ PROBE_PORT = 4243
 SERVICE_TYPE = "_mutualmesh._tcp.local."
 #: A node whose newest record is older than this is shown as offline; yanic uses 10 minutes too.
 STALE_AFTER_S = 600
+#: How often an agent publishes its records by default; also the publish skew the contribution
+#: checks tolerate between two nodes' records before calling a comparison pending.
+PUBLISH_INTERVAL_S = 60
