@@ -19,95 +19,42 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Any
 
-from meshd import defaults
+from meshd.attest import attest_consumption, attest_relayed, attested_through
 from meshd.community import ContributionPolicy
-from meshd.records import OTHER_PEER, NeighbourCounters, TrafficBody
-from meshd.topology import MeshView, dijkstra
+from meshd.evidence import (
+    LEGEND,
+    SEVERITY,
+    Bound,
+    Check,
+    Figure,
+    Mismatch,
+    Side,
+    Tolerance,
+    describe,
+    side_of,
+    sum_counters,
+)
+from meshd.records import TrafficBody
+from meshd.topology import MeshView
 
+DEFAULT_TOLERANCE = Tolerance()
 
-class Check(StrEnum):
-    VERIFIED = "verified"
-    PENDING = "pending"
-    DISPUTED = "disputed"
-    CONTRADICTED = "contradicted"
-    UNCHECKED = "unchecked"
-
-
-#: One plain sentence per state, as the CLI prints it under the table.
-LEGEND: dict[Check, str] = {
-    Check.VERIFIED: "the neighbours' and endpoints' own counters allow this figure, within the "
-    "stated tolerance",
-    Check.PENDING: "the records compared were published at different times or cover different "
-    "periods, so the figure is judged once newer records line up",
-    Check.DISPUTED: "the two ends of a link (or a flow's endpoints) disagree; both are named, "
-    "neither is blamed, and the figure earns nothing until they agree",
-    Check.CONTRADICTED: "the node's own counters, or counters both ends agree on, make this "
-    "figure impossible",
-    Check.UNCHECKED: "no neighbour publishes counters over a real two-sided link, so nobody can "
-    "check it",
-}
-_SEVERITY = {
-    Check.VERIFIED: 0,
-    Check.UNCHECKED: 1,
-    Check.PENDING: 2,
-    Check.DISPUTED: 3,
-    Check.CONTRADICTED: 4,
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Tolerance:
-    """How far counters may disagree before a check fails; docs/contribution.md explains each."""
-
-    loss: float = 0.10  # relative: frames lost on a link, header accounting differences
-    slack_bytes: int = 256 * 1024  # absolute, per link: counters read a moment apart
-    max_skew_s: float = defaults.PUBLISH_INTERVAL_S  # publish skew turned into rate × skew
-    control_bps: int = 2048  # per link: routing hellos and link probes
-    replication: float = 3.0  # per link: this many copies of every record per publish interval
-    route_slack: float = 0.5  # a flow may use any path up to 1.5 × its least cost
-
-
-@dataclass(frozen=True, slots=True)
-class Bound:
-    """One bound a figure was checked against: the figure passes at `limit + tolerance`."""
-
-    what: str
-    limit: int
-    tolerance: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {"what": self.what, "limit": self.limit, "tolerance": self.tolerance}
-
-
-@dataclass(frozen=True, slots=True)
-class Figure:
-    value: int
-    check: Check
-    evidence: str  # plain words: what it was compared with, and the outcome
-    bounds: tuple[Bound, ...] = ()
-    disputes: tuple[str, ...] = ()  # the links ("a–b") or flows ("p→q") in dispute
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "value": self.value,
-            "check": self.check.value,
-            "evidence": self.evidence,
-            "bounds": [b.to_json() for b in self.bounds],
-            "disputes": list(self.disputes),
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Mismatch:
-    """Two ends of one link disagree on the bytes that went across it: a dispute of the link."""
-
-    sender: str
-    receiver: str
-    sent: int  # what the sender says it sent
-    received: int  # what the receiver says it got
+__all__ = [
+    "LEGEND",
+    "Bound",
+    "Check",
+    "Contribution",
+    "CostShare",
+    "Figure",
+    "Mismatch",
+    "Regression",
+    "Tolerance",
+    "contributions",
+    "cost_share",
+    "flow_bound",
+    "regressions",
+]
 
 
 @dataclass(slots=True)
@@ -130,7 +77,7 @@ class Contribution:
     def state(self) -> Check:
         """The worst state of its byte figures."""
         figs = (self.relayed, self.gateway, self.consumed)
-        return max((f.check for f in figs), key=_SEVERITY.__getitem__)
+        return max((f.check for f in figs), key=SEVERITY.__getitem__)
 
     @property
     def verified(self) -> bool:
@@ -145,82 +92,6 @@ class Regression:
     counter: str
     before: int
     after: int
-
-
-@dataclass(slots=True)
-class _Side:
-    """One node's counters over its window [start, at], from its own records."""
-
-    start: float
-    at: float
-    forwarded: int
-    gateway: int
-    client: int
-    uptime: int
-    per: dict[str, tuple[int, int]]  # neighbour -> (rx, tx) from this node's view
-    flows: dict[str, tuple[int, int]]  # peer -> (sent, received) end to end
-    interval: float = float(defaults.PUBLISH_INTERVAL_S)  # its publish interval, from its TTL
-
-    def rate(self, nb: str) -> float:
-        rx, tx = self.per.get(nb, (0, 0))
-        return (rx + tx) / max(1.0, self.at - self.start)
-
-    def covers_more(self, other: _Side) -> bool:
-        """Its counters span time the other's do not (earlier start or later record)."""
-        return self.start < other.start - 1 or self.at > other.at + 1
-
-
-def _sum_counters(entries: tuple[NeighbourCounters, ...]) -> dict[str, tuple[int, int]]:
-    out: dict[str, tuple[int, int]] = {}
-    for c in entries:
-        rx, tx = out.get(c.neighbour, (0, 0))
-        out[c.neighbour] = (rx + c.rx_bytes, tx + c.tx_bytes)
-    return out
-
-
-def _flows(body: TrafficBody) -> dict[str, tuple[int, int]]:
-    out: dict[str, tuple[int, int]] = {}
-    for e in body.endpoints:
-        s, r = out.get(e.peer, (0, 0))
-        out[e.peer] = (s + e.sent_bytes, r + e.received_bytes)
-    return out
-
-
-def _minus(
-    a: dict[str, tuple[int, int]], b: dict[str, tuple[int, int]]
-) -> dict[str, tuple[int, int]]:
-    return {
-        k: (max(0, x - b.get(k, (0, 0))[0]), max(0, y - b.get(k, (0, 0))[1]))
-        for k, (x, y) in a.items()
-    }
-
-
-def _side(now: TrafficBody, at: float, before: TrafficBody | None, start: float | None) -> _Side:
-    """Counters over the window; a restarted count (new `since`) counts from its own start."""
-    if before is None or before.since != now.since or start is None:
-        begin = float(now.since) if start is None else max(start, float(now.since))
-        uptime = now.uptime_s if start is None else min(now.uptime_s, int(at - begin))
-        return _Side(
-            begin,
-            at,
-            now.forwarded_bytes,
-            now.gateway_bytes,
-            now.client_bytes,
-            max(0, uptime),
-            _sum_counters(now.neighbours),
-            _flows(now),
-        )
-    uptime = now.uptime_s - before.uptime_s if now.boot_id == before.boot_id else now.uptime_s
-    return _Side(
-        start,
-        at,
-        max(0, now.forwarded_bytes - before.forwarded_bytes),
-        max(0, now.gateway_bytes - before.gateway_bytes),
-        max(0, now.client_bytes - before.client_bytes),
-        max(0, min(uptime, int(at - start))),
-        _minus(_sum_counters(now.neighbours), _sum_counters(before.neighbours)),
-        _minus(_flows(now), _flows(before)),
-    )
 
 
 def regressions(
@@ -238,8 +109,8 @@ def regressions(
             ("client_bytes", old.client_bytes, cur.client_bytes),
             ("uptime_s", old.uptime_s, cur.uptime_s),
         ]
-        old_n = _sum_counters(old.neighbours)
-        for n, (rx, tx) in sorted(_sum_counters(cur.neighbours).items()):
+        old_n = sum_counters(old.neighbours)
+        for n, (rx, tx) in sorted(sum_counters(cur.neighbours).items()):
             if n in old_n:
                 pairs.append((f"rx_bytes from {n}", old_n[n][0], rx))
                 pairs.append((f"tx_bytes to {n}", old_n[n][1], tx))
@@ -255,7 +126,7 @@ def flow_bound(ins: Mapping[str, int], outs: Mapping[str, int]) -> int:
     return sum(min(b, total_out - outs.get(n, 0)) for n, b in ins.items())
 
 
-def _direction(s: int, r: int, snd: _Side, rcv: _Side, tol: Tolerance, rate: float) -> Check:
+def _direction(s: int, r: int, snd: Side, rcv: Side, tol: Tolerance, rate: float) -> Check:
     """One direction of a link: what the sender counted vs what the receiver counted."""
     hi = s * (1 + tol.loss) + tol.slack_bytes
     lo = s * (1 - tol.loss) - tol.slack_bytes
@@ -297,7 +168,7 @@ class _Evidence:
 
 
 def _evidence(
-    x: str, sides: Mapping[str, _Side], linked: list[str], tol: Tolerance, record_bytes: int
+    x: str, sides: Mapping[str, Side], linked: list[str], tol: Tolerance, record_bytes: int
 ) -> _Evidence:
     me, ev = sides[x], _Evidence()
     for n in linked:
@@ -340,31 +211,29 @@ def _judge(
     bounds = (bound, own, opt) if opt.limit != bound.limit else (bound, own)
     limit = bound.limit + bound.tolerance
     if value <= limit:
-        return Figure(value, Check.VERIFIED, f"<= {bound.what}: {_b(bound)}", bounds)
+        return Figure(value, Check.VERIFIED, f"<= {bound.what}: {describe(bound)}", bounds)
     if value > own.limit + own.tolerance:
-        text = f"exceeds {own.what} ({_b(own)}) by {value - own.limit:,} B"
+        text = f"exceeds {own.what} ({describe(own)}) by {value - own.limit:,} B"
         return Figure(value, Check.CONTRADICTED, text, bounds)
     if pending:
         who = ", ".join(sorted(names.get(n, n) for n in pending))
-        text = f"above {bound.what} ({_b(bound)}); {who} published earlier: wait for newer records"
+        text = f"above {bound.what} ({describe(bound)}); {who} published earlier: wait for them"
         return Figure(value, Check.PENDING, text, bounds)
     if missing:
         who = ", ".join(sorted(names.get(n, n) for n in missing))
         return Figure(value, Check.UNCHECKED, f"needs counters from {who}", bounds)
     pairs = tuple(sorted(disputes))
     if pairs and value <= opt.limit + opt.tolerance:
-        text = f"above {bound.what} ({_b(bound)}) only over disputed link(s) {', '.join(pairs)}"
+        text = (
+            f"above {bound.what} ({describe(bound)}) only over disputed link(s) {', '.join(pairs)}"
+        )
         return Figure(value, Check.DISPUTED, text, bounds, pairs)
     return Figure(
         value,
         Check.CONTRADICTED,
-        f"exceeds {bound.what} ({_b(bound)}) by {value - bound.limit:,} B",
+        f"exceeds {bound.what} ({describe(bound)}) by {value - bound.limit:,} B",
         bounds,
     )
-
-
-def _b(bound: Bound) -> str:
-    return f"{bound.limit:,} B + {bound.tolerance:,} B tolerance"
 
 
 def _two_sided(view: MeshView, was_live: set[tuple[str, str]]) -> dict[str, set[str]]:
@@ -385,7 +254,7 @@ def contributions(
     before_at: Mapping[str, float] | None = None,
     was_live: Iterable[tuple[str, str]] = (),
     policy: ContributionPolicy | None = None,
-    tolerance: Tolerance = Tolerance(),
+    tolerance: Tolerance = DEFAULT_TOLERANCE,
 ) -> list[Contribution]:
     """Per-node figures with their checks, shares of the total and a weighted score.
 
@@ -396,7 +265,7 @@ def contributions(
     before = before or {}
     policy = policy or ContributionPolicy()
     default_start = None if window_s is None else view.now - window_s
-    sides: dict[str, _Side] = {}
+    sides: dict[str, Side] = {}
     for node_id, nv in view.nodes.items():
         body, env = nv.counters, nv.traffic
         if body is None or env is None:
@@ -404,7 +273,7 @@ def contributions(
         start = (before_at or {}).get(node_id, default_start) if node_id in before else None
         if start is None and default_start is not None and node_id not in before:
             start = default_start
-        side = _side(body, float(env.issued_at), before.get(node_id), start)
+        side = side_of(body, float(env.issued_at), before.get(node_id), start)
         if env.ttl_s > 10:  # the agent's TTL is 3 intervals + 1 s (at least 10 s)
             side.interval = max(1.0, (env.ttl_s - 1) / 3)
         else:
@@ -429,7 +298,7 @@ def contributions(
 def _contribution(
     view: MeshView,
     x: str,
-    sides: Mapping[str, _Side],
+    sides: Mapping[str, Side],
     live: Mapping[str, set[str]],
     attested: Mapping[str, tuple[Bound, list[str], float]],
     names: Mapping[str, str],
@@ -478,7 +347,7 @@ def _contribution(
         missing=silent,
         names=names,
     )
-    relayed = _attest(relayed, attested.get(x), names, tol)
+    relayed = attest_relayed(relayed, attested.get(x), names, tol)
     credited = min(me.forwarded, b_n + tolerance_for(b_n))
 
     # gateway: bytes in from neighbours that were not relayed, and only with an uplink offered
@@ -500,7 +369,7 @@ def _contribution(
             names=names,
         )
     consumed, basis = _consumption(nv.is_gateway, me, ev, credited, b_o, disputes, tol, slack)
-    consumed = _attest_consumption(consumed, x, sides, names, tol)
+    consumed = attest_consumption(consumed, x, sides, names, tol)
     alive = [names.get(n, n) for n in linked]
     uptime = Figure(me.uptime, Check.VERIFIED, f"{len(alive)} neighbour(s) report a live link")
     return Contribution(
@@ -525,7 +394,7 @@ def _link_name(names: Mapping[str, str], a: str, b: str) -> str:
 
 def _consumption(
     gateway: bool,
-    me: _Side,
+    me: Side,
     ev: _Evidence,
     relayed: int,
     b_o: int,
@@ -578,55 +447,6 @@ def _consumption(
             c, Check.DISPUTED, f"{short}, over disputed link(s)", bounds, tuple(disputes)
         ), basis
     return Figure(c, Check.CONTRADICTED, f"{short} by {l_n - c:,} B", bounds), basis
-
-
-def _attest(
-    fig: Figure,
-    found: tuple[Bound, list[str], float] | None,
-    names: Mapping[str, str],
-    tol: Tolerance,
-) -> Figure:
-    """The relayed figure against the end-to-end flows attested through it (when any are)."""
-    if found is None:
-        return fig
-    bound, older, _ = found
-    bounds = (*fig.bounds, bound)
-    if fig.value <= bound.limit + bound.tolerance:
-        return Figure(fig.value, fig.check, fig.evidence, bounds, fig.disputes)
-    if _SEVERITY[fig.check] >= _SEVERITY[Check.DISPUTED]:
-        return Figure(fig.value, fig.check, fig.evidence, bounds, fig.disputes)
-    if older:
-        who = ", ".join(sorted(names.get(n, n) for n in older))
-        text = f"above {bound.what} ({_b(bound)}); endpoint records from {who} are older"
-        return Figure(fig.value, Check.PENDING, text, bounds, fig.disputes)
-    text = f"above {bound.what} ({_b(bound)}): the flows' endpoints dispute it"
-    return Figure(fig.value, Check.DISPUTED, text, bounds, fig.disputes)
-
-
-def _attest_consumption(
-    fig: Figure, x: str, sides: Mapping[str, _Side], names: Mapping[str, str], tol: Tolerance
-) -> Figure:
-    """What other endpoints say they received from this node, it must have sent: a lower bound
-    no neighbour can change. Falling below it disputes the flows, naming the peers."""
-    if fig.check is not Check.VERIFIED:
-        return fig
-    me = sides[x]
-    got = {p: s.flows[x][1] for p, s in sides.items() if p != x and x in s.flows}
-    total = sum(got.values())
-    limit = total - tol.slack_bytes
-    bound = Bound(
-        "lower: what other endpoints attest they received from it", total, tol.slack_bytes
-    )
-    bounds = (*fig.bounds, bound)
-    if not got or fig.value >= limit:
-        return Figure(fig.value, fig.check, fig.evidence, bounds if got else fig.bounds)
-    peers = [p for p in got if got[p]]
-    if any(sides[p].covers_more(me) for p in peers):
-        text = f"below what its peers attest ({total:,} B); their records are newer"
-        return Figure(fig.value, Check.PENDING, text, bounds)
-    flows = tuple(sorted(f"{names.get(x, x)}→{names.get(p, p)}" for p in peers))
-    text = f"below what its peers attest they received from it ({total:,} B)"
-    return Figure(fig.value, Check.DISPUTED, text, bounds, flows)
 
 
 def _credited(fig: Figure) -> int:
@@ -684,57 +504,4 @@ def cost_share(
         # nobody consumed: split it equally
         part = variable * c.basis / consumed_total if consumed_total else variable / len(members)
         out.append(CostShare(c.node_id, c.hostname, base, part, c.basis, c.basis_kind))
-    return out
-
-
-def attested_through(
-    view: MeshView, sides: Mapping[str, _Side], tol: Tolerance
-) -> dict[str, tuple[Bound, list[str], float]]:
-    """Per relay: the end-to-end bytes whose route may pass through it, from the endpoints' own
-    counts (both ends' when both attest: the smaller), routed over the links records' babel
-    costs on any path within `route_slack` of the least cost; an endpoint's "other" bucket may
-    pass anywhere. Empty when no node attests (older agents)."""
-    ends = {p: s.flows for p, s in sides.items() if s.flows}
-    if not ends:
-        return {}
-    dist: dict[str, dict[str, int]] = {}
-
-    def d(a: str) -> dict[str, int]:
-        if a not in dist:
-            dist[a] = dijkstra(view.adjacency, a)[0] if a in view.adjacency else {a: 0}
-        return dist[a]
-
-    pairs: dict[tuple[str, str], int] = {}
-    for p, flows in ends.items():
-        for q, (sent, received) in flows.items():
-            if q in (OTHER_PEER, p) or q not in view.nodes:
-                continue
-            for key, value in (((p, q), sent), ((q, p), received)):
-                pairs[key] = min(pairs.get(key, value), value) if key in pairs else value
-    total: dict[str, int] = dict.fromkeys(sides, 0)
-    via: dict[str, set[str]] = {r: set() for r in sides}
-    for (src, dst), nbytes in pairs.items():
-        reach = d(src).get(dst)
-        if not nbytes or reach is None:
-            continue
-        far, back = d(src), d(dst)
-        for r in total:
-            if r in (src, dst) or r not in far or r not in back:
-                continue
-            if far[r] + back[r] <= (1 + tol.route_slack) * reach:
-                total[r] += nbytes
-                via[r].update((src, dst))
-    for p, flows in ends.items():
-        sent, received = flows.get(OTHER_PEER, (0, 0))
-        if sent + received:
-            for r in total:
-                if r != p and r in d(p):
-                    total[r] += sent + received
-                    via[r].add(p)
-    grow = tol.loss / (1 - tol.loss)
-    out: dict[str, tuple[Bound, list[str], float]] = {}
-    for r, value in total.items():
-        older = sorted(e for e in via[r] if e in sides and sides[r].covers_more(sides[e]))
-        what = "end-to-end flows their endpoints attest through it"
-        out[r] = (Bound(what, value, math.ceil(value * grow) + tol.slack_bytes), older, value)
     return out
