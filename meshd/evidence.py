@@ -27,8 +27,9 @@ LEGEND: dict[Check, str] = {
     "stated tolerance",
     Check.PENDING: "the records compared were published at different times or cover different "
     "periods, so the figure is judged once newer records line up",
-    Check.DISPUTED: "the two ends of a link (or a flow's endpoints) disagree; both are named, "
-    "neither is blamed, and the figure earns nothing until they agree",
+    Check.DISPUTED: "counters that should agree do not (the two ends of a link, a flow's "
+    "endpoints, a node's links and its clients); all are named, none is blamed, and the "
+    "figure earns nothing until they agree",
     Check.CONTRADICTED: "the node's own counters, or counters both ends agree on, make this "
     "figure impossible",
     Check.UNCHECKED: "no neighbour publishes counters over a real two-sided link, so nobody can "

@@ -170,7 +170,7 @@ def link_json(view: MeshView, link: Link) -> dict[str, Any]:
 
 
 def figure_json(fig: Figure) -> dict[str, Any]:
-    return {"value": fig.value, "check": fig.check.value, "evidence": fig.evidence}
+    return fig.to_json()
 
 
 def contribution_json(c: Contribution) -> dict[str, Any]:
