@@ -20,7 +20,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from meshd.attest import attest_consumption, attest_relayed, attested_through
+from meshd.attest import attest_consumption, attest_relayed, attested_through, received_from
 from meshd.community import ContributionPolicy
 from meshd.evidence import (
     LEGEND,
@@ -284,10 +284,19 @@ def contributions(
     )
     live = _two_sided(view, {(min(a, b), max(a, b)) for a, b in was_live})
     attested = attested_through(view, sides, tolerance)
+    received = received_from(sides)
     names = {n: nv.hostname for n, nv in view.nodes.items()}
     out = [
         _contribution(
-            view, node_id, sides, live, attested, names, window_s, tolerance, record_bytes
+            view,
+            node_id,
+            sides,
+            live,
+            (attested, received),
+            names,
+            window_s,
+            tolerance,
+            record_bytes,
         )
         for node_id in sorted(view.nodes)
     ]
@@ -300,13 +309,14 @@ def _contribution(
     x: str,
     sides: Mapping[str, Side],
     live: Mapping[str, set[str]],
-    attested: Mapping[str, tuple[Bound, list[str], float]],
+    endpoints: tuple[Mapping[str, tuple[Bound, list[str]]], Mapping[str, Mapping[str, int]]],
     names: Mapping[str, str],
     window_s: float | None,
     tol: Tolerance,
     record_bytes: int,
 ) -> Contribution:
     nv = view.nodes[x]
+    attested, received = endpoints
     me = sides.get(x)
     if me is None:
         missing = Figure(0, Check.UNCHECKED, "no traffic record")
@@ -381,7 +391,7 @@ def _contribution(
             names=names,
         )
     consumed, basis = _consumption(nv.is_gateway, me, ev, credited, b_o, disputes, tol, slack)
-    consumed = attest_consumption(consumed, x, sides, names, tol)
+    consumed = attest_consumption(consumed, x, sides, received, names, tol)
     alive = [names.get(n, n) for n in linked]
     uptime = Figure(me.uptime, Check.VERIFIED, f"{len(alive)} neighbour(s) report a live link")
     return Contribution(
