@@ -1,10 +1,18 @@
-"""User-facing errors and exit codes shared by every command."""
+"""User-facing errors and exit codes shared by every command.
+
+Every package raises a `meshd.errors.FixableError` (what / where / fix) for a mistake a person
+can correct. This module is the one place that turns such an error into a printed message and an
+exit status: `LazyGroup` in `cli.main` translates any that escapes a command, so commands raise
+their package's own error and never re-wrap it by hand.
+"""
 
 from __future__ import annotations
 
 from enum import IntEnum
 
 import click
+
+from meshd.errors import FixableError
 
 
 class ExitStatus(IntEnum):
@@ -17,7 +25,39 @@ class ExitStatus(IntEnum):
     UNREACHABLE = 4  # no broker or node could be reached
 
 
-class UserError(click.ClickException):
+class Unreachable(FixableError):
+    """No broker or node answered: the mesh, not the user's input, is the problem."""
+
+
+class ToolFailed(FixableError):
+    """A program or probe this machine runs failed (Graphviz missing, no root for a probe)."""
+
+
+#: The exit status of each kind of error; a kind not listed here is bad input (USAGE).
+#: Other packages' error classes can be added here without touching a command.
+EXIT_STATUS: dict[type[FixableError], ExitStatus] = {
+    Unreachable: ExitStatus.UNREACHABLE,
+    ToolFailed: ExitStatus.ERROR,
+}
+
+
+def exit_status_of(exc: FixableError) -> ExitStatus:
+    for cls in type(exc).__mro__:
+        if cls in EXIT_STATUS:
+            return EXIT_STATUS[cls]
+    return ExitStatus.USAGE
+
+
+def render(what: str, where: str | None, fix: str | None) -> str:
+    parts = [what]
+    if where:
+        parts.append(f"  where: {where}")
+    if fix:
+        parts.append(f"  fix:   {fix}")
+    return "\n".join(parts)
+
+
+class UserError(click.ClickException, FixableError):
     """A mistake the user can fix: printed as what/where/fix, never as a traceback."""
 
     def __init__(
@@ -28,13 +68,16 @@ class UserError(click.ClickException):
         fix: str | None = None,
         status: ExitStatus = ExitStatus.USAGE,
     ) -> None:
-        parts = [what]
-        if where:
-            parts.append(f"  where: {where}")
-        if fix:
-            parts.append(f"  fix:   {fix}")
-        super().__init__("\n".join(parts))
+        super().__init__(render(what, where, fix))
+        self.what, self.where, self.fix = what, where, fix
         self.status = status
+
+    @classmethod
+    def of(cls, exc: FixableError) -> UserError:
+        """The one translation from any package's fixable error to a CLI exit."""
+        if isinstance(exc, UserError):
+            return exc
+        return cls(exc.what, where=exc.where, fix=exc.fix, status=exit_status_of(exc))
 
     @property
     def exit_code(self) -> int:  # type: ignore[override]  # click reads it for the exit status

@@ -12,7 +12,9 @@ import sys
 
 import click
 
+from cli.errors import UserError
 from meshd import __version__
+from meshd.errors import FixableError
 
 # name -> (module, attribute, one-line help shown in `mutualmesh --help`)
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -48,6 +50,15 @@ class LazyGroup(click.Group):
         command = getattr(importlib.import_module(module_name), attr)
         assert isinstance(command, click.Command)
         return command
+
+    def invoke(self, ctx: click.Context) -> object:
+        """The one place a package's fixable error becomes a message and an exit status."""
+        try:
+            return super().invoke(ctx)
+        except click.ClickException:
+            raise
+        except FixableError as exc:
+            raise UserError.of(exc) from None
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]

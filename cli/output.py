@@ -9,11 +9,14 @@ import io
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import click
+
+T = TypeVar("T")
 
 STYLE = {
     "good": "green",
@@ -67,6 +70,14 @@ def emit_csv(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     click.echo(buf.getvalue(), nl=False)
 
 
+# Control characters in a record's text (hostnames, reasons) must not reach the terminal.
+_CONTROL = dict.fromkeys([*range(32), 127], "?")
+
+
+def clean(text: str) -> str:
+    return text.translate(_CONTROL)
+
+
 def table(
     columns: Sequence[str],
     rows: Sequence[Sequence[Any]],
@@ -74,22 +85,31 @@ def table(
     title: str | None = None,
     right: Sequence[str] = (),
 ) -> None:
-    """A table: rich on a terminal, aligned plain text otherwise (stable for grep and awk)."""
-    cells = [["-" if c is None else str(c) for c in row] for row in rows]
+    """A table: rich on a terminal, aligned plain text otherwise (stable for grep and awk).
+
+    Every cell and the title go to rich as `Text`, never as markup: a value from a record that
+    starts with `[` or a backslash is shown as typed and cannot open styles or links.
+    """
+    cells = [[clean("-" if c is None else str(c)) for c in row] for row in rows]
     if is_terminal():
         from rich.console import Console
         from rich.table import Table
+        from rich.text import Text
 
         console = Console(no_color=not colour_allowed(), highlight=False)
-        t = Table(title=title, title_justify="left", header_style="bold")
+        t = Table(
+            title=None if title is None else Text(clean(title)),
+            title_justify="left",
+            header_style="bold",
+        )
         for col in columns:
-            t.add_column(col, justify="right" if col in right else "left")
+            t.add_column(Text(col), justify="right" if col in right else "left")
         for row in cells:
-            t.add_row(*[f"[{STYLE[c]}]{c}[/]" if c in STYLE else _escape(c) for c in row])
+            t.add_row(*[Text(c, style=STYLE.get(c, "")) for c in row])
         console.print(t)
         return
     if title:
-        click.echo(title)
+        click.echo(clean(title))
     widths = [len(c) for c in columns]
     for row in cells:
         widths = [max(w, len(c)) for w, c in zip(widths, row, strict=False)]
@@ -103,8 +123,65 @@ def table(
         )
 
 
-def _escape(text: str) -> str:
-    return text.replace("[", r"\[")
+# -- views: columns described once, rendered as a table, CSV or JSON --------------------------
+
+
+@dataclass(frozen=True)
+class Column(Generic[T]):
+    """One column of a view, said once for every format.
+
+    `header`/`cell`: the table's column (no header: not in the table); `json`: the key and value
+    in each JSON object; `csv`: the CSV fields it becomes (default: the JSON key and value).
+    """
+
+    header: str | None
+    cell: Callable[[T], Any] | None = None
+    json: tuple[str, Callable[[T], Any]] | None = None
+    csv: tuple[tuple[str, Callable[[T], Any]], ...] | None = None
+    right: bool = False
+
+    def csv_fields(self) -> tuple[tuple[str, Callable[[T], Any]], ...]:
+        if self.csv is not None:
+            return self.csv
+        return (self.json,) if self.json is not None else ()
+
+
+class View(Generic[T]):
+    """A list of items and its columns; `emit` picks the format."""
+
+    def __init__(self, columns: Sequence[Column[T]]) -> None:
+        self.columns = list(columns)
+
+    def json_rows(self, items: Iterable[T]) -> list[dict[str, Any]]:
+        keyed = [c.json for c in self.columns if c.json is not None]
+        return [{key: get(x) for key, get in keyed} for x in items]
+
+    def emit(
+        self,
+        items: Sequence[T],
+        fmt: str,
+        *,
+        title: str | None = None,
+        json_key: str = "items",
+        json_extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        if fmt == "json":
+            emit_json({**(json_extra or {}), json_key: self.json_rows(items)})
+        elif fmt == "csv":
+            fields = [f for c in self.columns for f in c.csv_fields()]
+            emit_csv([k for k, _ in fields], [[get(x) for _, get in fields] for x in items])
+        else:
+            shown = [c for c in self.columns if c.header is not None and c.cell is not None]
+            table(
+                [str(c.header) for c in shown],
+                [[c.cell(x) for c in shown if c.cell is not None] for x in items],
+                title=title,
+                right=[str(c.header) for c in shown if c.right],
+            )
+
+
+def output_format(as_json: bool, as_csv: bool = False) -> str:
+    return "json" if as_json else "csv" if as_csv else "table"
 
 
 def say(text: str = "", *, style: str | None = None, err: bool = False) -> None:
@@ -114,15 +191,18 @@ def say(text: str = "", *, style: str | None = None, err: bool = False) -> None:
         click.echo(text, err=err)
 
 
-def human_bytes(n: float | None) -> str:
+def human_bytes(n: float | None, *, binary: bool = False) -> str:
+    """The one byte formatter: decimal units (kB = 1000 B) for counters people compare with
+    their ISP's bill, binary ones (KiB) where the lab reports iperf3 transfers."""
     if n is None:
         return "-"
-    value = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(value) < 1000 or unit == "TB":
+    value, step = float(n), 1024 if binary else 1000
+    units = ("B", "KiB", "MiB", "GiB", "TiB") if binary else ("B", "KB", "MB", "GB", "TB")
+    for unit in units:
+        if abs(value) < step or unit == units[-1]:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} TB"
+        value /= step
+    return f"{value:.1f} {units[-1]}"
 
 
 def human_age(seconds: float | None) -> str:

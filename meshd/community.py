@@ -15,7 +15,7 @@ from typing import Any
 
 from meshd.errors import CommunityError, KeyFormatError, Problem
 from meshd.ids import PublicKey
-from meshd.trust import Trust
+from meshd.trust import Trust, community_message, valid_signers
 
 _SLUG = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
 BANDS = {"2g": range(1, 15), "5g": range(32, 178), "6g": range(1, 234)}
@@ -376,3 +376,50 @@ def parse_community(data: Any) -> Community:
         contribution=policy,
         signatures=tuple(s for s in raw_sigs if isinstance(s, dict)),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Review:
+    """A community file checked as a whole: the community (None when its structure is broken),
+    every problem found, and which of its admins validly signed it."""
+
+    community: Community | None
+    problems: tuple[Problem, ...]
+    signers: frozenset[PublicKey] = frozenset()
+    signatures_present: int = 0
+
+    @property
+    def signed(self) -> bool:
+        return self.community is not None and len(self.signers) >= self.community.threshold
+
+
+SIGN_FIX = "ask admins to run `mutualmesh community sign --dir DIR --admin-key KEY`"
+
+
+def review_community(data: Any, *, require_signatures: bool = False) -> Review:
+    """The one check of a loaded community file: structure, then k-of-n admin signatures.
+
+    Signatures, when present, must reach the threshold; with `require_signatures` they must be
+    there at all (what a node, and the CLI's read side, demand before trusting the admin keys).
+    """
+    try:
+        community = parse_community(data)
+    except CommunityError as exc:
+        return Review(None, tuple(exc.problems))
+    raw = data.get("signatures") or []
+    try:
+        signers = valid_signers(community_message(data), raw, community.trust.admins)
+    except (TypeError, ValueError):
+        signers = frozenset()
+    problems: tuple[Problem, ...] = ()
+    if (raw or require_signatures) and len(signers) < community.threshold:
+        problems = (
+            Problem(
+                "signatures",
+                f"{len(signers)} distinct valid admin signature(s) of {len(raw)} present, "
+                f"{community.threshold} needed (signatures cover the whole file: any change "
+                "needs new ones)",
+                SIGN_FIX,
+            ),
+        )
+    return Review(community, problems, signers, len(raw))

@@ -9,6 +9,20 @@ class MeshError(Exception):
     """Base class of every error the core raises."""
 
 
+class FixableError(MeshError):
+    """A mistake a person can correct: what is wrong, where, and how to fix it.
+
+    Every package raises a subclass of this for user mistakes; the CLI turns it into a message
+    and an exit code in one place (`cli.errors`), so no command re-wraps errors by hand.
+    """
+
+    def __init__(self, what: str, where: str | None = None, fix: str | None = None) -> None:
+        super().__init__(what)
+        self.what = what
+        self.where = where
+        self.fix = fix
+
+
 class RejectReason(StrEnum):
     """Why the store refused a record; the store counts each reason separately."""
 

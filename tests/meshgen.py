@@ -411,13 +411,19 @@ class SyntheticMesh:
             "contribution": {"base_share": 0.5, "consumption_share": 0.5},
         }
 
-    def write_community(self, path: Path) -> Path:
-        path.write_text(yaml.safe_dump(self.community_data(), sort_keys=False))
+    def write_community(self, path: Path, *, signed: bool = True) -> Path:
+        """community.yaml signed by this mesh's admin (the read side refuses unsigned files)."""
+        from meshd.trust import admin_signature, community_message
+
+        data = self.community_data()
+        if signed:
+            data["signatures"] = [admin_signature(self.admin, community_message(data))]
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
         return path
 
     def write_snapshot(self, path: Path, **kw: Any) -> Path:
         """A snapshot file in the CLI's format, with the records this mesh signs now."""
-        from cli.mesh import write_snapshot
+        from cli.read.source import write_snapshot
 
         write_snapshot(path, self.name, self.now, self.records(**kw), statuses={}, revocations=[])
         return path

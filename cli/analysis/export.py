@@ -9,7 +9,8 @@ import subprocess
 from collections.abc import Mapping
 from typing import Any
 
-from meshd import __version__, defaults
+from meshd import __version__
+from meshd.nodestate import node_state
 from meshd.topology import LinkState, MeshView
 
 LINK_COLOUR = {
@@ -127,7 +128,7 @@ def meshviewer(view: MeshView, clients: Mapping[str, int] | None = None) -> dict
     nodes = []
     for nv in sorted(view.nodes.values(), key=lambda n: n.node_id):
         info = nv.info
-        online = view.now - nv.last_seen <= defaults.STALE_AFTER_S and nv.status != "offline"
+        online = node_state(view, nv).reachable
         node: dict[str, Any] = {
             "node_id": nv.node_id,
             "hostname": nv.hostname,

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from cli.errors import ToolFailed
+
 
 @dataclass
 class MtuResult:
@@ -55,8 +57,11 @@ def trace(target: str, *, max_hops: int = 16, timeout: float = 1.0) -> list[tupl
     return hops
 
 
-class ProbeError(RuntimeError):
+class ProbeError(ToolFailed):
     """An active check could not run (no such interface, no capture socket)."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(what, fix="run as root on an existing interface")
 
 
 def rogue_servers(iface: str, *, timeout: float = 6.0) -> dict[str, Any]:

@@ -8,13 +8,40 @@ import click
 
 from cli.analysis.pipeline import run_audit
 from cli.errors import ExitStatus
-from cli.mesh import MeshArgs, mesh_options, open_mesh
-from cli.output import emit_json, say, table
+from cli.output import Column, View, emit_json, say
+from cli.read.options import MeshArgs, mesh_options, open_mesh
 from meshd import defaults
-from meshd.audit import AuditPolicy
+from meshd.audit import CHECKS, AuditPolicy, Finding
+from meshd.findings import ABOUT
+
+FINDINGS = View[Finding](
+    [
+        Column("severity", cell=lambda f: f.severity.value),
+        Column("code", cell=lambda f: f.code.value),
+        Column("subject", cell=lambda f: f.subject),
+        Column("what", cell=lambda f: f.summary),
+    ]
+)
 
 
-@click.command()
+def _help() -> str:
+    """The command's help, listing every check and code from the audit's own table."""
+    lines = [
+        "Find what is wrong or concentrated in the mesh. Each finding has a severity, a code, "
+        "a subject, an explanation and a fix.",
+        "",
+        "Exit status: 0 when clean, 3 when there are findings, 1/2/4 on errors.",
+        "",
+        "Checks and the codes they report:",
+    ]
+    for check in CHECKS:
+        lines.append("")
+        lines.append(f"\b\n{check.name}:")
+        lines.extend(f"  {code.value:<26} {ABOUT[code]}" for code in check.codes)
+    return "\n".join(lines)
+
+
+@click.command(help=_help())
 @click.option(
     "--stale-after",
     type=click.IntRange(min=1),
@@ -25,16 +52,9 @@ from meshd.audit import AuditPolicy
 @click.option("--explain/--short", default=True, help="Print each finding's explanation and fix.")
 @mesh_options
 def audit(stale_after: int, explain: bool, **kw: Any) -> None:
-    """Find what is wrong or concentrated in the mesh: unverified contribution claims, counter
-    regressions, one-sided and asymmetric links, stale nodes, unenrolled or revoked keys, address
-    conflicts, config drift, partitions, unreachable gateways, single points of failure and
-    concentration of power.
-
-    Exit status: 0 when clean, 3 when there are findings, 1/2/4 on errors.
-    """
     args = MeshArgs(**kw)
     mesh = open_mesh(args)
-    result = run_audit(mesh, args.archive, AuditPolicy(stale_after_s=stale_after))
+    result = run_audit(mesh, AuditPolicy(stale_after_s=stale_after))
     if args.as_json:
         emit_json(
             {
@@ -42,7 +62,7 @@ def audit(stale_after: int, explain: bool, **kw: Any) -> None:
                 "now": mesh.now,
                 "clean": not result.findings,
                 "stats": result.stats,
-                "findings": [f.to_json() for f in result.findings],
+                "findings": [f.to_json() for f in result.findings],  # the core's own shape
             }
         )
     else:
@@ -52,10 +72,7 @@ def audit(stale_after: int, explain: bool, **kw: Any) -> None:
             f"{len(result.findings)} finding(s) from {mesh.source}"
         )
         if result.findings:
-            table(
-                ["severity", "code", "subject", "what"],
-                [[f.severity.value, f.code, f.subject, f.summary] for f in result.findings],
-            )
+            FINDINGS.emit(result.findings, "table")
             if explain:
                 seen: set[str] = set()
                 for f in result.findings:

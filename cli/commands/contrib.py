@@ -1,26 +1,138 @@
-"""`mutualmesh contrib`: what each node gives and takes, and whether its neighbours back it up."""
+"""`mutualmesh contrib`: what each node gives and takes, and whether its neighbours back it up.
+
+Both views are column tables (`cli.output.View`): a column is said once, with its table cell,
+its JSON value and its CSV fields. A new verification state is one entry in `MARK` (and in
+`cli.output.STYLE` for its colour); a new figure is one `_figure` line.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import click
 
-from cli.analysis.pipeline import contribution_json, contributions_for
-from cli.mesh import MeshArgs, mesh_options, open_mesh
-from cli.output import emit_csv, emit_json, human_age, human_bytes, parse_duration, say, table
-from meshd.contrib import Check, Figure, cost_share
+from cli.analysis.pipeline import contributions_for
+from cli.analysis.views import figure_json
+from cli.output import (
+    Column,
+    View,
+    human_age,
+    human_bytes,
+    output_format,
+    parse_duration,
+    say,
+)
+from cli.read.options import MeshArgs, mesh_options, open_mesh
+from meshd.contrib import Check, Contribution, CostShare, Figure, cost_share
 
-SORT = {
+SORT: dict[str, Callable[[Contribution], float]] = {
     "relay": lambda c: c.relayed.value,
     "gateway": lambda c: c.gateway.value,
     "uptime": lambda c: c.uptime_s.value,
     "score": lambda c: c.score,
 }
 
+#: How each verification state is marked next to a figure in the table.
+MARK: dict[Check, str] = {Check.VERIFIED: "✓", Check.CONTRADICTED: "✗", Check.UNCHECKED: "?"}
+
 
 def _mark(fig: Figure) -> str:
-    return {Check.VERIFIED: "✓", Check.CONTRADICTED: "✗", Check.UNCHECKED: "?"}[fig.check]
+    return MARK.get(fig.check, "?")
+
+
+def _figure(
+    header: str,
+    key: str,
+    csv_name: str,
+    get: Callable[[Contribution], Figure],
+    fmt: Callable[[Any], str],
+) -> Column[Contribution]:
+    """A checked figure: value and mark in the table, value+check+evidence in JSON, value and
+    check as two CSV fields."""
+    return Column(
+        header,
+        cell=lambda c: f"{fmt(get(c).value)} {_mark(get(c))}",
+        json=(key, lambda c: figure_json(get(c))),
+        csv=((key, lambda c: get(c).value), (f"{csv_name}_check", lambda c: get(c).check.value)),
+        right=True,
+    )
+
+
+CONTRIBUTION = View[Contribution](
+    [
+        Column("name", cell=lambda c: c.hostname, json=("name", lambda c: c.hostname)),
+        Column(None, json=("id", lambda c: c.node_id)),
+        _figure("relayed", "relayed_bytes", "relayed", lambda c: c.relayed, human_bytes),
+        _figure("uplink", "gateway_bytes", "gateway", lambda c: c.gateway, human_bytes),
+        _figure("consumed", "consumed_bytes", "consumed", lambda c: c.consumed, human_bytes),
+        _figure("uptime", "uptime_s", "uptime", lambda c: c.uptime_s, human_age),
+        Column(
+            "relay %",
+            cell=lambda c: f"{c.share['relayed']:.0%}",
+            csv=(("relay_share", lambda c: round(c.share["relayed"], 4)),),
+            right=True,
+        ),
+        Column(
+            "uplink %",
+            cell=lambda c: f"{c.share['gateway']:.0%}",
+            csv=(("gateway_share", lambda c: round(c.share["gateway"], 4)),),
+            right=True,
+        ),
+        Column(
+            None,
+            json=("share", lambda c: {k: round(v, 4) for k, v in c.share.items()}),
+            csv=(),
+        ),
+        Column(
+            "score",
+            cell=lambda c: f"{c.score:.2f}",
+            json=("score", lambda c: round(c.score, 4)),
+            right=True,
+        ),
+        Column(
+            "check",
+            cell=lambda c: "verified" if c.verified else "contradicted",
+            json=("verified", lambda c: c.verified),
+            csv=(),
+        ),
+    ]
+)
+
+
+def _cost_view(consumed: dict[str, Figure]) -> View[CostShare]:
+    return View[CostShare](
+        [
+            Column("name", cell=lambda s: s.hostname, json=("name", lambda s: s.hostname)),
+            Column(None, json=("id", lambda s: s.node_id)),
+            Column(
+                "consumed",
+                cell=lambda s: (
+                    f"{human_bytes(consumed[s.node_id].value)} {_mark(consumed[s.node_id])}"
+                ),
+                csv=(("consumed_bytes", lambda s: consumed[s.node_id].value),),
+                right=True,
+            ),
+            Column(
+                "base",
+                cell=lambda s: f"{s.base:.2f}",
+                json=("base", lambda s: round(s.base, 2)),
+                right=True,
+            ),
+            Column(
+                "by consumption",
+                cell=lambda s: f"{s.consumption:.2f}",
+                json=("consumption", lambda s: round(s.consumption, 2)),
+                right=True,
+            ),
+            Column(
+                "total",
+                cell=lambda s: f"{s.total:.2f}",
+                json=("total", lambda s: round(s.total, 2)),
+                right=True,
+            ),
+        ]
+    )
 
 
 @click.command()
@@ -55,142 +167,38 @@ def contrib(since: str | None, by: str, as_csv: bool, amount: float | None, **kw
     it (✓ verified, ✗ contradicted, ? nobody can check). Only verified figures earn score."""
     args = MeshArgs(**kw)
     since_s = parse_duration(since) if since else None
+    fmt = output_format(args.as_json, as_csv)
     mesh = open_mesh(args)
-    items, window, _ = contributions_for(mesh, args.archive, since_s)
+    items, window, _ = contributions_for(mesh, since_s)
     items.sort(key=lambda c: (-SORT[by](c), c.hostname))
     if amount is not None:
-        shares = cost_share(items, amount, mesh.community.contribution)
         policy = mesh.community.contribution
-        if args.as_json:
-            emit_json(
-                {
-                    "amount": amount,
-                    "base_share": policy.base_share,
-                    "consumption_share": policy.consumption_share,
-                    "window": window.note,
-                    "members": [
-                        {
-                            "name": s.hostname,
-                            "id": s.node_id,
-                            "base": round(s.base, 2),
-                            "consumption": round(s.consumption, 2),
-                            "total": round(s.total, 2),
-                        }
-                        for s in shares
-                    ],
-                }
-            )
-            return
-        cols = ["name", "consumed", "base", "by consumption", "total"]
-        consumed = {c.node_id: c.consumed for c in items}
-        rows = [
-            [
-                s.hostname,
-                f"{human_bytes(consumed[s.node_id].value)} {_mark(consumed[s.node_id])}",
-                f"{s.base:.2f}",
-                f"{s.consumption:.2f}",
-                f"{s.total:.2f}",
-            ]
-            for s in shares
-        ]
-        if as_csv:
-            emit_csv(
-                ["name", "id", "consumed_bytes", "base", "consumption", "total"],
-                [
-                    [
-                        s.hostname,
-                        s.node_id,
-                        consumed[s.node_id].value,
-                        round(s.base, 2),
-                        round(s.consumption, 2),
-                        round(s.total, 2),
-                    ]
-                    for s in shares
-                ],
-            )
-            return
-        table(
-            cols,
-            rows,
+        _cost_view({c.node_id: c.consumed for c in items}).emit(
+            cost_share(items, amount, policy),
+            fmt,
             title=f"cost share of {amount:.2f}: {policy.base_share:.0%} equal, "
             f"{policy.consumption_share:.0%} by consumption ({window.note})",
-            right=cols[1:],
-        )
-        return
-    if args.as_json:
-        emit_json(
-            {
+            json_key="members",
+            json_extra={
+                "amount": amount,
+                "base_share": policy.base_share,
+                "consumption_share": policy.consumption_share,
                 "window": window.note,
-                "baseline_at": window.baseline_at,
-                "nodes": [contribution_json(c) for c in items],
-            }
+            },
         )
         return
-    if as_csv:
-        emit_csv(
-            [
-                "name",
-                "id",
-                "relayed_bytes",
-                "relayed_check",
-                "gateway_bytes",
-                "gateway_check",
-                "consumed_bytes",
-                "consumed_check",
-                "uptime_s",
-                "uptime_check",
-                "relay_share",
-                "gateway_share",
-                "score",
-            ],
-            [
-                [
-                    c.hostname,
-                    c.node_id,
-                    c.relayed.value,
-                    c.relayed.check.value,
-                    c.gateway.value,
-                    c.gateway.check.value,
-                    c.consumed.value,
-                    c.consumed.check.value,
-                    c.uptime_s.value,
-                    c.uptime_s.check.value,
-                    round(c.share["relayed"], 4),
-                    round(c.share["gateway"], 4),
-                    round(c.score, 4),
-                ]
-                for c in items
-            ],
-        )
+    CONTRIBUTION.emit(
+        items,
+        fmt,
+        title=f"contribution {window.note}",
+        json_key="nodes",
+        json_extra={"window": window.note, "baseline_at": window.baseline_at},
+    )
+    if fmt != "table":
         return
-    rows = [
-        [
-            c.hostname,
-            f"{human_bytes(c.relayed.value)} {_mark(c.relayed)}",
-            f"{human_bytes(c.gateway.value)} {_mark(c.gateway)}",
-            f"{human_bytes(c.consumed.value)} {_mark(c.consumed)}",
-            f"{human_age(c.uptime_s.value)} {_mark(c.uptime_s)}",
-            f"{c.share['relayed']:.0%}",
-            f"{c.share['gateway']:.0%}",
-            f"{c.score:.2f}",
-            "verified" if c.verified else "contradicted",
-        ]
-        for c in items
-    ]
-    cols = [
-        "name",
-        "relayed",
-        "uplink",
-        "consumed",
-        "uptime",
-        "relay %",
-        "uplink %",
-        "score",
-        "check",
-    ]
-    table(cols, rows, title=f"contribution {window.note}", right=cols[1:-1])
-    bad = [c for c in items if not c.verified]
-    for c in bad:
+    for c in items:
+        if c.verified:
+            continue
         for label, fig in (("relayed", c.relayed), ("uplink", c.gateway), ("consumed", c.consumed)):
             if fig.check is Check.CONTRADICTED:
                 say(f"✗ {c.hostname} {label}: claims {fig.value:,} B; {fig.evidence}")

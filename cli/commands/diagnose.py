@@ -8,9 +8,9 @@ import click
 
 from cli.analysis.diagnosis import diagnose as explain
 from cli.analysis.diagnosis import diagnosis_json
-from cli.errors import ExitStatus, UserError
-from cli.mesh import MeshArgs, mesh_options, open_mesh
-from cli.output import emit_json, say, table
+from cli.errors import ExitStatus, ToolFailed, UserError
+from cli.output import Column, View, emit_json, say
+from cli.read.options import MeshArgs, mesh_options, open_mesh
 from meshd.topology import MeshView, NodeView, dijkstra
 
 
@@ -26,6 +26,28 @@ def _address(nv: NodeView) -> str:
     if not v4:
         raise UserError(f"{nv.hostname} publishes no IPv4 address to probe")
     return v4[0]
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+#: The hop table; its JSON is `diagnosis_json`'s "hops", which these cells read.
+HOPS = View[dict[str, Any]](
+    [
+        Column("hop", cell=lambda h: f"{h['from']} → {h['to']}"),
+        Column("state", cell=lambda h: h["state"]),
+        Column("cost", cell=lambda h: h["cost"], right=True),
+        Column("loss out", cell=lambda h: _pct(h["loss_out"]), right=True),
+        Column("loss back", cell=lambda h: _pct(h["loss_back"]), right=True),
+        Column(
+            "rtt ms",
+            cell=lambda h: "-" if h["rtt_ms"] is None else f"{h['rtt_ms']:.1f}",
+            right=True,
+        ),
+        Column("signal", cell=lambda h: h["signal_dbm"], right=True),
+    ]
+)
 
 
 @click.command()
@@ -67,10 +89,8 @@ def diagnose(
         try:
             found = rogue_servers(rogue_iface)
         except (OSError, ValueError, ProbeError) as exc:
-            raise UserError(
-                f"cannot probe {rogue_iface}: {exc}",
-                fix="run as root on an existing interface",
-                status=ExitStatus.ERROR,
+            raise ToolFailed(
+                f"cannot probe {rogue_iface}: {exc}", fix="run as root on an existing interface"
             ) from None
         if args.as_json:
             emit_json(found)
@@ -119,7 +139,7 @@ def diagnose(
             if probe_trace:
                 out["trace"] = [{"ttl": t, "from": s} for t, s in probes.trace(addr)]
         except PermissionError:
-            raise UserError("active probes need root", status=ExitStatus.ERROR) from None
+            raise ToolFailed("active probes need root", fix="run as root") from None
     if args.as_json:
         emit_json(out)
         return
@@ -127,22 +147,7 @@ def diagnose(
         say(f"no path from {out['from']} to {out['to']}")
     else:
         say(f"path {' → '.join(out['path'])}")
-        table(
-            ["hop", "state", "cost", "loss out", "loss back", "rtt ms", "signal"],
-            [
-                [
-                    f"{h['from']} → {h['to']}",
-                    h["state"],
-                    h["cost"],
-                    "-" if h["loss_out"] is None else f"{h['loss_out']:.0%}",
-                    "-" if h["loss_back"] is None else f"{h['loss_back']:.0%}",
-                    "-" if h["rtt_ms"] is None else f"{h['rtt_ms']:.1f}",
-                    h["signal_dbm"],
-                ]
-                for h in out["hops"]
-            ],
-            right=["cost", "loss out", "loss back", "rtt ms", "signal"],
-        )
+        HOPS.emit(out["hops"], "table")
         if out["weakest"]:
             say(f"weakest hop: {out['weakest'][0]} → {out['weakest'][1]}")
     for c in out["causes"] or ["no likely cause found in the records"]:

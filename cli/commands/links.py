@@ -6,14 +6,11 @@ from typing import Any
 
 import click
 
-from cli.analysis.pipeline import history, link_json
+from cli.analysis.pipeline import history
+from cli.analysis.views import DIRECTIONS, direction_rows, link_json
 from cli.errors import UserError
-from cli.mesh import MeshArgs, mesh_options, open_mesh
-from cli.output import emit_json, table
-
-
-def _fmt(value: Any, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
+from cli.output import emit_json
+from cli.read.options import MeshArgs, mesh_options, open_mesh
 
 
 @click.command()
@@ -25,7 +22,7 @@ def links(worst: int | None, node_name: str | None, **kw: Any) -> None:
     radio tells, and a state: good / lossy / asymmetric / one-sided / flapping / down."""
     args = MeshArgs(**kw)
     mesh = open_mesh(args)
-    _, _, flaps = history(mesh, args.archive, None)
+    _, _, flaps = history(mesh, None)
     view = mesh.view(flaps)
     items = list(view.links.values())
     if node_name is not None:
@@ -40,23 +37,4 @@ def links(worst: int | None, node_name: str | None, **kw: Any) -> None:
     if args.as_json:
         emit_json({"source": mesh.source, "links": [link_json(view, x) for x in items]})
         return
-    rows = []
-    for link in items:
-        for i, d in enumerate((link.ab, link.ba)):
-            rows.append(
-                [
-                    f"{view.name(d.src)} → {view.name(d.dst)}",
-                    _fmt(d.etx, ".2f"),
-                    "-" if d.loss is None else f"{d.loss:.0%}",
-                    _fmt(d.rtt_ms, ".1f"),
-                    _fmt(d.cost, "d"),
-                    _fmt(d.signal_dbm, "d"),
-                    _fmt(d.bitrate_mbit, "g"),
-                    link.state.value if i == 0 else "",
-                ]
-            )
-    table(
-        ["direction", "etx", "loss", "rtt ms", "cost", "signal dBm", "Mbit/s", "state"],
-        rows,
-        right=["etx", "loss", "rtt ms", "cost", "signal dBm", "Mbit/s"],
-    )
+    DIRECTIONS.emit([r for link in items for r in direction_rows(view, link)], "table")

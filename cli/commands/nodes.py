@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import click
 
-from cli.analysis.pipeline import node_json
+from cli.analysis.views import NODES, NodeRow, node_json
 from cli.errors import UserError
-from cli.mesh import MeshArgs, mesh_options, open_mesh
-from cli.output import emit_json, human_age, say, table
+from cli.output import Column, View, emit_json, human_age, output_format, say
+from cli.read.options import MeshArgs, mesh_options, open_mesh
+from meshd.topology import Direction, Link, MeshView
 
 
 def _args(ctx: click.Context, kw: dict[str, Any]) -> MeshArgs:
@@ -17,6 +19,56 @@ def _args(ctx: click.Context, kw: dict[str, Any]) -> MeshArgs:
     parent: dict[str, Any] = dict(ctx.obj or {})
     merged = {k: (v if v not in (None, False) else parent.get(k, v)) for k, v in kw.items()}
     return MeshArgs(**merged)
+
+
+@dataclass(frozen=True, slots=True)
+class NeighbourRow:
+    """One link of the shown node, seen from that node."""
+
+    view: MeshView
+    me: str
+    link: Link
+
+    @property
+    def out(self) -> Direction:
+        return self.link.ab if self.link.a == self.me else self.link.ba
+
+    @property
+    def back(self) -> Direction:
+        return self.link.ba if self.link.a == self.me else self.link.ab
+
+    @property
+    def other(self) -> str:
+        return self.view.name(self.link.b if self.link.a == self.me else self.link.a)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+NEIGHBOURS = View[NeighbourRow](
+    [
+        Column("neighbour", cell=lambda r: r.other, json=("neighbour", lambda r: r.other)),
+        Column(
+            "state", cell=lambda r: r.link.state.value, json=("state", lambda r: r.link.state.value)
+        ),
+        Column(
+            "loss out",
+            cell=lambda r: _pct(r.out.loss),
+            json=("loss_out", lambda r: r.out.loss),
+            right=True,
+        ),
+        Column(
+            "loss in",
+            cell=lambda r: _pct(r.back.loss),
+            json=("loss_in", lambda r: r.back.loss),
+            right=True,
+        ),
+        Column(
+            "cost", cell=lambda r: r.link.cost, json=("cost", lambda r: r.link.cost), right=True
+        ),
+    ]
+)
 
 
 @click.group(invoke_without_command=True)
@@ -32,31 +84,11 @@ def nodes(ctx: click.Context, /, **kw: Any) -> None:
     mesh = open_mesh(args)
     view = mesh.view()
     items = sorted(view.nodes.values(), key=lambda n: n.hostname)
-    if args.as_json:
-        emit_json(
-            {"source": mesh.source, "now": mesh.now, "nodes": [node_json(view, n) for n in items]}
-        )
-        return
-    rows = []
-    for nv in items:
-        j = node_json(view, nv)
-        gw = "-" if not j["gateway_kbit"] else f"{j['gateway_kbit'] / 1000:g} Mbit/s"
-        rows.append(
-            [
-                j["name"],
-                j["id"],
-                human_age(j["age_s"]),
-                j["software"],
-                gw,
-                len(j["neighbours"]),
-                human_age(j["uptime_s"]),
-                j["state"],
-            ]
-        )
-    table(
-        ["name", "id", "age", "software", "gateway", "neighbours", "uptime", "state"],
-        rows,
-        right=["age", "neighbours", "uptime"],
+    NODES.emit(
+        [NodeRow(view, nv) for nv in items],
+        output_format(args.as_json),
+        json_key="nodes",
+        json_extra={"source": mesh.source, "now": mesh.now},
     )
 
 
@@ -76,17 +108,13 @@ def show(ctx: click.Context, /, name: str, **kw: Any) -> None:
             fix="run `mutualmesh nodes` to list names and ids",
         )
     j = node_json(view, nv)
-    links = []
-    for other in sorted(view.nodes):
-        link = view.link(nv.node_id, other)
-        if link is not None:
-            out, back = (link.ab, link.ba) if link.a == nv.node_id else (link.ba, link.ab)
-            links.append((view.name(other), link.state.value, out.loss, back.loss, link.cost))
+    links = [
+        NeighbourRow(view, nv.node_id, link)
+        for other in sorted(view.nodes)
+        if (link := view.link(nv.node_id, other)) is not None
+    ]
     if args.as_json:
-        j["links"] = [
-            {"neighbour": n, "state": s, "loss_out": lo, "loss_in": li, "cost": c}
-            for n, s, lo, li, c in links
-        ]
+        j["links"] = NEIGHBOURS.json_rows(links)
         emit_json(j)
         return
     for key in ("name", "id", "state", "software", "model", "gateway_kbit", "contact"):
@@ -106,11 +134,4 @@ def show(ctx: click.Context, /, name: str, **kw: Any) -> None:
             f"issued {human_age(mesh.now - r['issued_at'])} ago"
         )
     say()
-    table(
-        ["neighbour", "state", "loss out", "loss in", "cost"],
-        [
-            [n, s, "-" if lo is None else f"{lo:.0%}", "-" if li is None else f"{li:.0%}", c]
-            for n, s, lo, li, c in links
-        ],
-        right=["loss out", "loss in", "cost"],
-    )
+    NEIGHBOURS.emit(links, "table")

@@ -7,47 +7,16 @@ broker is enough for it to reach the whole mesh.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 from pathlib import Path
 
 import click
 
-from cli.errors import ExitStatus, UserError
-from meshd import defaults
+from cli.errors import Unreachable, UserError
+from cli.read.source import parse_broker
 from meshd.topics import revocation_topic
 from meshd.trust import Revocation
 from meshd.validate import Invalid
-
-DEFAULT_PORT = defaults.BROKER_PORT
-
-
-def parse_broker(text: str) -> tuple[str, int]:
-    """ADDR, ADDR:PORT, [V6ADDR]:PORT or a bare IPv6 address."""
-    host, port = text, DEFAULT_PORT
-    if text.startswith("["):
-        close = text.find("]")
-        if close < 0:
-            raise ValueError("missing ] after an IPv6 address")
-        host, rest = text[1:close], text[close + 1 :]
-        if rest:
-            if not rest.startswith(":"):
-                raise ValueError("write [ADDR]:PORT")
-            port = _port(rest[1:])
-    elif text.count(":") == 1:
-        host, port_text = text.split(":")
-        port = _port(port_text)
-    elif text.count(":") > 1:
-        ipaddress.IPv6Address(text)  # a bare IPv6 address, no port
-    if not host:
-        raise ValueError("the address is empty")
-    return host, port
-
-
-def _port(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
-        raise ValueError(f"{text!r} is not a port (1-65535)")
-    return int(text)
 
 
 def load_revocation(file: Path) -> Revocation:
@@ -87,14 +56,7 @@ async def _publish(host: str, port: int, topic: str, payload: bytes, seconds: fl
 @click.option("--dry-run", is_flag=True, help="Show topic and payload; send nothing.")
 def publish(file: Path, broker: str, timeout: float, dry_run: bool) -> None:
     """Publish FILE (a signed revocation) as a retained message."""
-    try:
-        host, port = parse_broker(broker)
-    except ValueError as exc:
-        raise UserError(
-            f"invalid --broker {broker!r}: {exc}",
-            where="--broker",
-            fix="write ADDR, ADDR:PORT or [IPV6]:PORT",
-        ) from None
+    host, port = parse_broker(broker)
     revocation = load_revocation(file)
     topic = revocation_topic(revocation.community, revocation.node_id)
     payload = revocation.encode()
@@ -105,10 +67,9 @@ def publish(file: Path, broker: str, timeout: float, dry_run: bool) -> None:
     try:
         asyncio.run(_publish(host, port, topic, payload, timeout))
     except Exception as exc:  # aiomqtt raises its own and OS errors; all mean "not reached"
-        raise UserError(
+        raise Unreachable(
             f"cannot publish to {host}:{port} ({exc})",
             where="--broker",
             fix="check the address and that the node's broker listens there",
-            status=ExitStatus.UNREACHABLE,
         ) from None
     click.echo(f"published: every agent drops {revocation.node_id}'s records and refuses new ones")

@@ -7,8 +7,9 @@ from pathlib import Path
 import click
 
 from cli.errors import UserError
-from cli.mesh import MeshArgs, mesh_options, open_mesh, write_snapshot
 from cli.output import emit_json, say
+from cli.read.options import MeshArgs, mesh_options, open_mesh
+from cli.read.source import write_snapshot
 
 
 @click.group()
@@ -49,6 +50,7 @@ def save(file: str, **kw: object) -> None:
                 "records": len(mesh.store),
                 "nodes": len(mesh.store.node_ids()),
                 "rejected": {k.value: v for k, v in mesh.rejections.items()},
+                "dropped": dict(mesh.dropped or {}),  # messages that were not records at all
                 "source": mesh.source,
             }
         )

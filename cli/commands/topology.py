@@ -11,8 +11,8 @@ import click
 
 from cli.analysis import export
 from cli.analysis.pipeline import contributions_for
-from cli.errors import ExitStatus, UserError
-from cli.mesh import MeshArgs, mesh_options, open_mesh
+from cli.errors import ToolFailed, UserError
+from cli.read.options import MeshArgs, mesh_options, open_mesh
 
 
 @click.command()
@@ -59,7 +59,7 @@ def topology(fmt: str, output: str | None, engine: str, **kw: Any) -> None:
         clients: dict[str, int] = {}
         data = (json.dumps(export.meshviewer(view, clients), indent=2) + "\n").encode()
     else:
-        items, _, _ = contributions_for(mesh, args.archive, None)
+        items, _, _ = contributions_for(mesh, None)
         scores = {c.node_id: c.score for c in items}
         source = export.dot(view, scores, label=mesh.community.name)
         if fmt == "dot":
@@ -70,13 +70,11 @@ def topology(fmt: str, output: str | None, engine: str, **kw: Any) -> None:
             try:
                 data = export.png(source, engine)
             except FileNotFoundError:
-                raise UserError(
-                    f"Graphviz `{engine}` is not installed",
-                    fix="apt-get install graphviz",
-                    status=ExitStatus.ERROR,
+                raise ToolFailed(
+                    f"Graphviz `{engine}` is not installed", fix="apt-get install graphviz"
                 ) from None
             except RuntimeError as exc:
-                raise UserError(f"Graphviz failed: {exc}", status=ExitStatus.ERROR) from None
+                raise ToolFailed(f"Graphviz failed: {exc}") from None
     if output is None:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()

@@ -6,7 +6,7 @@ import contextlib
 
 import pytest
 
-from meshd.audit import AuditInput, audit
+from meshd.audit import AuditInput, AuditPolicy, audit
 from meshd.community import parse_community
 from meshd.contrib import Check, contributions, cost_share, regressions
 from meshd.errors import RejectReason
@@ -264,3 +264,76 @@ def test_partition_remembers_attachment_from_history():
     assert len(part) == 1
     assert part[0].figures["attached_through"] == ["n3"]
     assert "attached through n3" in part[0].summary
+
+
+def test_every_finding_code_belongs_to_one_check_and_is_in_the_help():
+    from meshd.audit import CHECKS
+    from meshd.findings import ABOUT, FindingCode
+    from tests.clikit import invoke
+
+    declared = [code for check in CHECKS for code in check.codes]
+    assert sorted(declared) == sorted(FindingCode)  # each code: exactly one check
+    assert set(ABOUT) == set(FindingCode)
+    help_text = invoke("audit", "--help").output
+    for check in CHECKS:
+        assert f"{check.name}:" in help_text
+    for code in FindingCode:
+        assert f"{code.value} " in help_text, code
+
+
+def test_checks_report_only_the_codes_they_declare():
+    from meshd.audit import CHECKS
+    from meshd.findings import Context
+    from meshd.topology import betweenness, components, cut_points
+
+    mesh = SyntheticMesh.chain(4)
+    mesh.claim("n2", forwarded_bytes=900_000_000)
+    mesh.nodes["n1"].gateway_kbit = 100_000
+    mesh.nodes["n3"].software = "mutualmesh 0.0.9"
+    store = mesh.store()
+    view = MeshView.build(store, mesh.now)
+    data = AuditInput(view, contributions(view), parse_community(mesh.community_data()))
+    cx = Context(
+        data,
+        AuditPolicy(),
+        components(view.adjacency),
+        betweenness(view.adjacency),
+        cut_points(view.adjacency),
+    )
+    seen = set()
+    for check in CHECKS:
+        found = []
+        check.run(cx, found)
+        assert {f.code for f in found} <= set(check.codes), check.name
+        seen |= {f.code for f in found}
+    assert {"unverified-relayed", "articulation-point", "software-drift"} <= seen
+
+
+def test_one_node_state_rule_for_audit_views_and_maps(tmp_path):
+    """A stale node is stale in `nodes`, offline on the meshviewer map and a stale-node finding:
+    all three read meshd.nodestate, with the threshold from meshd.defaults."""
+    import json
+
+    from meshd import defaults
+    from tests.clikit import invoke
+
+    mesh = healthy_ring()
+    n3 = mesh.nodes["n3"].node_id
+    fresh = [e.raw for e in mesh.envelopes() if e.node_id != n3]
+    old = [
+        e.raw
+        for e in mesh.envelopes(issued_at=mesh.now - defaults.STALE_AFTER_S - 60)
+        if e.node_id == n3
+    ]
+    from cli.read.source import write_snapshot
+
+    snap = tmp_path / "s.json"
+    write_snapshot(snap, mesh.name, mesh.now, fresh + old, statuses={}, revocations=[])
+    src = ["--community", mesh.write_community(tmp_path / "c.yaml"), "--snapshot", snap]
+    nodes = json.loads(invoke("nodes", *src, "--json").output)["nodes"]
+    assert {n["name"]: n["state"] for n in nodes}["n3"] == "stale"
+    assert {n["state"] for n in nodes if n["name"] != "n3"} == {"online"}
+    mv = json.loads(invoke("topology", "--format", "meshviewer", *src).output)["nodes"]
+    assert {n["hostname"]: n["is_online"] for n in mv} == {f"n{i}": i != 3 for i in range(1, 7)}
+    audit = json.loads(invoke("audit", *src, "--json").output)["findings"]
+    assert [f["subject"] for f in audit if f["code"] == "stale-node"] == ["n3"]

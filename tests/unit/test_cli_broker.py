@@ -12,11 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from cli.main import app
+from meshd.ids import SigningKey
 from meshd.records import Kind
 from meshd.topics import record_topic, status_topic
+from tests.clikit import invoke
 from tests.meshgen import SyntheticMesh
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -74,7 +74,7 @@ def test_nodes_from_a_broker_verifies_every_record(broker: int, tmp_path: Path):
     asyncio.run(publish_retained(broker, messages))
 
     args = ["--broker", f"127.0.0.1:{broker}", "--community", str(community)]
-    r = CliRunner().invoke(app, ["nodes", *args, "--json"], catch_exceptions=False)
+    r = invoke("nodes", *args, "--json")
     assert r.exit_code == 0, r.output
     data = json.loads(r.output)
     assert data["source"] == f"broker 127.0.0.1:{broker}"
@@ -85,6 +85,21 @@ def test_nodes_from_a_broker_verifies_every_record(broker: int, tmp_path: Path):
     assert by["n2"]["records"]["traffic"]["seq"] == 3
 
     out = tmp_path / "snap.json"
-    r = CliRunner().invoke(app, ["snapshot", "save", str(out), *args, "--json"])
+    r = invoke("snapshot", "save", out, *args, "--json")
     assert json.loads(r.output)["rejected"] == {"bad_signature": 1}
     assert len(json.loads(out.read_text())["records"]) == 8
+
+
+def test_a_real_broker_keeps_oversized_messages_from_the_cli(broker: int, tmp_path: Path):
+    """The CLI asks for MQTT v5 Maximum Packet Size: mosquitto then never sends it the 200 kB
+    message someone retained, and the honest records still arrive."""
+    from cli.read.source import read_broker
+
+    mesh = SyntheticMesh.chain(2, now=int(time.time()))
+    envs = mesh.envelopes()
+    messages = {record_topic(mesh.name, e.node_id, e.kind): e.raw for e in envs}
+    stranger = SigningKey.generate().public.node_id
+    messages[record_topic(mesh.name, stranger, Kind.NODE)] = b"{" + b" " * 200_000 + b"}"
+    asyncio.run(publish_retained(broker, messages))
+    raw = read_broker("127.0.0.1", broker, mesh.name)
+    assert sorted(raw.records) == sorted(e.raw for e in envs)

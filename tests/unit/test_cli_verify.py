@@ -3,16 +3,13 @@ and revocations included."""
 
 from __future__ import annotations
 
-import pytest
-
-from cli import mesh as climesh
+from cli.read.verify import verify
 from meshd.errors import RejectReason
 from meshd.trust import Revocation
 from tests.meshgen import SyntheticMesh
 
 
-def test_split_verification_equals_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(climesh, "PARALLEL_MIN_RECORDS", 0)
+def test_split_verification_equals_one_pass() -> None:
     mesh = SyntheticMesh.ring(12)
     mesh.flow("n1", "n7", 5_000_000)
     records = mesh.records()
@@ -31,8 +28,9 @@ def test_split_verification_equals_one_pass(monkeypatch: pytest.MonkeyPatch) -> 
     ).encode()
     wire = records + newer + older + [tampered]
 
-    one = climesh.verify(mesh.trust, wire, mesh.now, revocations=[revocation], workers=1)
-    split = climesh.verify(mesh.trust, wire, mesh.now, revocations=[revocation], workers=3)
+    revocations = [revocation, b"[" * 3000, b"{}"]  # two hostile ones, each counted once
+    one = verify(mesh.trust, wire, mesh.now, revocations=revocations, workers=1)
+    split = verify(mesh.trust, wire, mesh.now, revocations=revocations, workers=3, min_parallel=0)
 
     assert split.state() == one.state()
     assert split.rejections == one.rejections
@@ -43,3 +41,4 @@ def test_split_verification_equals_one_pass(monkeypatch: pytest.MonkeyPatch) -> 
     assert len(expected) == 3 * 11
     assert one.rejections[RejectReason.BAD_SIGNATURE] == 1
     assert one.rejections[RejectReason.REVOKED] == 6
+    assert one.rejections[RejectReason.MALFORMED] == 2

@@ -8,10 +8,9 @@ from pathlib import Path
 import jsonschema
 import netdiff
 import pytest
-from click.testing import CliRunner
 
-from cli.main import app
 from meshd.records import Location
+from tests.clikit import invoke
 from tests.meshgen import SyntheticMesh
 
 SCHEMA = Path(__file__).parent.parent / "data" / "netjson-networkgraph.schema.json"
@@ -31,10 +30,6 @@ def street(tmp_path: Path) -> tuple[SyntheticMesh, list[str]]:
     community = mesh.write_community(tmp_path / "community.yaml")
     snap = mesh.write_snapshot(tmp_path / "snap.json")
     return mesh, ["--community", str(community), "--snapshot", str(snap)]
-
-
-def invoke(*args: str, env: dict[str, str] | None = None):
-    return CliRunner().invoke(app, list(args), env=env, catch_exceptions=False)
 
 
 def test_nodes_table_and_json(street):

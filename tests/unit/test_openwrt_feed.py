@@ -177,7 +177,7 @@ def test_meshd_version_is_the_projects():
 def test_packaged_versions_satisfy_the_agents_requirements():
     """The router gets versions inside the ranges the agent is tested with (pyproject extras)."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    requirements = [Requirement(r) for r in project["optional-dependencies"]["agent"]]
+    requirements = [Requirement(r) for r in project["optional-dependencies"]["router"]]
     by_pypi = {
         mk.top["PYPI_NAME"]: mk.top["PKG_VERSION"]
         for mk in feed().values()
