@@ -165,3 +165,34 @@ def test_a_counter_reset_on_a_neighbour_makes_figures_pending_not_contradicted()
 def test_every_state_has_a_legend_sentence():
     assert set(LEGEND) == set(Check)
     assert all(text and "." not in text[:-1] for text in LEGEND.values())
+
+
+def audit_codes(mesh: SyntheticMesh) -> dict[str, set[str]]:
+    from meshd.audit import AuditInput, audit
+
+    view = MeshView.build(mesh.store(), mesh.now)
+    result = audit(AuditInput(view, contributions(view)))
+    out: dict[str, set[str]] = {}
+    for f in result.findings:
+        out.setdefault(f.code, set()).add(f.subject)
+    return out
+
+
+def test_audit_names_the_framer_the_dispute_and_the_phantom_reporter_not_the_framed():
+    mesh = chain_with_traffic()
+    mesh.claim_neighbour("n4", "n3", rx=0, tx=mesh.nodes["n4"].tx["n3"])
+    mesh.claim_neighbour("n5", "n2", rx=10 * GB, tx=0)
+    codes = audit_codes(mesh)
+    assert codes["phantom-report"] == {"n5"}
+    assert codes["counter-mismatch"] == {"n3–n4"}
+    assert "n3" in codes["disputed-claim"]
+    assert not {"unverified-relayed", "unverified-gateway", "unverified-consumed"} & set(codes)
+
+
+def test_audit_flags_the_leaf_liar_and_the_under_reporter():
+    mesh = chain_with_traffic()
+    mesh.claim("n5", forwarded_bytes=4_400_000_000)
+    mesh.claim("n1", client_bytes=0)
+    codes = audit_codes(mesh)
+    assert codes["unverified-relayed"] == {"n5"}
+    assert codes["disputed-claim"] == {"n1"}
