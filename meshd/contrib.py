@@ -338,7 +338,7 @@ def _contribution(
         limit = Bound(
             "flow conservation from its own counters",
             own,
-            math.ceil(own * tol.loss / (1 - tol.loss)) + tol.slack_bytes * (1 + len(me.per)),
+            math.ceil(own * tol.loss / (1 - tol.loss)) + tol.slack_bytes,
         )
         if me.forwarded > limit.limit + limit.tolerance:
             text = f"exceeds {limit.what} ({describe(limit)}) by {me.forwarded - own:,} B"
@@ -353,6 +353,10 @@ def _contribution(
     def tolerance_for(limit: int, skew: float = ev.skew_up) -> int:
         return math.ceil(limit * grow + slack + skew)
 
+    def own_tolerance(limit: int) -> int:
+        """One record's counters are read together: no skew, one slack."""
+        return math.ceil(limit * grow) + tol.slack_bytes
+
     # relayed: flow conservation, from the neighbours' counts, from our own, and optimistic
     b_n = flow_bound(ev.in_n, ev.out_n)
     b_o = flow_bound(ev.in_o, ev.out_o)
@@ -362,7 +366,7 @@ def _contribution(
         me.forwarded,
         "relayed",
         Bound(what, b_n, tolerance_for(b_n)),
-        Bound("flow conservation from its own counters", b_o, tolerance_for(b_o, 0)),
+        Bound("flow conservation from its own counters", b_o, own_tolerance(b_o)),
         Bound("flow conservation, disputed links at its own counts", b_x, tolerance_for(b_x)),
         pending=ev.older,
         disputes=disputes,
@@ -383,7 +387,7 @@ def _contribution(
             me.gateway,
             "gateway",
             Bound("what its neighbours sent it, less what it relayed", g_n, tolerance_for(g_n)),
-            Bound("what its own counters say arrived", g_o, tolerance_for(g_o, 0)),
+            Bound("what its own counters say arrived", g_o, own_tolerance(g_o)),
             Bound("what arrived, disputed links at its own counts", g_x, tolerance_for(g_x)),
             pending=ev.older,
             disputes=disputes,
