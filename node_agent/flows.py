@@ -151,10 +151,21 @@ def endpoint_flows(totals: Flows, top: int = MAX_ENDPOINTS) -> tuple[EndpointFlo
     return tuple(out)
 
 
-async def apply(run: Runner, script: str) -> bool:
-    """Load (or re-load, when the peers change) the table; False if nftables refused it."""
+async def apply(run: Runner, script: str, table: str = TABLE) -> int | None:
+    """Load (or re-load, when the peers change) the table. Returns its handle, which changes
+    when the table was recreated (its counters restarted: use it in the ledger epoch), or None
+    if nftables refused the script."""
     rc, _ = await run("nft", "-f", "-", stdin=script.encode())
-    return rc == 0
+    if rc:
+        return None
+    rc, out = await run("nft", "-j", "list", "table", "inet", table)
+    try:
+        for item in json.loads(out).get("nftables", []) if rc == 0 else []:
+            if isinstance(item, dict) and isinstance(item.get("table"), dict):
+                return int(item["table"].get("handle", 0))
+    except (ValueError, TypeError, AttributeError):
+        pass
+    return 0
 
 
 async def read(run: Runner, table: str = TABLE) -> Flows:

@@ -87,12 +87,26 @@ def test_read_and_apply_use_the_runner():
 
     async def runner(*argv: str, stdin: bytes | None = None) -> tuple[int, str]:
         calls.append(argv)
-        return (0, nft_counters({f"t_{PEER_B}": 42})) if "list" in argv else (0, "")
+        if "counters" in argv:
+            return 0, nft_counters({f"t_{PEER_B}": 42})
+        if "list" in argv:
+            return 0, json.dumps({"nftables": [{"table": {"name": flows.TABLE, "handle": 7}}]})
+        return 0, ""
 
-    async def main() -> tuple[bool, flows.Flows]:
+    async def main() -> tuple[int | None, flows.Flows]:
         return await flows.apply(runner, "add table inet x\n"), await flows.read(runner)
 
-    ok, got = asyncio.run(main())
-    assert ok
+    handle, got = asyncio.run(main())
+    assert handle == 7
     assert got == {PEER_B: (0, 42)}
     assert calls[0][:2] == ("nft", "-f")
+
+
+def test_a_refused_table_reads_as_no_data():
+    async def refuse(*argv: str, stdin: bytes | None = None) -> tuple[int, str]:
+        return 1, "Error: syntax error"
+
+    async def main() -> tuple[int | None, flows.Flows]:
+        return await flows.apply(refuse, "bad\n"), await flows.read(refuse)
+
+    assert asyncio.run(main()) == (None, {})
