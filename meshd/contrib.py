@@ -456,9 +456,12 @@ def _consumption(
     )
     c = me.client
     if c > high + ev.skew_up:
-        text = f"more than crossed its links ({high:,} B): local client traffic or an over-claim"
-        state = Check.PENDING if ev.older else Check.DISPUTED
-        return Figure(c, state, text, bounds, tuple(disputes)), basis
+        text = f"more than crossed its links ({high:,} B)"
+        if ev.older:
+            text += "; its neighbours published earlier: wait for them"
+            return Figure(c, Check.PENDING, text, bounds), basis
+        text += ": local client traffic or an over-claim"
+        return Figure(c, Check.DISPUTED, text, bounds, tuple(disputes)), basis
     if c >= l_n:
         return Figure(c, Check.VERIFIED, f"between {l_n:,} B and {high:,} B", bounds), basis
     # Below the lower bound is flagged, but never "contradicted": the agent's client counter
