@@ -130,10 +130,10 @@ def _direction(s: int, r: int, snd: Side, rcv: Side, tol: Tolerance, rate: float
     """One direction of a link: what the sender counted vs what the receiver counted."""
     hi = s * (1 + tol.loss) + tol.slack_bytes
     lo = s * (1 - tol.loss) - tol.slack_bytes
-    skew = min(abs(rcv.at - snd.at), tol.max_skew_s) * rate
-    if rcv.at > snd.at:
+    skew = (min(abs(rcv.at - snd.at), tol.max_skew_s) + 1) * rate  # +1 s: whole-second stamps
+    if rcv.at >= snd.at:
         hi += skew
-    else:
+    if snd.at >= rcv.at:
         lo -= skew
     if lo <= r <= hi:
         return Check.VERIFIED
@@ -185,10 +185,10 @@ def _evidence(
             ev.older.append(n)
         if nb.covers_more(me):
             ev.newer.append(n)
-        skew = min(abs(me.at - nb.at), tol.max_skew_s) * rate
-        if me.at > nb.at:
+        skew = (min(abs(me.at - nb.at), tol.max_skew_s) + 1) * rate
+        if me.at >= nb.at:
             ev.skew_up += skew
-        else:
+        if nb.at >= me.at:
             ev.skew_down += skew
         per_s = tol.control_bps + tol.replication * record_bytes / nb.interval
         ev.control += per_s * max(0.0, nb.at - nb.start)

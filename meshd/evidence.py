@@ -119,8 +119,10 @@ class Side:
         return (rx + tx) / max(1.0, self.at - self.start)
 
     def covers_more(self, other: Side) -> bool:
-        """Its counters span time the other's do not (earlier start or later record)."""
-        return self.start < other.start - 1 or self.at > other.at + 1
+        """Its counters span time the other's do not (earlier start or later record). Records
+        from the same second may still be a second apart: that is the +1 s in every rate × skew
+        tolerance."""
+        return self.start < other.start or self.at > other.at
 
 
 def sum_counters(entries: tuple[NeighbourCounters, ...]) -> dict[str, tuple[int, int]]:
