@@ -20,7 +20,8 @@ def attested_through(
     view: MeshView, sides: Mapping[str, Side], tol: Tolerance
 ) -> dict[str, tuple[Bound, list[str]]]:
     """Per relay claiming anything: the end-to-end bytes whose route may pass through it, from
-    the endpoints' own counts (both ends' when both attest: the smaller), routed over the links
+    the endpoints' own counts (the sender's; only the receiver's grossed up for loss per hop
+    when the sender does not attest), routed over the links
     records' babel costs on any path within `route_slack` of the least cost, plus every other
     endpoint's "other" bucket in its part of the mesh (it may pass anywhere); and the endpoints
     whose records cover less time than the relay's. Empty when no node attests (older agents)."""
@@ -28,20 +29,38 @@ def attested_through(
     claimants = [r for r, s in sides.items() if s.forwarded > tol.slack_bytes]
     if not ends or not claimants:
         return {}
-    dist: dict[str, dict[str, int]] = {}
+    dist: dict[str, tuple[dict[str, int], dict[str, str]]] = {}
 
     def d(a: str) -> dict[str, int]:
         if a not in dist:
-            dist[a] = dijkstra(view.adjacency, a)[0] if a in view.adjacency else {a: 0}
-        return dist[a]
+            dist[a] = dijkstra(view.adjacency, a) if a in view.adjacency else ({a: 0}, {})
+        return dist[a][0]
 
-    pairs: dict[tuple[str, str], int] = {}
+    def hops(src: str, dst: str) -> int:
+        pred, n, x = dist[src][1], 0, dst
+        while x != src and x in pred:
+            x, n = pred[x], n + 1
+        return n
+
+    # (src, dst) -> (what src says it sent, what dst says it received); a relay carried at
+    # most what the sender sent, and at least what arrived
+    said: dict[tuple[str, str], tuple[int | None, int | None]] = {}
     for p, flows in ends.items():
         for q, (sent, received) in flows.items():
             if q in (OTHER_PEER, p) or q not in view.nodes:
                 continue
-            for key, value in (((p, q), sent), ((q, p), received)):
-                pairs[key] = min(pairs[key], value) if key in pairs else value
+            _, r_pq = said.get((p, q), (None, None))
+            said[(p, q)] = (sent, r_pq)
+            s_qp, _ = said.get((q, p), (None, None))
+            said[(q, p)] = (s_qp, received)
+
+    def carried(src: str, dst: str) -> int:
+        sent, received = said[(src, dst)]
+        if sent is not None:
+            return sent
+        return math.ceil((received or 0) / (1 - tol.loss) ** max(1, hops(src, dst)))
+
+    pairs = {k: v[0] if v[0] is not None else (v[1] or 0) for k, v in said.items()}
     # Routing costs one Dijkstra per endpoint: within ROUTE_BUDGET node visits the biggest
     # endpoints are routed, the rest are pooled like "other" (looser, never wrong).
     weight: dict[str, int] = {}
@@ -55,10 +74,11 @@ def attested_through(
         pooled[key[0]] = pooled.get(key[0], 0) + pairs.pop(key)
     total: dict[str, int] = dict.fromkeys(claimants, 0)
     via: dict[str, set[str]] = {r: set() for r in claimants}
-    for (src, dst), nbytes in pairs.items():
-        reach = d(src).get(dst) if nbytes else None
+    for (src, dst), estimate in pairs.items():
+        reach = d(src).get(dst) if estimate else None
         if reach is None:
             continue
+        nbytes = carried(src, dst)
         far, back, most = d(src), d(dst), (1 + tol.route_slack) * reach
         for r in claimants:
             if r not in (src, dst) and far.get(r, most + 1) + back.get(r, most + 1) <= most:
