@@ -49,7 +49,7 @@ class Tolerance:
     """How far counters may disagree before a check fails; docs/contribution.md explains each."""
 
     loss: float = 0.10  # relative: frames lost on a link, header accounting differences
-    slack_bytes: int = 256 * 1024  # absolute, per link: counters read a moment apart
+    slack_bytes: int = 64 * 1024  # absolute, per link: counters read a moment apart
     max_skew_s: float = defaults.PUBLISH_INTERVAL_S  # publish skew turned into rate × skew
     control_bps: int = 2048  # per link: routing hellos and link probes
     replication: float = 3.0  # per link: this many copies of every record per publish interval
