@@ -28,6 +28,8 @@ STYLE = {
     "warning": "yellow",
     "stale": "yellow",
     "unchecked": "yellow",
+    "pending": "yellow",
+    "disputed": "yellow",
     "flapping": "red",
     "one-sided": "red",
     "down": "red",

@@ -22,6 +22,9 @@ def _pair(x: str, y: str) -> str:
 
 
 def _claims(cx: Context, found: list[Finding]) -> None:
+    """Contribution findings from `meshd.contrib`'s states: a contradicted figure is the
+    claimant's own fault; a disputed one, a dispute of a link, or counters about a non-neighbour
+    name every side and blame none (docs/contribution.md)."""
     name = cx.view.name
     for c in cx.data.contributions:
         for label, code, fig in (
@@ -29,38 +32,74 @@ def _claims(cx: Context, found: list[Finding]) -> None:
             ("gateway", FindingCode.UNVERIFIED_GATEWAY, c.gateway),
             ("consumed", FindingCode.UNVERIFIED_CONSUMED, c.consumed),
         ):
-            if fig.check is not Check.CONTRADICTED:
-                continue
+            figures = {"claimed": fig.value, "evidence": fig.evidence, **fig.to_json()}
+            if fig.check is Check.CONTRADICTED:
+                found.append(
+                    Finding(
+                        code,
+                        Severity.CRITICAL,
+                        c.hostname,
+                        f"claims {fig.value:,} B {label}, which counters make impossible:"
+                        f" {fig.evidence}",
+                        "A contribution figure must be backed by counters no single node can "
+                        "bend. This one is contradicted by the node's own counters or by "
+                        "counters both ends of its links agree on, so it does not count.",
+                        "Ask the node's owner to check its agent version and counters; until "
+                        "fixed, its contribution is not counted.",
+                        figures,
+                    )
+                )
+            elif fig.check is Check.DISPUTED:
+                between = f" ({', '.join(fig.disputes)})" if fig.disputes else ""
+                found.append(
+                    Finding(
+                        FindingCode.DISPUTED_CLAIM,
+                        Severity.WARNING,
+                        c.hostname,
+                        f"{label} {fig.value:,} B is disputed{between}: {fig.evidence}",
+                        "Counters that should agree do not; the figure earns nothing until they "
+                        "do. Neither side is blamed: either may count wrongly, or lie.",
+                        "Compare the named routers' counters (and, for consumption, whether the "
+                        "router itself moves traffic); update the agent on the one that is off.",
+                        figures,
+                    )
+                )
+        for about in c.phantoms:
             found.append(
                 Finding(
-                    code,
-                    Severity.CRITICAL,
+                    FindingCode.PHANTOM_REPORT,
+                    Severity.WARNING,
                     c.hostname,
-                    f"claims {fig.value:,} B {label} but its neighbours' counters say otherwise:"
-                    f" {fig.evidence}",
-                    "A contribution figure must be backed by the neighbours' own counters. This "
-                    "one is not, so it does not count, and the node's agent or owner may be "
-                    "misreporting.",
-                    "Ask the node's owner to check its agent version and counters; until fixed, "
-                    "its contribution is not counted.",
-                    {"claimed": fig.value, "evidence": fig.evidence},
+                    f"{c.hostname} publishes counters about {name(about)}, with which it has no "
+                    "link both ends report",
+                    "Counters count only over a link both ends list as up; these are ignored "
+                    "and may be an attempt to frame the other node.",
+                    "Check the reporter's agent and links; its own figures stand or fall on "
+                    "its real links.",
+                    {"about": name(about)},
                 )
             )
         for m in c.mismatches:
             if m.sender != c.node_id:
-                continue
+                continue  # each direction is listed by both ends: report it once
+            link = _pair(name(m.sender), name(m.receiver))
             found.append(
                 Finding(
                     FindingCode.COUNTER_MISMATCH,
                     Severity.WARNING,
-                    f"{name(m.sender)}→{name(m.receiver)}",
-                    f"{name(m.sender)} says it sent {m.sent:,} B, {name(m.receiver)} says it got "
-                    f"{m.received:,} B",
+                    link,
+                    f"dispute of link {link}: {name(m.sender)} says it sent {m.sent:,} B, "
+                    f"{name(m.receiver)} says it got {m.received:,} B",
                     "Both ends count the same bytes; more than the loss tolerance apart means "
-                    "one of them counts wrongly (or lies).",
+                    "one of them counts wrongly (or lies). Neither is blamed.",
                     "Compare both routers' interface counters; update the agent on the one that "
                     "is off.",
-                    {"sent": m.sent, "received": m.received},
+                    {
+                        "sender": name(m.sender),
+                        "receiver": name(m.receiver),
+                        "sent": m.sent,
+                        "received": m.received,
+                    },
                 )
             )
 
@@ -454,6 +493,8 @@ CHECKS: tuple[AuditCheck, ...] = (
             FindingCode.UNVERIFIED_RELAYED,
             FindingCode.UNVERIFIED_GATEWAY,
             FindingCode.UNVERIFIED_CONSUMED,
+            FindingCode.DISPUTED_CLAIM,
+            FindingCode.PHANTOM_REPORT,
             FindingCode.COUNTER_MISMATCH,
         ),
         _claims,

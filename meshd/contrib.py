@@ -1,55 +1,60 @@
-"""Who contributes what, and whether the neighbours' own counters back it up.
+"""Who contributes what, and whether counters nobody can bend alone back it up.
 
-A node's claims are its own `traffic` record; the evidence is its neighbours' records. What A says
-it sent to B is compared with what B says it received from A, and the reverse, within a
-tolerance for loss. A node cannot have forwarded more than its neighbours saw it send (nor more
-than they sent to it), and cannot have carried more to its uplink than its neighbours gave it.
+A node's claims are its own `traffic` record. Evidence comes only from its neighbours over real
+links (both ends list the link up) and from the endpoints of the traffic it says it carried; a
+report about a non-neighbour is a finding against its reporter, never evidence. Every check is a
+bound from flow conservation (a byte relayed came in from one neighbour and left to another), and
+each figure ends in one of five states (`LEGEND`): a disagreement between two ends disputes the
+link, naming both, and records taken at different times make a comparison pending, so neither
+a liar nor publish skew can make an honest node "contradicted". docs/contribution.md says what
+each check tolerates and what colluders can still do.
 
-Figures come as deltas between two moments (a window, `--since`) or, without a baseline, as the
-cumulative counters. Counters restart when a node's counting restarts (`since` changes); a
-counter that goes down while `boot_id` and `since` stay the same is a regression the audit flags.
+Figures come as deltas over a window (`before`, the bodies at its start) or, without one, as the
+cumulative counters since each node's `since`. A counter that goes down while `boot_id` and
+`since` stay the same is a regression the audit flags.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 
+from meshd.attest import attest_consumption, attest_relayed, attested_through, received_from
 from meshd.community import ContributionPolicy
-from meshd.records import NeighbourCounters, TrafficBody
+from meshd.evidence import (
+    LEGEND,
+    SEVERITY,
+    Bound,
+    Check,
+    Figure,
+    Mismatch,
+    Side,
+    Tolerance,
+    describe,
+    side_of,
+    sum_counters,
+)
+from meshd.records import TrafficBody
 from meshd.topology import MeshView
 
+DEFAULT_TOLERANCE = Tolerance()
 
-class Check(StrEnum):
-    VERIFIED = "verified"  # the neighbours' counters back the figure up
-    CONTRADICTED = "contradicted"  # the neighbours' counters make the figure impossible
-    UNCHECKED = "unchecked"  # no neighbour publishes counters about this node
-
-
-@dataclass(frozen=True, slots=True)
-class Tolerance:
-    """How far counters may disagree before a claim is called contradicted."""
-
-    loss: float = 0.10  # relative: lost frames, header accounting differences
-    slack_bytes: int = 256 * 1024  # absolute: publish-time skew between two records
-
-
-@dataclass(frozen=True, slots=True)
-class Figure:
-    value: int
-    check: Check
-    evidence: str  # plain words: what it was compared with
-
-
-@dataclass(frozen=True, slots=True)
-class Mismatch:
-    """Two ends of one link disagree on the bytes that went across it."""
-
-    sender: str
-    receiver: str
-    sent: int  # what the sender says it sent
-    received: int  # what the receiver says it got
+__all__ = [
+    "LEGEND",
+    "Bound",
+    "Check",
+    "Contribution",
+    "CostShare",
+    "Figure",
+    "Mismatch",
+    "Regression",
+    "Tolerance",
+    "contributions",
+    "cost_share",
+    "flow_bound",
+    "regressions",
+]
 
 
 @dataclass(slots=True)
@@ -63,14 +68,20 @@ class Contribution:
     window_s: float | None
     share: dict[str, float] = field(default_factory=dict)
     score: float = 0.0
-    mismatches: list[Mismatch] = field(default_factory=list)
+    mismatches: list[Mismatch] = field(default_factory=list)  # disputes on its links
+    phantoms: list[str] = field(default_factory=list)  # non-neighbours it reported counters for
+    basis: int = 0  # consumption the cost share uses: verified figure, else its lower bound
+    basis_kind: str = "lower bound"
+
+    @property
+    def state(self) -> Check:
+        """The worst state of its byte figures."""
+        figs = (self.relayed, self.gateway, self.consumed)
+        return max((f.check for f in figs), key=SEVERITY.__getitem__)
 
     @property
     def verified(self) -> bool:
-        return all(
-            f.check is not Check.CONTRADICTED
-            for f in (self.relayed, self.gateway, self.consumed, self.uptime_s)
-        )
+        return all(f.check is Check.VERIFIED for f in (self.relayed, self.gateway, self.consumed))
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,48 +92,6 @@ class Regression:
     counter: str
     before: int
     after: int
-
-
-@dataclass(slots=True)
-class _Delta:
-    forwarded: int
-    gateway: int
-    client: int
-    uptime: int
-    per_neighbour: dict[str, tuple[int, int]]  # neighbour -> (rx, tx) from this node's view
-
-
-def _sum_counters(entries: tuple[NeighbourCounters, ...]) -> dict[str, tuple[int, int]]:
-    out: dict[str, tuple[int, int]] = {}
-    for c in entries:
-        rx, tx = out.get(c.neighbour, (0, 0))
-        out[c.neighbour] = (rx + c.rx_bytes, tx + c.tx_bytes)
-    return out
-
-
-def _delta(now: TrafficBody, before: TrafficBody | None, window_s: float | None) -> _Delta:
-    """Counters over the window; a restarted count (new `since`) counts from zero."""
-    cur = _sum_counters(now.neighbours)
-    if before is None or before.since != now.since:
-        uptime = now.uptime_s if window_s is None else min(now.uptime_s, int(window_s))
-        return _Delta(now.forwarded_bytes, now.gateway_bytes, now.client_bytes, uptime, cur)
-    old = _sum_counters(before.neighbours)
-    per = {
-        n: (max(0, rx - old.get(n, (0, 0))[0]), max(0, tx - old.get(n, (0, 0))[1]))
-        for n, (rx, tx) in cur.items()
-    }
-    uptime = now.uptime_s
-    if now.boot_id == before.boot_id:
-        uptime = now.uptime_s - before.uptime_s
-    if window_s is not None:
-        uptime = min(uptime, int(window_s))
-    return _Delta(
-        max(0, now.forwarded_bytes - before.forwarded_bytes),
-        max(0, now.gateway_bytes - before.gateway_bytes),
-        max(0, now.client_bytes - before.client_bytes),
-        max(0, uptime),
-        per,
-    )
 
 
 def regressions(
@@ -140,8 +109,8 @@ def regressions(
             ("client_bytes", old.client_bytes, cur.client_bytes),
             ("uptime_s", old.uptime_s, cur.uptime_s),
         ]
-        old_n = _sum_counters(old.neighbours)
-        for n, (rx, tx) in sorted(_sum_counters(cur.neighbours).items()):
+        old_n = sum_counters(old.neighbours)
+        for n, (rx, tx) in sorted(sum_counters(cur.neighbours).items()):
             if n in old_n:
                 pairs.append((f"rx_bytes from {n}", old_n[n][0], rx))
                 pairs.append((f"tx_bytes to {n}", old_n[n][1], tx))
@@ -149,11 +118,132 @@ def regressions(
     return out
 
 
-def _figure_le(value: int, bound: int, tol: Tolerance, what: str) -> Figure:
-    limit = int(bound * (1 + tol.loss)) + tol.slack_bytes
+def flow_bound(ins: Mapping[str, int], outs: Mapping[str, int]) -> int:
+    """Most bytes a node can have relayed: from each neighbour, no more than came in from it
+    and no more than left towards all the others (a byte sent back where it came from is not
+    relayed). One neighbour: zero."""
+    total_out = sum(outs.values())
+    return sum(min(b, total_out - outs.get(n, 0)) for n, b in ins.items())
+
+
+def _direction(s: int, r: int, snd: Side, rcv: Side, tol: Tolerance, rate: float) -> Check:
+    """One direction of a link: what the sender counted vs what the receiver counted."""
+    hi = s * (1 + tol.loss) + tol.slack_bytes
+    lo = s * (1 - tol.loss) - tol.slack_bytes
+    skew = (min(abs(rcv.at - snd.at), tol.max_skew_s) + 1) * rate  # +1 s: whole-second stamps
+    if rcv.at >= snd.at:
+        hi += skew
+    if snd.at >= rcv.at:
+        lo -= skew
+    if lo <= r <= hi:
+        return Check.VERIFIED
+    ahead = rcv.covers_more(snd) if r > hi else snd.covers_more(rcv)
+    return Check.PENDING if ahead else Check.DISPUTED
+
+
+@dataclass(slots=True)
+class _Evidence:
+    """Per node: what each end of every real link says crossed it, in both directions."""
+
+    in_n: dict[str, int] = field(default_factory=dict)  # neighbour's count of bytes to us
+    out_n: dict[str, int] = field(default_factory=dict)  # neighbour's count of bytes from us
+    in_o: dict[str, int] = field(default_factory=dict)  # our own counts
+    out_o: dict[str, int] = field(default_factory=dict)
+    disputed: set[str] = field(default_factory=set)
+    mismatches: list[Mismatch] = field(default_factory=list)
+    older: list[str] = field(default_factory=list)  # neighbours whose counters cover less
+    newer: list[str] = field(default_factory=list)  # neighbours whose counters cover more
+    skew_up: float = 0.0  # bytes skew can hide from neighbours with older records
+    skew_down: float = 0.0  # bytes neighbours with newer records may count that we did not yet
+    control: float = 0.0  # bytes of routing, probe and record traffic its links may carry
+
+    def opt(self, favour_high: bool) -> tuple[dict[str, int], dict[str, int]]:
+        """Neighbours' counts, but on disputed links the count most favourable to us."""
+        pick = max if favour_high else min
+        ins = {n: pick(v, self.in_o[n]) if n in self.disputed else v for n, v in self.in_n.items()}
+        outs = {
+            n: pick(v, self.out_o[n]) if n in self.disputed else v for n, v in self.out_n.items()
+        }
+        return ins, outs
+
+
+def _evidence(
+    x: str, sides: Mapping[str, Side], linked: list[str], tol: Tolerance, record_bytes: int
+) -> _Evidence:
+    me, ev = sides[x], _Evidence()
+    for n in linked:
+        nb = sides[n]
+        rx_o, tx_o = me.per.get(n, (0, 0))
+        rx_n, tx_n = nb.per.get(x, (0, 0))
+        ev.in_n[n], ev.out_n[n], ev.in_o[n], ev.out_o[n] = tx_n, rx_n, rx_o, tx_o
+        rate = nb.rate(x)
+        for s, r, snd, rcv, who in ((tx_n, rx_o, nb, me, (n, x)), (tx_o, rx_n, me, nb, (x, n))):
+            if _direction(s, r, snd, rcv, tol, rate) is Check.DISPUTED:
+                ev.disputed.add(n)
+                ev.mismatches.append(Mismatch(who[0], who[1], s, r))
+        if me.covers_more(nb):
+            ev.older.append(n)
+        if nb.covers_more(me):
+            ev.newer.append(n)
+        skew = (min(abs(me.at - nb.at), tol.max_skew_s) + 1) * rate
+        if me.at >= nb.at:
+            ev.skew_up += skew
+        if nb.at >= me.at:
+            ev.skew_down += skew
+        per_s = tol.control_bps + tol.replication * record_bytes / nb.interval
+        ev.control += per_s * max(0.0, nb.at - nb.start)
+    return ev
+
+
+def _judge(
+    value: int,
+    what: str,
+    bound: Bound,
+    own: Bound,
+    opt: Bound,
+    *,
+    pending: list[str],
+    disputes: Iterable[str],
+    missing: list[str],
+    names: Mapping[str, str],
+) -> Figure:
+    """An upper bound check: verified, else pending / disputed / contradicted / unchecked."""
+    bounds = (bound, own, opt) if opt.limit != bound.limit else (bound, own)
+    limit = bound.limit + bound.tolerance
     if value <= limit:
-        return Figure(value, Check.VERIFIED, f"<= {what} ({bound:,} B)")
-    return Figure(value, Check.CONTRADICTED, f"exceeds {what} ({bound:,} B) by {value - bound:,} B")
+        return Figure(value, Check.VERIFIED, f"<= {bound.what}: {describe(bound)}", bounds)
+    if value > own.limit + own.tolerance:
+        text = f"exceeds {own.what} ({describe(own)}) by {value - own.limit:,} B"
+        return Figure(value, Check.CONTRADICTED, text, bounds)
+    if pending:
+        who = ", ".join(sorted(names.get(n, n) for n in pending))
+        text = f"above {bound.what} ({describe(bound)}); {who} published earlier: wait for them"
+        return Figure(value, Check.PENDING, text, bounds)
+    if missing:
+        who = ", ".join(sorted(names.get(n, n) for n in missing))
+        return Figure(value, Check.UNCHECKED, f"needs counters from {who}", bounds)
+    pairs = tuple(sorted(disputes))
+    if pairs and value <= opt.limit + opt.tolerance:
+        text = (
+            f"above {bound.what} ({describe(bound)}) only over disputed link(s) {', '.join(pairs)}"
+        )
+        return Figure(value, Check.DISPUTED, text, bounds, pairs)
+    return Figure(
+        value,
+        Check.CONTRADICTED,
+        f"exceeds {bound.what} ({describe(bound)}) by {value - bound.limit:,} B",
+        bounds,
+    )
+
+
+def _two_sided(view: MeshView, was_live: set[tuple[str, str]]) -> dict[str, set[str]]:
+    """Links both ends list as up now, or that were in the graph during the window."""
+    out: dict[str, set[str]] = {n: set() for n in view.nodes}
+    for (a, b), link in view.links.items():
+        if (link.ab.reported and link.ba.reported) or (a, b) in was_live:
+            out[a].add(b)
+            out[b].add(a)
+    return out
 
 
 def contributions(
@@ -161,113 +251,243 @@ def contributions(
     before: Mapping[str, TrafficBody] | None = None,
     *,
     window_s: float | None = None,
+    before_at: Mapping[str, float] | None = None,
+    was_live: Iterable[tuple[str, str]] = (),
     policy: ContributionPolicy | None = None,
-    tolerance: Tolerance = Tolerance(),
+    tolerance: Tolerance = DEFAULT_TOLERANCE,
 ) -> list[Contribution]:
-    """Per-node figures with their checks, shares of the total and a weighted score."""
+    """Per-node figures with their checks, shares of the total and a weighted score.
+
+    `before` holds the traffic bodies at the window's start, `before_at` when each was
+    published (default: all at `view.now - window_s`); `was_live` the links (a < b) that were
+    in the graph at the window's start.
+    """
     before = before or {}
     policy = policy or ContributionPolicy()
-    deltas: dict[str, _Delta] = {}
+    default_start = None if window_s is None else view.now - window_s
+    sides: dict[str, Side] = {}
     for node_id, nv in view.nodes.items():
-        body = nv.counters
-        if body is not None:
-            deltas[node_id] = _delta(body, before.get(node_id), window_s)
-    # what each node's neighbours say they exchanged with it: x -> [(reporter, rx_from_x, tx_to_x)]
-    seen_by: dict[str, list[tuple[str, int, int]]] = {}
-    for reporter, d in deltas.items():
-        for other, (rx, tx) in d.per_neighbour.items():
-            seen_by.setdefault(other, []).append((reporter, rx, tx))
-
-    out: list[Contribution] = []
-    for node_id, nv in sorted(view.nodes.items()):
-        found = deltas.get(node_id)
-        if found is None:
-            missing = Figure(0, Check.UNCHECKED, "no traffic record")
-            out.append(
-                Contribution(node_id, nv.hostname, missing, missing, missing, missing, window_s)
-            )
+        body, env = nv.counters, nv.traffic
+        if body is None or env is None:
             continue
-        d = found
-        reports = seen_by.get(node_id, [])
-        mismatches: list[Mismatch] = []
-        for reporter, rx_from_x, tx_to_x in reports:
-            own_rx, own_tx = d.per_neighbour.get(reporter, (0, 0))
-            # x's tx to the reporter should arrive (minus loss); the reporter cannot get more
-            if not _agree(own_tx, rx_from_x, tolerance):
-                mismatches.append(Mismatch(node_id, reporter, own_tx, rx_from_x))
-            if not _agree(tx_to_x, own_rx, tolerance):
-                mismatches.append(Mismatch(reporter, node_id, tx_to_x, own_rx))
-        if reports:
-            sent_seen = sum(r[1] for r in reports)
-            recv_seen = sum(r[2] for r in reports)
-            relayed = _figure_le(
-                d.forwarded,
-                min(sent_seen, recv_seen),
-                tolerance,
-                "what its neighbours exchanged with it",
-            )
-            if relayed.check is Check.VERIFIED:
-                relayed = Figure(
-                    d.forwarded,
-                    Check.VERIFIED,
-                    f"neighbours saw {sent_seen:,} B leave and {recv_seen:,} B arrive",
-                )
-            gateway = _figure_le(d.gateway, recv_seen, tolerance, "what its neighbours sent it")
-            if d.gateway and not nv.is_gateway:
-                gateway = Figure(d.gateway, Check.CONTRADICTED, "node offers no uplink")
-            local_seen = max(0, sent_seen + recv_seen - 2 * min(d.forwarded, sent_seen, recv_seen))
-            if nv.is_gateway:
-                consumed = Figure(d.client, Check.UNCHECKED, "a gateway's clients use its uplink")
-            else:
-                consumed = _figure_le(d.client, local_seen, tolerance, "its own mesh traffic")
-            live = view.adjacency.get(node_id, {})  # holds exactly the links in the graph
-            alive = [r for r, _, _ in reports if r in live]
-            uptime = Figure(
-                d.uptime,
-                Check.VERIFIED if alive else Check.UNCHECKED,
-                f"{len(alive)} neighbour(s) report a live link" if alive else "no live link seen",
-            )
+        start = (before_at or {}).get(node_id, default_start) if node_id in before else None
+        if start is None and default_start is not None and node_id not in before:
+            start = default_start
+        side = side_of(body, float(env.issued_at), before.get(node_id), start)
+        if env.ttl_s > 10:  # the agent's TTL is 3 intervals + 1 s (at least 10 s)
+            side.interval = max(1.0, (env.ttl_s - 1) / 3)
         else:
-            none = "no neighbour reports counters about it"
-            relayed = Figure(d.forwarded, Check.UNCHECKED, none)
-            gateway = Figure(d.gateway, Check.UNCHECKED, none)
-            consumed = Figure(d.client, Check.UNCHECKED, none)
-            uptime = Figure(d.uptime, Check.UNCHECKED, none)
-        if mismatches and relayed.check is Check.VERIFIED:
-            relayed = Figure(
-                relayed.value, Check.CONTRADICTED, "its counters disagree with a neighbour's"
-            )
-        out.append(
-            Contribution(
-                node_id,
-                nv.hostname,
-                relayed,
-                gateway,
-                consumed,
-                uptime,
-                window_s,
-                mismatches=mismatches,
-            )
+            side.interval = 3.0
+        sides[node_id] = side
+    record_bytes = sum(
+        len(e.raw) for nv in view.nodes.values() for e in (nv.node, nv.links, nv.traffic) if e
+    )
+    live = _two_sided(view, {(min(a, b), max(a, b)) for a, b in was_live})
+    attested = attested_through(view, sides, tolerance)
+    received = received_from(sides)
+    names = {n: nv.hostname for n, nv in view.nodes.items()}
+    out = [
+        _contribution(
+            view,
+            node_id,
+            sides,
+            live,
+            (attested, received),
+            names,
+            window_s,
+            tolerance,
+            record_bytes,
         )
+        for node_id in sorted(view.nodes)
+    ]
     _shares(out, policy)
     return out
 
 
-def _agree(sent: int, received: int, tol: Tolerance) -> bool:
-    """The receiver cannot get more than was sent, nor much less than loss explains."""
-    if received > sent * (1 + tol.loss) + tol.slack_bytes:
-        return False
-    return received >= sent * (1 - tol.loss) - tol.slack_bytes
+def _contribution(
+    view: MeshView,
+    x: str,
+    sides: Mapping[str, Side],
+    live: Mapping[str, set[str]],
+    endpoints: tuple[Mapping[str, tuple[Bound, list[str]]], Mapping[str, Mapping[str, int]]],
+    names: Mapping[str, str],
+    window_s: float | None,
+    tol: Tolerance,
+    record_bytes: int,
+) -> Contribution:
+    nv = view.nodes[x]
+    attested, received = endpoints
+    me = sides.get(x)
+    if me is None:
+        missing = Figure(0, Check.UNCHECKED, "no traffic record")
+        return Contribution(x, nv.hostname, missing, missing, missing, missing, window_s)
+    neighbours = live.get(x, set())
+    phantoms = sorted(n for n, (rx, tx) in me.per.items() if n not in neighbours and rx + tx)
+    linked = sorted(n for n in neighbours if n in sides)
+    silent = sorted(n for n in neighbours if n not in sides)
+    if not linked:
+        why = "no neighbour over a two-sided link publishes counters"
+        r, g, c, u = (
+            Figure(v, Check.UNCHECKED, why)
+            for v in (me.forwarded, me.gateway, me.client, me.uptime)
+        )
+        # its own counters, whoever they name, still bound what it can have relayed
+        own = flow_bound(
+            {n: rx for n, (rx, _) in me.per.items()}, {n: t for n, (_, t) in me.per.items()}
+        )
+        limit = Bound(
+            "flow conservation from its own counters",
+            own,
+            math.ceil(own * tol.loss / (1 - tol.loss)) + tol.slack_bytes,
+        )
+        if me.forwarded > limit.limit + limit.tolerance:
+            text = f"exceeds {limit.what} ({describe(limit)}) by {me.forwarded - own:,} B"
+            r = Figure(me.forwarded, Check.CONTRADICTED, text, (limit,))
+        return Contribution(x, nv.hostname, r, g, c, u, window_s, phantoms=phantoms)
+    ev = _evidence(x, sides, linked, tol, record_bytes)
+    pair = {n: _link_name(names, x, n) for n in linked}
+    disputes = [pair[n] for n in ev.disputed]
+    slack = tol.slack_bytes * (1 + len(linked))
+    grow = tol.loss / (1 - tol.loss)
+
+    def tolerance_for(limit: int, skew: float = ev.skew_up) -> int:
+        return math.ceil(limit * grow + slack + skew)
+
+    def own_tolerance(limit: int) -> int:
+        """One record's counters are read together: no skew, one slack."""
+        return math.ceil(limit * grow) + tol.slack_bytes
+
+    # relayed: flow conservation, from the neighbours' counts, from our own, and optimistic
+    b_n = flow_bound(ev.in_n, ev.out_n)
+    b_o = flow_bound(ev.in_o, ev.out_o)
+    b_x = flow_bound(*ev.opt(favour_high=True))
+    what = "flow conservation from the neighbours' counters"
+    relayed = _judge(
+        me.forwarded,
+        "relayed",
+        Bound(what, b_n, tolerance_for(b_n)),
+        Bound("flow conservation from its own counters", b_o, own_tolerance(b_o)),
+        Bound("flow conservation, disputed links at its own counts", b_x, tolerance_for(b_x)),
+        pending=ev.older,
+        disputes=disputes,
+        missing=silent,
+        names=names,
+    )
+    relayed = attest_relayed(relayed, attested.get(x), names, tol)
+    credited = min(me.forwarded, b_n + tolerance_for(b_n))
+
+    # gateway: bytes in from neighbours that were not relayed, and only with an uplink offered
+    if not nv.is_gateway and me.gateway > tol.slack_bytes:
+        gateway = Figure(me.gateway, Check.CONTRADICTED, "node offers no uplink")
+    else:
+        g_n = max(0, sum(ev.in_n.values()) - credited)
+        g_o = max(0, sum(ev.in_o.values()) - min(me.forwarded, b_o))
+        g_x = max(0, sum(ev.opt(favour_high=True)[0].values()) - min(me.forwarded, b_x))
+        gateway = _judge(
+            me.gateway,
+            "gateway",
+            Bound("what its neighbours sent it, less what it relayed", g_n, tolerance_for(g_n)),
+            Bound("what its own counters say arrived", g_o, own_tolerance(g_o)),
+            Bound("what arrived, disputed links at its own counts", g_x, tolerance_for(g_x)),
+            pending=ev.older,
+            disputes=disputes,
+            missing=silent,
+            names=names,
+        )
+    consumed, basis = _consumption(nv.is_gateway, me, ev, credited, b_o, disputes, tol, slack)
+    consumed = attest_consumption(consumed, x, sides, received, names, tol)
+    alive = [names.get(n, n) for n in linked]
+    uptime = Figure(me.uptime, Check.VERIFIED, f"{len(alive)} neighbour(s) report a live link")
+    return Contribution(
+        x,
+        nv.hostname,
+        relayed,
+        gateway,
+        consumed,
+        uptime,
+        window_s,
+        mismatches=ev.mismatches,
+        phantoms=phantoms,
+        basis=consumed.value if consumed.check is Check.VERIFIED else basis,
+        basis_kind="verified" if consumed.check is Check.VERIFIED else "lower bound",
+    )
+
+
+def _link_name(names: Mapping[str, str], a: str, b: str) -> str:
+    x, y = sorted((names.get(a, a), names.get(b, b)))
+    return f"{x}–{y}"
+
+
+def _consumption(
+    gateway: bool,
+    me: Side,
+    ev: _Evidence,
+    relayed: int,
+    b_o: int,
+    disputes: list[str],
+    tol: Tolerance,
+    slack: int,
+) -> tuple[Figure, int]:
+    """Bounded from both sides: what arrived and did not leave again, plus what it sent that
+    had not arrived, is its own traffic (less routing and record traffic, `control_bps`)."""
+    control = math.ceil(ev.control)
+    keep = 1 - tol.loss
+
+    def low(ins: Mapping[str, int], outs: Mapping[str, int], fwd: int, skew: float) -> int:
+        return max(
+            0,
+            math.floor(
+                sum(ins.values()) * keep + sum(outs.values()) - 2 * fwd - control - slack - skew
+            ),
+        )
+
+    ins_min = {n: min(v, ev.in_o[n]) for n, v in ev.in_n.items()}
+    outs_min = {n: min(v, ev.out_o[n]) for n, v in ev.out_n.items()}
+    basis = low(ins_min, outs_min, max(relayed, min(me.forwarded, b_o)), ev.skew_down)
+    if gateway:
+        why = "a gateway's clients use its uplink, which no neighbour sees"
+        return Figure(me.client, Check.UNCHECKED, why), 0
+    l_n = low(ev.in_n, ev.out_n, relayed, ev.skew_down)
+    l_o = low(ev.in_o, ev.out_o, min(me.forwarded, b_o), 0)
+    high = sum(ev.in_n.values()) + math.ceil(sum(ev.out_n.values()) / keep) + slack
+    bounds = (
+        Bound("lower: delivered by neighbours and not forwarded", l_n, 0),
+        Bound("upper: everything that crossed its links", high, math.ceil(ev.skew_up)),
+    )
+    c = me.client
+    if c > high + ev.skew_up:
+        text = f"more than crossed its links ({high:,} B)"
+        if ev.older:
+            text += "; its neighbours published earlier: wait for them"
+            return Figure(c, Check.PENDING, text, bounds), basis
+        text += ": local client traffic or an over-claim"
+        return Figure(c, Check.DISPUTED, text, bounds, tuple(disputes)), basis
+    if c >= l_n:
+        return Figure(c, Check.VERIFIED, f"between {l_n:,} B and {high:,} B", bounds), basis
+    # Below the lower bound is flagged, but never "contradicted": the agent's client counter
+    # leaves out the router's own traffic, which its links carry too (docs/contribution.md).
+    short = f"below what its neighbours delivered and it did not forward ({l_n:,} B)"
+    if ev.newer:
+        return Figure(c, Check.PENDING, f"{short}; records cover different periods", bounds), basis
+    if c < l_o:
+        text = (
+            f"below what its own link counters say it sent or received ({l_o:,} B) by "
+            f"{l_o - c:,} B: an under-report, or traffic of the router itself"
+        )
+        return Figure(c, Check.DISPUTED, text, bounds, tuple(disputes)), basis
+    where = f", over disputed link(s) {', '.join(sorted(disputes))}" if disputes else ""
+    return Figure(
+        c, Check.DISPUTED, f"{short} by {l_n - c:,} B{where}", bounds, tuple(disputes)
+    ), basis
 
 
 def _credited(fig: Figure) -> int:
-    """A contradicted figure earns nothing: it does not count towards shares or score."""
-    return 0 if fig.check is Check.CONTRADICTED else fig.value
+    """Only a verified figure earns anything: it alone counts towards shares and score."""
+    return fig.value if fig.check is Check.VERIFIED else 0
 
 
 def _shares(items: list[Contribution], policy: ContributionPolicy) -> None:
-    """Each figure's share of the total (contradicted figures count as zero); the score
-    counts verified figures only."""
+    """Each figure's share of the verified total; the score weighs verified figures only."""
     names = ("relayed", "gateway", "consumed", "uptime")
 
     def figures(c: Contribution) -> dict[str, Figure]:
@@ -283,9 +503,7 @@ def _shares(items: list[Contribution], policy: ContributionPolicy) -> None:
     wsum = sum(weights.values()) or 1.0
     for c, figs in zip(items, all_figs, strict=True):
         c.share = {k: (_credited(figs[k]) / totals[k] if totals[k] else 0.0) for k in names}
-        c.score = (
-            sum(weights[k] * c.share[k] for k in weights if figs[k].check is Check.VERIFIED) / wsum
-        )
+        c.score = sum(weights[k] * c.share[k] for k in weights) / wsum
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,6 +512,8 @@ class CostShare:
     hostname: str
     base: float
     consumption: float
+    basis: int = 0  # the consumption figure used
+    basis_kind: str = "lower bound"  # "verified", or "lower bound" for any other state
 
     @property
     def total(self) -> float:
@@ -303,18 +523,17 @@ class CostShare:
 def cost_share(
     items: list[Contribution], amount: float, policy: ContributionPolicy
 ) -> list[CostShare]:
-    """Guifi.net-style split: an equal base part plus a part proportional to consumption."""
+    """Guifi.net-style split: an equal base part plus a part proportional to consumption, where
+    consumption is the verified figure or, for any other state, its lower bound."""
     members = list(items)
     if not members:
         return []
     base = amount * policy.base_share / len(members)
-    consumed_total = sum(c.consumed.value for c in members)
+    consumed_total = sum(c.basis for c in members)
     variable = amount * policy.consumption_share
     out = []
     for c in members:
-        if consumed_total:
-            part = variable * c.consumed.value / consumed_total
-        else:
-            part = variable / len(members)  # nobody consumed: split it equally
-        out.append(CostShare(c.node_id, c.hostname, base, part))
+        # nobody consumed: split it equally
+        part = variable * c.basis / consumed_total if consumed_total else variable / len(members)
+        out.append(CostShare(c.node_id, c.hostname, base, part, c.basis, c.basis_kind))
     return out

@@ -24,3 +24,6 @@ STALE_AFTER_S = 600
 #: Gluon respondd (what yanic queries): UDP port and the groups it asks on (site-wide, one hop).
 RESPONDD_PORT = 1001
 RESPONDD_GROUPS = ("ff05::2:1001", "ff02::2:1001")
+#: How often an agent publishes its records by default; also the publish skew the contribution
+#: checks tolerate between two nodes' records before calling a comparison pending.
+PUBLISH_INTERVAL_S = 60

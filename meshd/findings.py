@@ -32,6 +32,8 @@ class FindingCode(StrEnum):
     UNVERIFIED_RELAYED = "unverified-relayed"
     UNVERIFIED_GATEWAY = "unverified-gateway"
     UNVERIFIED_CONSUMED = "unverified-consumed"
+    DISPUTED_CLAIM = "disputed-claim"
+    PHANTOM_REPORT = "phantom-report"
     COUNTER_MISMATCH = "counter-mismatch"
     COUNTER_REGRESSION = "counter-regression"
     ONE_SIDED_LINK = "one-sided-link"
@@ -62,6 +64,8 @@ ABOUT: Mapping[FindingCode, str] = {
     FindingCode.UNVERIFIED_RELAYED: "relayed bytes the neighbours' counters contradict",
     FindingCode.UNVERIFIED_GATEWAY: "uplink bytes the neighbours' counters contradict",
     FindingCode.UNVERIFIED_CONSUMED: "consumed bytes the neighbours' counters contradict",
+    FindingCode.DISPUTED_CLAIM: "a figure counters that should agree do not back up",
+    FindingCode.PHANTOM_REPORT: "counters about a node the reporter has no two-sided link with",
     FindingCode.COUNTER_MISMATCH: "two ends of a link count the same bytes differently",
     FindingCode.COUNTER_REGRESSION: "a cumulative counter went down without a restart",
     FindingCode.ONE_SIDED_LINK: "one router hears the other, not the reverse",

@@ -16,6 +16,8 @@ from meshd import validate as v
 
 MAX_NEIGHBOURS = 64  # list cap: a router with more one-hop neighbours than this is misconfigured
 MAX_ADDRESSES = 16
+MAX_ENDPOINTS = 32  # top destinations an endpoint attests, plus "other" for the rest
+OTHER_PEER = "other"  # the endpoint bucket for every destination outside the top N
 
 
 class Kind(StrEnum):
@@ -253,6 +255,33 @@ class NeighbourCounters:
 
 
 @dataclass(frozen=True, slots=True)
+class EndpointFlow:
+    """Bytes this node's own clients exchanged end to end with one mesh destination; the
+    admin side checks relays' claims against these (see `meshd.contrib`)."""
+
+    peer: str  # a node id, or OTHER_PEER
+    sent_bytes: int = 0  # originated here towards the peer
+    received_bytes: int = 0  # terminated here, from the peer
+
+    @classmethod
+    def from_json(cls, value: Any, path: str) -> EndpointFlow:
+        o = v.obj(value, path, frozenset({"peer", "sent_bytes", "received_bytes"}))
+        peer = o["peer"]
+        return cls(
+            peer=OTHER_PEER if peer == OTHER_PEER else v.node_id(peer, f"{path}.peer"),
+            sent_bytes=v.integer(o["sent_bytes"], f"{path}.sent_bytes"),
+            received_bytes=v.integer(o["received_bytes"], f"{path}.received_bytes"),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "peer": self.peer,
+            "sent_bytes": self.sent_bytes,
+            "received_bytes": self.received_bytes,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class TrafficBody:
     """Cumulative counters since `since`; they survive agent restarts and reboots (see boot_id)."""
 
@@ -265,15 +294,18 @@ class TrafficBody:
     forwarded_packets: int = 0
     gateway_bytes: int = 0  # from the mesh to the uplink, on behalf of other nodes
     client_bytes: int = 0  # to and from this node's own clients
+    endpoints: tuple[EndpointFlow, ...] = ()  # optional; omitted from the wire when empty
 
     _FIELDS: ClassVar[frozenset[str]] = frozenset(
         {"boot_id", "uptime_s", "since", "neighbours", *_TRANSIT_COUNTERS}
     )
+    _OPTIONAL: ClassVar[frozenset[str]] = frozenset({"endpoints"})
 
     @classmethod
     def from_json(cls, value: Any, path: str = "body") -> TrafficBody:
-        o = v.obj(value, path, cls._FIELDS)
+        o = v.obj(value, path, cls._FIELDS, cls._OPTIONAL)
         items = v.array(o["neighbours"], f"{path}.neighbours", MAX_NEIGHBOURS)
+        flows = v.array(o.get("endpoints", []), f"{path}.endpoints", MAX_ENDPOINTS + 1)
         return cls(
             boot_id=v.string(o["boot_id"], f"{path}.boot_id", max_len=64, min_len=1),
             uptime_s=v.integer(o["uptime_s"], f"{path}.uptime_s"),
@@ -283,16 +315,22 @@ class TrafficBody:
                 for i, x in enumerate(items)
             ),
             **_counters(o, path, _TRANSIT_COUNTERS),
+            endpoints=tuple(
+                EndpointFlow.from_json(x, f"{path}.endpoints[{i}]") for i, x in enumerate(flows)
+            ),
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "boot_id": self.boot_id,
             "uptime_s": self.uptime_s,
             "since": self.since,
             "neighbours": [n.to_json() for n in self.neighbours],
             **{name: getattr(self, name) for name in _TRANSIT_COUNTERS},
         }
+        if self.endpoints:
+            out["endpoints"] = [e.to_json() for e in self.endpoints]
+        return out
 
 
 Body = NodeBody | LinksBody | TrafficBody

@@ -25,6 +25,9 @@ import yaml
 from meshd.codec import Envelope, sign_record
 from meshd.ids import SigningKey
 from meshd.records import (
+    MAX_ENDPOINTS,
+    OTHER_PEER,
+    EndpointFlow,
     LinkEntry,
     LinksBody,
     Location,
@@ -75,6 +78,11 @@ class SynthNode:
     boot_id: str = "boot-1"
     since: int = NOW - 7 * DAY
     claims: dict[str, int] = field(default_factory=dict)  # overrides of published counters
+    # overrides of per-neighbour (rx, tx), by hostname; a non-neighbour here is a phantom report
+    neighbour_claims: dict[str, tuple[int, int]] = field(default_factory=dict)
+    flows: dict[str, list[int]] = field(default_factory=dict)  # peer -> [sent, received]
+    frozen: tuple[TrafficBody, int] | None = None  # a traffic record published earlier
+    publish_endpoints: bool = True
     seq: int = 0
     publish_links: bool = True
     publish_traffic: bool = True
@@ -149,6 +157,22 @@ class SyntheticMesh:
     def claim(self, hostname: str, **counters: int) -> None:
         """Publish these counter values instead of the true ones (a validly signed lie)."""
         self.nodes[hostname].claims.update(counters)
+
+    def claim_neighbour(self, hostname: str, about: str, rx: int, tx: int) -> None:
+        """Publish these per-neighbour counters about `about` (linked or not), validly signed."""
+        self.nodes[hostname].neighbour_claims[about] = (rx, tx)
+
+    def freeze(self, hostname: str) -> None:
+        """The node publishes its traffic record now; later flows miss it (publish skew)."""
+        node = self.nodes[hostname]
+        node.frozen = (self.traffic_body(node), self.now)
+
+    def reset_counters(self, hostname: str) -> None:
+        """The node lost its saved counters: everything starts from zero at a new `since`."""
+        node = self.nodes[hostname]
+        node.rx, node.tx, node.flows = {}, {}, {}
+        node.forwarded = node.gateway_bytes = node.client_bytes = 0
+        node.since = self.now
 
     @classmethod
     def chain(cls, n: int, **kw: Any) -> SyntheticMesh:
@@ -230,6 +254,8 @@ class SyntheticMesh:
         """
         hops = self.path(src, dst)
         self.nodes[src].client_bytes += nbytes
+        peer = OTHER_PEER if via_gateway else dst
+        self.nodes[src].flows.setdefault(peer, [0, 0])[0] += nbytes
         carried = nbytes
         for x, y in itertools.pairwise(hops):
             sent = carried
@@ -243,6 +269,7 @@ class SyntheticMesh:
             self.nodes[dst].gateway_bytes += carried
         else:
             self.nodes[dst].client_bytes += carried
+            self.nodes[dst].flows.setdefault(src, [0, 0])[1] += carried
         return hops
 
     # -- records ----------------------------------------------------------------------------
@@ -287,17 +314,33 @@ class SyntheticMesh:
             )
         return LinksBody(tuple(entries))
 
+    def endpoint_flows(self, node: SynthNode) -> tuple[EndpointFlow, ...]:
+        """Top destinations by bytes, the rest folded into "other" (as the agent does)."""
+        named = sorted(
+            ((p, f) for p, f in node.flows.items() if p != OTHER_PEER),
+            key=lambda item: (-(item[1][0] + item[1][1]), item[0]),
+        )
+        rest = list(node.flows.get(OTHER_PEER, [0, 0]))
+        for _, f in named[MAX_ENDPOINTS:]:
+            rest = [rest[0] + f[0], rest[1] + f[1]]
+        out = [EndpointFlow(self.nodes[p].node_id, f[0], f[1]) for p, f in named[:MAX_ENDPOINTS]]
+        if rest[0] or rest[1]:
+            out.append(EndpointFlow(OTHER_PEER, rest[0], rest[1]))
+        return tuple(out)
+
     def traffic_body(self, node: SynthNode) -> TrafficBody:
+        counted = {o: (node.rx.get(o, 0), node.tx.get(o, 0)) for o in node.links}
+        counted.update(node.neighbour_claims)
         neighbours = tuple(
             NeighbourCounters(
                 self.nodes[other].node_id,
                 f"to-{other}"[:15],
-                rx_bytes=node.rx.get(other, 0),
-                tx_bytes=node.tx.get(other, 0),
-                rx_packets=node.rx.get(other, 0) // 1400,
-                tx_packets=node.tx.get(other, 0) // 1400,
+                rx_bytes=rx,
+                tx_bytes=tx,
+                rx_packets=rx // 1400,
+                tx_packets=tx // 1400,
             )
-            for other in sorted(node.links)
+            for other, (rx, tx) in sorted(counted.items())
         )
         values: dict[str, Any] = {
             "boot_id": node.boot_id,
@@ -308,6 +351,7 @@ class SyntheticMesh:
             "forwarded_packets": node.forwarded // 1400,
             "gateway_bytes": node.gateway_bytes,
             "client_bytes": node.client_bytes,
+            "endpoints": self.endpoint_flows(node) if node.publish_endpoints else (),
         }
         values.update(node.claims)
         return TrafficBody(**values)
@@ -319,7 +363,9 @@ class SyntheticMesh:
             out.append(self._sign(node, self.node_body(node), at, ttl_s))
             if node.publish_links:
                 out.append(self._sign(node, self.links_body(node), at, ttl_s))
-            if node.publish_traffic:
+            if node.publish_traffic and node.frozen is not None:
+                out.append(self._sign(node, node.frozen[0], node.frozen[1], ttl_s))
+            elif node.publish_traffic:
                 out.append(self._sign(node, self.traffic_body(node), at, ttl_s))
         return out
 

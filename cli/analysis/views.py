@@ -179,4 +179,5 @@ def link_json(view: MeshView, link: Link) -> dict[str, Any]:
 
 
 def figure_json(fig: Figure) -> dict[str, Any]:
-    return {"value": fig.value, "check": fig.check.value, "evidence": fig.evidence}
+    """State, evidence, the bounds it was checked against and any disputes (meshd.contrib)."""
+    return fig.to_json()

@@ -24,7 +24,7 @@ from cli.output import (
     say,
 )
 from cli.read.options import MeshArgs, mesh_options, open_mesh
-from meshd.contrib import Check, Contribution, CostShare, Figure, cost_share
+from meshd.contrib import LEGEND, Check, Contribution, CostShare, Figure, cost_share
 
 SORT: dict[str, Callable[[Contribution], float]] = {
     "relay": lambda c: c.relayed.value,
@@ -34,7 +34,13 @@ SORT: dict[str, Callable[[Contribution], float]] = {
 }
 
 #: How each verification state is marked next to a figure in the table.
-MARK: dict[Check, str] = {Check.VERIFIED: "✓", Check.CONTRADICTED: "✗", Check.UNCHECKED: "?"}
+MARK: dict[Check, str] = {
+    Check.VERIFIED: "✓",
+    Check.PENDING: "…",
+    Check.DISPUTED: "≠",
+    Check.CONTRADICTED: "✗",
+    Check.UNCHECKED: "?",
+}
 
 
 def _mark(fig: Figure) -> str:
@@ -92,10 +98,12 @@ CONTRIBUTION = View[Contribution](
         ),
         Column(
             "check",
-            cell=lambda c: "verified" if c.verified else "contradicted",
-            json=("verified", lambda c: c.verified),
-            csv=(),
+            cell=lambda c: c.state.value,
+            json=("state", lambda c: c.state.value),
+            csv=(("state", lambda c: c.state.value),),
         ),
+        Column(None, json=("verified", lambda c: c.verified), csv=()),
+        Column(None, json=("phantoms", lambda c: list(c.phantoms)), csv=()),
     ]
 )
 
@@ -111,6 +119,13 @@ def _cost_view(consumed: dict[str, Figure]) -> View[CostShare]:
                     f"{human_bytes(consumed[s.node_id].value)} {_mark(consumed[s.node_id])}"
                 ),
                 csv=(("consumed_bytes", lambda s: consumed[s.node_id].value),),
+                right=True,
+            ),
+            Column(
+                "billed on",
+                cell=lambda s: f"{human_bytes(s.basis)} ({s.basis_kind})",
+                json=("basis", lambda s: {"bytes": s.basis, "kind": s.basis_kind}),
+                csv=(("basis_bytes", lambda s: s.basis), ("basis_kind", lambda s: s.basis_kind)),
                 right=True,
             ),
             Column(
@@ -163,8 +178,13 @@ def _cost_view(consumed: dict[str, Figure]) -> View[CostShare]:
 @mesh_options
 def contrib(since: str | None, by: str, as_csv: bool, amount: float | None, **kw: Any) -> None:
     """Per node: bytes relayed for others, uplink bytes served to others, bytes consumed,
-    uptime, share of the total, and for each figure whether the neighbours' own counters verify
-    it (✓ verified, ✗ contradicted, ? nobody can check). Only verified figures earn score."""
+    uptime, share of the total, and for each figure whether counters no single node can bend
+    back it up: ✓ verified (the neighbours' and endpoints' counters allow it), … pending
+    (records too far apart in time to judge yet), ≠ disputed (counters that should agree do
+    not; nobody is blamed), ✗ contradicted (impossible by its own or agreed counters),
+    ? unchecked (nobody can check). Only verified figures earn score; the cost share bills
+    verified consumption, else its lower bound. --json carries each figure's bounds and
+    evidence; docs/contribution.md says what each check tolerates."""
     args = MeshArgs(**kw)
     since_s = parse_duration(since) if since else None
     fmt = output_format(args.as_json, as_csv)
@@ -196,9 +216,10 @@ def contrib(since: str | None, by: str, as_csv: bool, amount: float | None, **kw
     )
     if fmt != "table":
         return
+    for state in Check:
+        say(f"{MARK[state]} {state.value}: {LEGEND[state]}")
     for c in items:
-        if c.verified:
-            continue
         for label, fig in (("relayed", c.relayed), ("uplink", c.gateway), ("consumed", c.consumed)):
-            if fig.check is Check.CONTRADICTED:
-                say(f"✗ {c.hostname} {label}: claims {fig.value:,} B; {fig.evidence}")
+            if fig.check in (Check.CONTRADICTED, Check.DISPUTED, Check.PENDING):
+                mark = MARK[fig.check]
+                say(f"{mark} {c.hostname} {label}: claims {fig.value:,} B; {fig.evidence}")

@@ -85,7 +85,8 @@ def test_pairwise_counter_disagreement():
     result = run(mesh)
     mismatch = [f for f in result.findings if f.code == "counter-mismatch"]
     assert mismatch
-    assert mismatch[0].subject == "n1→n2"
+    assert mismatch[0].subject == "n1–n2"  # a dispute of the link, both names, no verdict
+    assert mismatch[0].figures["sender"] == "n1"
     assert n2.rx["n1"] == mismatch[0].figures["received"]
     assert n1_id
 
