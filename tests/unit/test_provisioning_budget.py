@@ -60,3 +60,16 @@ def test_the_openssl_and_yaml_packages_are_not_counted():
     names = " ".join(name for name, _, _ in PACKAGES_KIB)
     assert "openssl" not in names
     assert "yaml" not in names
+
+
+def test_a_router_whose_image_does_not_fit_is_refused():
+    import dataclasses
+
+    from provisioning.budget import OURS_KIB, budget_for
+
+    eap = PROFILES["tplink_eap225-outdoor-v1"]
+    short = dataclasses.replace(eap, firmware_kib=eap.budget.base_kib + OURS_KIB - 1)
+    b = budget_for(short)
+    assert b.status == "refused"
+    assert b.overlay_kib == -1
+    assert "does not fit" in b.reason
