@@ -6,10 +6,19 @@ that holds the 200 nodes' retained records which the agent pulls in over its 8 r
 (one per neighbour). The agent reads the JSON community file, as on a router; `--router` also
 makes `ssl` and `yaml` unimportable (an OpenWrt without python3-openssl and python3-yaml) and
 prints both rows. `--python` runs agent and baseline under another interpreter, e.g. a 32-bit
-one (the router's word size; see provisioning/budget.py for how it was set up).
-Targets: <= 20 MB RSS, <= 2 % of one core in steady state.
+one (a router's word size). Targets: <= 20 MB RSS, <= 2 % of one core in steady state.
 
     .venv/bin/python bench/agent_footprint.py [--seconds 30] [--router] [--python /tmp/py32]
+
+A 32-bit CPython from Debian only: `dpkg --add-architecture i386; apt-get install python3:i386
+python3-nacl:i386` (it replaces the amd64 python3 and what depends on it: copy the i386 files
+out with `dpkg -L` into a folder, then reinstall the amd64 packages); aiomqtt, paho-mqtt,
+typing-extensions are pure Python (unpack their wheels into a folder on PYTHONPATH); run it as
+`ld-linux.so.2 --library-path DIR/usr/lib/i386-linux-gnu DIR/usr/bin/python3.11` with
+PYTHONHOME=DIR/usr. Measured (15 s, 2026-12-01), RSS: 32-bit 26.2 MB, 22.6 MB with --router;
+64-bit 30.9 MB, 26.1 MB; baselines 17.3 and 19.9 MB (the baseline imports ssl via asyncio).
+"Private" is not comparable across the two: the unpacked 32-bit libraries are mapped by no other
+process, so only the agent and its baseline share them.
 """
 
 from __future__ import annotations
