@@ -38,8 +38,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from devkit.loopback import Broker, argv, free_port, provision
 from meshd.encoding import canonical_json
-from tests.agentkit import Broker, argv, free_port, provision
 
 ROOT = Path(__file__).resolve().parent.parent
 

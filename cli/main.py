@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "audit": ("cli.commands.audit", "audit", "Find what is wrong or concentrated in the mesh."),
     "diagnose": ("cli.commands.diagnose", "diagnose", "Explain the path between two nodes."),
     "topology": ("cli.commands.topology", "topology", "Export the mesh as NetJSON, DOT, PNG."),
+    "report": ("cli.commands.report", "report", "One HTML file for a community meeting."),
 }
 
 

@@ -21,7 +21,7 @@ from meshd.findings import (
     FindingCode,
     Severity,
 )
-from meshd.topology import Betweenness, betweenness, components, cut_points
+from meshd.graph import Betweenness, betweenness, components, cut_points
 
 __all__ = [
     "CHECKS",

@@ -12,9 +12,9 @@ from collections import Counter
 from meshd.contrib import Check
 from meshd.errors import RejectReason
 from meshd.findings import AuditCheck, Context, Finding, FindingCode, Severity
+from meshd.graph import gini as gini_of
 from meshd.nodestate import NodeState, node_state
 from meshd.topology import LinkState
-from meshd.topology import gini as gini_of
 
 
 def _pair(x: str, y: str) -> str:

@@ -98,32 +98,11 @@ def sign_record(
     key: SigningKey, cert: Enrollment, body: Body, *, seq: int, issued_at: int, ttl_s: int
 ) -> Envelope:
     """Build and sign a record of this node; the caller supplies seq and time (no clock here)."""
-    fields = _unsigned(
-        body.kind,
-        key.node_id,
-        cert.community,
-        seq,
-        issued_at,
-        ttl_s,
-        key.public,
-        cert,
-        body.to_json(),
-    )
+    head = (body.kind, key.node_id, cert.community, seq, issued_at, ttl_s, key.public, cert)
+    fields = _unsigned(*head, body.to_json())
     sig = key.sign(RECORD_DOMAIN + canonical_json(fields))
     raw = canonical_json({**fields, "sig": b64encode(sig)})
-    return Envelope(
-        body.kind,
-        key.node_id,
-        cert.community,
-        seq,
-        issued_at,
-        ttl_s,
-        key.public,
-        cert,
-        body,
-        sig,
-        raw,
-    )
+    return Envelope(*head, body, sig, raw)
 
 
 @dataclass(slots=True)

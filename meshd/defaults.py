@@ -21,3 +21,6 @@ PROBE_PORT = 4243
 SERVICE_TYPE = "_mutualmesh._tcp.local."
 #: A node whose newest record is older than this is shown as offline; yanic uses 10 minutes too.
 STALE_AFTER_S = 600
+#: Gluon respondd (what yanic queries): UDP port and the groups it asks on (site-wide, one hop).
+RESPONDD_PORT = 1001
+RESPONDD_GROUPS = ("ff05::2:1001", "ff02::2:1001")

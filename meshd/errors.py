@@ -54,11 +54,16 @@ class KeyFormatError(MeshError):
     """A key could not be parsed (bad length or encoding)."""
 
 
-class CommunityError(MeshError):
-    """A community file is invalid; `problems` lists every error with its field path."""
+class CommunityError(FixableError):
+    """A community file is invalid; `problems` lists every error with its field path.
+
+    As a fixable error it names the first problem (with its fix); str() lists them all.
+    """
 
     def __init__(self, problems: list[Problem]) -> None:
-        super().__init__("; ".join(f"{p.path}: {p.message}" for p in problems))
+        first = problems[0] if problems else Problem("community", "invalid", "check the file")
+        super().__init__(f"{first.path}: {first.message}", None, first.fix)
+        self.args = ("; ".join(f"{p.path}: {p.message}" for p in problems),)
         self.problems = problems
 
 

@@ -15,7 +15,8 @@ from meshd import defaults
 from meshd.community import Community
 from meshd.contrib import Contribution, Regression
 from meshd.errors import RejectReason
-from meshd.topology import Betweenness, CutPoints, MeshView
+from meshd.graph import Betweenness, CutPoints
+from meshd.topology import MeshView
 
 
 class Severity(StrEnum):

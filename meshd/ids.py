@@ -16,7 +16,7 @@ from meshd.errors import KeyFormatError
 PUBLIC_KEY_BYTES = 32
 SIGNATURE_BYTES = 64
 NODE_ID_CHARS = 16
-_NODE_ID = re.compile(r"^[a-z2-7]{16}$")
+_NODE_ID = re.compile(rf"^[a-z2-7]{{{NODE_ID_CHARS}}}$")
 
 
 def node_id_from_public_key(public_key: bytes) -> str:

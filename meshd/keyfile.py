@@ -91,28 +91,32 @@ def load_private_key(path: Path) -> SigningKey:
             path, f"cannot read key file ({exc.strerror})", "check the path and its permissions"
         ) from None
     check_key_mode(info.st_mode, path)
-    try:
-        text = path.read_text(encoding="ascii")
-    except PermissionError:
-        raise KeyFileError(
-            path, "permission denied reading the key file", "run as the key's owner or root"
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise KeyFileError(
-            path, f"cannot read key file ({exc})", "restore the key from a backup"
-        ) from None
+    text = _read_text(
+        path, "key file", "ascii", missing="check the path", broken="restore the key from a backup"
+    )
     return parse_private_key(text, path)
 
 
 def load_certificate(path: Path) -> Enrollment:
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise KeyFileError(
-            path, "certificate file not found", "create it with `mutualmesh node add`"
-        ) from None
-    except OSError as exc:
-        raise KeyFileError(
-            path, f"cannot read certificate ({exc})", "re-issue it with `mutualmesh node add`"
-        ) from None
+    text = _read_text(
+        path,
+        "certificate file",
+        "utf-8",
+        missing="create it with `mutualmesh node add`",
+        broken="re-issue it with `mutualmesh node add`",
+    )
     return parse_certificate(text, path)
+
+
+def _read_text(path: Path, noun: str, encoding: str, *, missing: str, broken: str) -> str:
+    """A key or certificate file's text; every way it cannot be read is a KeyFileError."""
+    try:
+        return path.read_text(encoding=encoding)
+    except FileNotFoundError:
+        raise KeyFileError(path, f"{noun} not found", missing) from None
+    except PermissionError:
+        raise KeyFileError(
+            path, f"permission denied reading the {noun}", "run as the file's owner or root"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise KeyFileError(path, f"cannot read {noun} ({exc})", broken) from None

@@ -8,7 +8,7 @@ dataclasses in code; `to_json` / `from_json` convert, and `from_json` refuses an
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from enum import StrEnum
 from typing import Any, ClassVar
 
@@ -127,63 +127,41 @@ class NodeBody:
         return out
 
 
+def _measured(whole: bool, lo: float, hi: float) -> Any:
+    """An optional measurement of a link: None when unknown (and then left off the wire)."""
+    return field(default=None, metadata={"range": (whole, lo, hi)})
+
+
 @dataclass(frozen=True, slots=True)
 class LinkEntry:
-    """One neighbour as this node sees it. Unknown measurements are None, never guessed."""
+    """One neighbour as this node sees it. Unknown measurements are None, never guessed.
+
+    The field list below is the one table: validation, `from_json` and `to_json` are derived
+    from it (`_LINK_RANGES` and friends after the class), so a new measurement is one line here.
+    """
 
     neighbour: str
     iface: str
     medium: str = "other"
     up: bool = True
-    rxcost: int | None = None  # babeld's view
-    txcost: int | None = None
-    rtt_ms: float | None = None
-    delivery_rx: float | None = None  # probe delivery ratio neighbour -> us
-    delivery_tx: float | None = None  # probe delivery ratio us -> neighbour
-    loss: float | None = None
-    etx: float | None = None
-    signal_dbm: int | None = None
-    tx_bitrate_mbit: float | None = None
-    expected_throughput_mbit: float | None = None
-
-    _FIELDS: ClassVar[frozenset[str]] = frozenset({"neighbour", "iface"})
-    _OPTIONAL: ClassVar[frozenset[str]] = frozenset(
-        {
-            "medium",
-            "up",
-            "rxcost",
-            "txcost",
-            "rtt_ms",
-            "delivery_rx",
-            "delivery_tx",
-            "loss",
-            "etx",
-            "signal_dbm",
-            "tx_bitrate_mbit",
-            "expected_throughput_mbit",
-        }
-    )
-
-    # Optional measurements: (field, integer?, lowest, highest). Checked in one loop because a
-    # links record has many entries and the audit decodes tens of thousands of them.
-    _RANGES: ClassVar[tuple[tuple[str, bool, float, float], ...]] = (
-        ("rxcost", True, 0, 65535),
-        ("txcost", True, 0, 65535),
-        ("rtt_ms", False, 0, 600_000),
-        ("delivery_rx", False, 0, 1),
-        ("delivery_tx", False, 0, 1),
-        ("loss", False, 0, 1),
-        ("etx", False, 1, 65535),
-        ("signal_dbm", True, -150, 30),
-        ("tx_bitrate_mbit", False, 0, 1_000_000),
-        ("expected_throughput_mbit", False, 0, 1_000_000),
-    )
+    rxcost: int | None = _measured(True, 0, 65535)  # babeld's view
+    txcost: int | None = _measured(True, 0, 65535)
+    rtt_ms: float | None = _measured(False, 0, 600_000)
+    delivery_rx: float | None = _measured(False, 0, 1)  # probe delivery ratio neighbour -> us
+    delivery_tx: float | None = _measured(False, 0, 1)  # probe delivery ratio us -> neighbour
+    loss: float | None = _measured(False, 0, 1)
+    etx: float | None = _measured(False, 1, 65535)
+    signal_dbm: int | None = _measured(True, -150, 30)
+    tx_bitrate_mbit: float | None = _measured(False, 0, 1_000_000)
+    expected_throughput_mbit: float | None = _measured(False, 0, 1_000_000)
 
     @classmethod
     def from_json(cls, value: Any, path: str) -> LinkEntry:
-        o = v.obj(value, path, cls._FIELDS, cls._OPTIONAL)
+        o = v.obj(value, path, _LINK_REQUIRED, _LINK_OPTIONAL)
         measured: dict[str, Any] = {}
-        for name, whole, lo, hi in cls._RANGES:
+        # One loop over the measurements: a links record has many entries and the audit
+        # decodes tens of thousands of them.
+        for name, whole, lo, hi in _LINK_RANGES:
             x = o.get(name)
             if x is None:
                 continue
@@ -207,22 +185,19 @@ class LinkEntry:
             "medium": self.medium,
             "up": self.up,
         }
-        for name in (
-            "rxcost",
-            "txcost",
-            "rtt_ms",
-            "delivery_rx",
-            "delivery_tx",
-            "loss",
-            "etx",
-            "signal_dbm",
-            "tx_bitrate_mbit",
-            "expected_throughput_mbit",
-        ):
+        for name, *_ in _LINK_RANGES:
             value = getattr(self, name)
             if value is not None:
                 out[name] = value
         return out
+
+
+#: The measurements of a link (field, integer?, lowest, highest), in declaration order.
+_LINK_RANGES: tuple[tuple[str, bool, float, float], ...] = tuple(
+    (f.name, *f.metadata["range"]) for f in fields(LinkEntry) if "range" in f.metadata
+)
+_LINK_REQUIRED = frozenset(f.name for f in fields(LinkEntry) if f.default is MISSING)
+_LINK_OPTIONAL = frozenset(f.name for f in fields(LinkEntry)) - _LINK_REQUIRED
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +215,15 @@ class LinksBody:
         return {"links": [entry.to_json() for entry in self.links]}
 
 
+#: Cumulative counters of one neighbour, and a node's transit counters, in wire order.
+_PAIR_COUNTERS = ("rx_bytes", "tx_bytes", "rx_packets", "tx_packets")
+_TRANSIT_COUNTERS = ("forwarded_bytes", "forwarded_packets", "gateway_bytes", "client_bytes")
+
+
+def _counters(o: Mapping[str, Any], path: str, names: tuple[str, ...]) -> dict[str, Any]:
+    return {name: v.integer(o[name], f"{path}.{name}") for name in names}
+
+
 @dataclass(frozen=True, slots=True)
 class NeighbourCounters:
     """Cumulative bytes and packets exchanged with one neighbour over one interface."""
@@ -253,28 +237,18 @@ class NeighbourCounters:
 
     @classmethod
     def from_json(cls, value: Any, path: str) -> NeighbourCounters:
-        o = v.obj(
-            value,
-            path,
-            frozenset({"neighbour", "iface", "rx_bytes", "tx_bytes", "rx_packets", "tx_packets"}),
-        )
+        o = v.obj(value, path, frozenset({"neighbour", "iface", *_PAIR_COUNTERS}))
         return cls(
             neighbour=v.node_id(o["neighbour"], f"{path}.neighbour"),
             iface=v.iface(o["iface"], f"{path}.iface"),
-            rx_bytes=v.integer(o["rx_bytes"], f"{path}.rx_bytes"),
-            tx_bytes=v.integer(o["tx_bytes"], f"{path}.tx_bytes"),
-            rx_packets=v.integer(o["rx_packets"], f"{path}.rx_packets"),
-            tx_packets=v.integer(o["tx_packets"], f"{path}.tx_packets"),
+            **_counters(o, path, _PAIR_COUNTERS),
         )
 
     def to_json(self) -> dict[str, Any]:
         return {
             "neighbour": self.neighbour,
             "iface": self.iface,
-            "rx_bytes": self.rx_bytes,
-            "tx_bytes": self.tx_bytes,
-            "rx_packets": self.rx_packets,
-            "tx_packets": self.tx_packets,
+            **{name: getattr(self, name) for name in _PAIR_COUNTERS},
         }
 
 
@@ -293,16 +267,7 @@ class TrafficBody:
     client_bytes: int = 0  # to and from this node's own clients
 
     _FIELDS: ClassVar[frozenset[str]] = frozenset(
-        {
-            "boot_id",
-            "uptime_s",
-            "since",
-            "neighbours",
-            "forwarded_bytes",
-            "forwarded_packets",
-            "gateway_bytes",
-            "client_bytes",
-        }
+        {"boot_id", "uptime_s", "since", "neighbours", *_TRANSIT_COUNTERS}
     )
 
     @classmethod
@@ -317,10 +282,7 @@ class TrafficBody:
                 NeighbourCounters.from_json(x, f"{path}.neighbours[{i}]")
                 for i, x in enumerate(items)
             ),
-            forwarded_bytes=v.integer(o["forwarded_bytes"], f"{path}.forwarded_bytes"),
-            forwarded_packets=v.integer(o["forwarded_packets"], f"{path}.forwarded_packets"),
-            gateway_bytes=v.integer(o["gateway_bytes"], f"{path}.gateway_bytes"),
-            client_bytes=v.integer(o["client_bytes"], f"{path}.client_bytes"),
+            **_counters(o, path, _TRANSIT_COUNTERS),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -329,10 +291,7 @@ class TrafficBody:
             "uptime_s": self.uptime_s,
             "since": self.since,
             "neighbours": [n.to_json() for n in self.neighbours],
-            "forwarded_bytes": self.forwarded_bytes,
-            "forwarded_packets": self.forwarded_packets,
-            "gateway_bytes": self.gateway_bytes,
-            "client_bytes": self.client_bytes,
+            **{name: getattr(self, name) for name in _TRANSIT_COUNTERS},
         }
 
 

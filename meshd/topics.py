@@ -8,6 +8,11 @@ from meshd.records import Kind
 ROOT = "mesh/v1"
 REVOCATIONS = "_revocations"
 STATUS = "status"
+#: Replication at scale (docs/protocol.md §8): a relay publishes, not retained, into its
+#: neighbour's broker: full records on `_push/<sender>`, header batches, digests, pulls and
+#: prune/graft on `_ctl/<sender>`. Not parsed by `parse_topic` (a v1 relay ignores them).
+PUSH = "_push"
+CONTROL = "_ctl"
 
 
 def record_topic(community: str, node_id: str, kind: Kind) -> str:
@@ -21,6 +26,14 @@ def status_topic(community: str, node_id: str) -> str:
 
 def revocation_topic(community: str, node_id: str) -> str:
     return f"{ROOT}/{community}/{REVOCATIONS}/{node_id}"
+
+
+def push_topic(community: str, sender: str) -> str:
+    return f"{ROOT}/{community}/{PUSH}/{sender}"
+
+
+def control_topic(community: str, sender: str) -> str:
+    return f"{ROOT}/{community}/{CONTROL}/{sender}"
 
 
 def community_filter(community: str) -> str:

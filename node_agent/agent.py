@@ -31,7 +31,7 @@ from meshd.linkquality import LinkEstimator
 from meshd.store import RecordStore
 from meshd.topics import status_topic
 from meshd.trust import Enrollment
-from node_agent import build, system
+from node_agent import build, members, system
 from node_agent.config import Config
 from node_agent.counters import Counting
 from node_agent.discovery import Discovery
@@ -98,6 +98,9 @@ class Agent:
             config, rt, self.core, self.neighbours, self._event, self.save_state, self._overtake
         )
         self.http = StatusServer(self.status)
+        members.install_routes(self, self.http.routes)  # the page, /api/*, exports, /metrics
+        self.babeld_version: str | None = None  # from babeld's greeting, for /netjson, respondd
+        self.respondd: asyncio.DatagramTransport | None = None
         self._tg: asyncio.TaskGroup | None = None
         self._tasks: list[asyncio.Task[Any]] = []
 
@@ -179,6 +182,7 @@ class Agent:
             spawn["discovery"] = self.discovery.run
         if self.config.metrics_port:
             await self.http.start(self._http_hosts(), self.config.metrics_port)
+        self.respondd = await members.start_respondd(self)
         for name, factory in spawn.items():
             self._tasks.append(tg.create_task(self._supervised(name, factory), name=name))
         log.info(
@@ -211,6 +215,8 @@ class Agent:
                 await self._tg.__aexit__(None, None, None)
         await self._goodbye()
         await self.http.close()
+        if self.respondd is not None:
+            self.respondd.close()
         self.prober.close()
         with contextlib.suppress(Exception):
             await self._read_counters()
@@ -333,6 +339,8 @@ class Agent:
             try:
                 while True:  # greeting, up to its `ok`
                     line = (await reader.readline()).decode(errors="replace")
+                    if line.startswith("version "):
+                        self.babeld_version = line[8:].strip()[:64] or None
                     if not line or babel_status(line):
                         break
                 writer.write(b"monitor\n")

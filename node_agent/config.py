@@ -82,6 +82,7 @@ class Config:
     babel_port: int = 33123
     metrics_port: int = defaults.HTTP_PORT
     probe_port: int = defaults.PROBE_PORT
+    respondd_port: int = defaults.RESPONDD_PORT  # 0: no respondd answers (they are unsigned)
     gateway_iface: str | None = None
     client_ifaces: list[str] = field(default_factory=list)
     gateway_kbit: int | None = None
@@ -147,6 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"Prometheus /metrics port, 0 = off (default {defaults.HTTP_PORT})",
     )
     a("--probe-port", type=int, help=f"UDP link probe port (default {defaults.PROBE_PORT})")
+    a(
+        "--respondd-port",
+        type=int,
+        help="answer Gluon respondd (yanic) on this UDP port, 0 = off "
+        f"(default {defaults.RESPONDD_PORT}; unsigned)",
+    )
     a("--gateway-iface", help="uplink interface, if this node offers a gateway")
     a("--client-iface", dest="client_ifaces", action="append", help="client (LAN) interface")
     a("--gateway-kbit", type=int, help="uplink capacity offered to the mesh")
@@ -258,6 +265,8 @@ def _check(c: Config) -> None:
             raise bad(name, port, "not a port", "give a port 1..65535")
     if not isinstance(c.metrics_port, int) or not 0 <= c.metrics_port <= 65535:
         raise bad("metrics_port", c.metrics_port, "not a port", "give 0 (off) or a port 1..65535")
+    if not isinstance(c.respondd_port, int) or not 0 <= c.respondd_port <= 65535:
+        raise bad("respondd_port", c.respondd_port, "not a port", "give 0 (off) or a port 1..65535")
     for name in ("publish_interval", "probe_interval", "lost_after", "save_interval"):
         value = getattr(c, name)
         if not isinstance(value, (int, float)) or value <= 0:

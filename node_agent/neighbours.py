@@ -143,12 +143,6 @@ class NeighbourTable:
     def up(self) -> list[Neighbour]:
         return [n for n in self.entries.values() if n.up]
 
-    def by_address(self, address: str) -> Neighbour | None:
-        for n in self.entries.values():
-            if n.address == address or address in n.advertised:
-                return n
-        return None
-
 
 @dataclass
 class TokenBucket:

@@ -1,5 +1,6 @@
-"""Our own records: node, links and traffic, signed with fresh seqs and published on a jittered
-interval, or at once (at most once a second) when something significant changed."""
+"""Our own records: node, links and traffic, signed with fresh seqs, each kind on its own
+jittered schedule (meshd/sync.py), links and traffic at once (at most once a second) when
+something significant changed."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
-from meshd import defaults
+from meshd import defaults, sync
 from meshd.codec import Envelope, sign_record
 from meshd.community import Community
 from meshd.ids import SigningKey
+from meshd.records import Kind
 from meshd.trust import Enrollment
 from node_agent import build
 from node_agent.config import Config
@@ -42,6 +44,7 @@ class Publisher:
         self.community = community
         self.next_seq = next_seq
         self.now = asyncio.Event()  # set: publish as soon as allowed
+        self.schedule = sync.PublishSchedule(sync.agent_policy(config.publish_interval))
 
     def sign(self, body: build.Body, ttl_s: int) -> Envelope:
         return sign_record(
@@ -62,50 +65,57 @@ class Publisher:
         since: int,
         boot_id: str,
     ) -> list[Envelope]:
-        interval = self.config.publish_interval
-        short_ttl = max(10, int(3 * interval + 1))
-        long_ttl = max(3600, int(12 * interval))
         now = self.rt.clock.monotonic()
-        node = build.node_body(
-            hostname=self.config.hostname,
-            model=self.config.model,
-            software=SOFTWARE,
-            addresses=self.config.addresses,
-            gateway_kbit=self.config.gateway_kbit,
-            community=self.community,
-        )
-        links = build.links_body(
-            # a link is claimed in our signed record only to a neighbour that proved its id
-            [n for n in neighbours.entries.values() if n.verified],
-            {nid: est.sample(now) for nid, est in prober.estimators.items()},
-            babel,
-            lambda iface: (
-                "wifi" if iface in counting.wifi_ifaces else self.rt.sys.iface_medium(iface)
-            ),
-            counting.radio_view,
-        )
-        traffic = build.traffic_body(
-            counting.ledger,
-            neighbours.entries.values(),
-            boot_id=boot_id,
-            uptime_s=self.rt.sys.uptime_s(),
-            since=since,
-        )
-        return [
-            self.sign(node, long_ttl),
-            self.sign(links, short_ttl),
-            self.sign(traffic, short_ttl),
-        ]
+        due = self.schedule.due(now)  # per kind (meshd/sync.py): the node record rarely
+        for kind in due:
+            self.schedule.published(kind, now, self.rt.jitter(1.0))
+        policy = self.schedule.policy
+        out = []
+        if Kind.NODE in due:
+            node = build.node_body(
+                hostname=self.config.hostname,
+                model=self.config.model,
+                software=SOFTWARE,
+                addresses=self.config.addresses,
+                gateway_kbit=self.config.gateway_kbit,
+                community=self.community,
+            )
+            out.append(self.sign(node, policy[Kind.NODE].ttl_s))
+        if Kind.LINKS in due:
+            links = build.links_body(
+                # a link is claimed in our signed record only to a neighbour that proved its id
+                [n for n in neighbours.entries.values() if n.verified],
+                {nid: est.sample(now) for nid, est in prober.estimators.items()},
+                babel,
+                lambda iface: (
+                    "wifi" if iface in counting.wifi_ifaces else self.rt.sys.iface_medium(iface)
+                ),
+                counting.radio_view,
+            )
+            out.append(self.sign(links, policy[Kind.LINKS].ttl_s))
+        if Kind.TRAFFIC in due:
+            traffic = build.traffic_body(
+                counting.ledger,
+                neighbours.entries.values(),
+                boot_id=boot_id,
+                uptime_s=self.rt.sys.uptime_s(),
+                since=since,
+            )
+            out.append(self.sign(traffic, policy[Kind.TRAFFIC].ttl_s))
+        return out
 
     async def run(self, ready: asyncio.Event, publish: Callable[[], Awaitable[None]]) -> None:
         await ready.wait()
         last = 0.0
         while True:
-            wait = self.rt.jitter(self.config.publish_interval)
+            mono = self.rt.clock.monotonic()
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(wait):
+                async with asyncio.timeout(max(0.0, self.schedule.wake_at(mono) - mono)):
                     await self.now.wait()
-            self.now.clear()
+            if self.now.is_set():  # something significant changed: links and traffic now
+                self.now.clear()
+                self.schedule.change(Kind.LINKS)
+                self.schedule.change(Kind.TRAFFIC)
             # significant changes publish at once, but not more than once a second
             await asyncio.sleep(max(0.0, last + 1.0 - self.rt.clock.monotonic()))
             last = self.rt.clock.monotonic()

@@ -136,6 +136,8 @@ class StatusServer:
                 code, body, ctype = exc.code, f"{exc.code}\n".encode(), "text/plain"
             writer.write(
                 f"HTTP/1.0 {code}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
+                # a meshviewer or netjsongraph.js hosted elsewhere may read the exports
+                "Access-Control-Allow-Origin: *\r\n"
                 "Connection: close\r\n\r\n".encode()
                 + body
             )

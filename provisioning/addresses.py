@@ -16,12 +16,18 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from meshd.errors import FixableError
+
 CLIENT_PREFIXLEN = 27
 IPV6_CLIENT_PREFIXLEN = 64
 
 
-class PoolFull(Exception):
-    """No free slot is left in the community's address plan."""
+class PoolFull(FixableError):
+    """No free slot is left in the community's address plan (str(): what and fix on one line)."""
+
+    def __init__(self, what: str, fix: str) -> None:
+        super().__init__(what, "ipv4.prefix", fix)
+        self.args = (f"{what}; {fix}",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,12 +90,12 @@ class AddressPlan:
         taken = set(used)
         if len(taken) >= self.capacity:
             raise PoolFull(
-                f"all {self.capacity} node slots of {self.ipv4} are used; "
-                "widen ipv4.prefix (e.g. a /15) or remove old nodes from nodes.yaml"
+                f"all {self.capacity} node slots of {self.ipv4} are used",
+                "widen ipv4.prefix (e.g. a /15) or remove old nodes from nodes.yaml",
             )
         start = self.preferred_slot(key)
         for step in range(self.capacity):
             slot = (start + step) % self.capacity
             if slot not in taken:
                 return self.addresses(slot)
-        raise PoolFull(f"no free slot in {self.ipv4}")  # unreachable: len(taken) < capacity
+        raise PoolFull(f"no free slot in {self.ipv4}", "widen ipv4.prefix")  # unreachable

@@ -33,16 +33,15 @@ import os
 import secrets
 import string
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from meshd.community import Community, parse_community
-from meshd.errors import CommunityError, FixableError, Problem
-from meshd.ids import PublicKey, SigningKey
-from meshd.trust import admin_signature, community_message, valid_signers
+from meshd.community import Community, parse_community, review_community
+from meshd.errors import CommunityError, FixableError
+from meshd.ids import SigningKey
+from meshd.trust import admin_signature, community_message
 from meshd.validate import Invalid
 from provisioning.trustchain import ChainError, Pin, Version, check_pin, match_content, verify_chain
 
@@ -216,50 +215,18 @@ def sign(data: Mapping[str, Any], key: SigningKey) -> dict[str, Any]:
     return {**data, "signatures": [*others, admin_signature(key, message)]}
 
 
-@dataclass(frozen=True, slots=True)
-class SignatureStatus:
-    valid: frozenset[PublicKey]
-    present: int
-    threshold: int
-
-    @property
-    def enough(self) -> bool:
-        return len(self.valid) >= self.threshold
-
-
-def signature_status(data: Mapping[str, Any], community: Community) -> SignatureStatus:
-    raw = data.get("signatures") or []
-    try:
-        message = community_message(data)
-    except (TypeError, ValueError):
-        return SignatureStatus(frozenset(), len(raw), community.threshold)
-    signers = valid_signers(message, raw, community.trust.admins)
-    return SignatureStatus(signers, len(raw), community.threshold)
-
-
 def check(data: Any, *, require_signatures: bool = False) -> Community:
-    """parse_community plus k-of-n: signatures, when present, must reach the threshold."""
-    community = parse_community(data)
-    status = signature_status(data, community)
-    if (status.present or require_signatures) and not status.enough:
-        raise CommunityError(
-            [
-                Problem(
-                    "signatures",
-                    f"{len(status.valid)} distinct valid admin signature(s) of "
-                    f"{status.present} present, {status.threshold} needed "
-                    "(signatures cover the whole file: any change needs new ones)",
-                    "ask admins to run `mutualmesh community sign --dir DIR --admin-key KEY`",
-                )
-            ]
-        )
-    return community
+    """`review_community` as an exception: the community, or CommunityError with every problem."""
+    review = review_community(data, require_signatures=require_signatures)
+    if review.problems or review.community is None:
+        raise CommunityError(list(review.problems))
+    return review.community
 
 
 def load_yaml(path: Path) -> Any:
     """Read a YAML file, turning every failure into what/where/fix."""
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise _file_error(
             path, "file not found", "check the path, or create one with `mutualmesh community init`"
@@ -268,10 +235,22 @@ def load_yaml(path: Path) -> Any:
         raise _file_error(
             path, "is a directory", f"point to the file inside it, e.g. {path / COMMUNITY_FILE}"
         ) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise _file_error(path, f"cannot read ({exc})", "check permissions") from None
     try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _file_error(
+            path,
+            f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})",
+            "save the file as UTF-8 (files written by `mutualmesh community init` are)",
+        ) from None
+    try:
         return yaml.safe_load(text)
+    except RecursionError:
+        raise _file_error(
+            path, "YAML nested too deeply", "a community file needs a few levels at most"
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)

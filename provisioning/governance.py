@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from meshd.community import review_community
 from meshd.ids import PublicKey, SigningKey
 from provisioning.community import (
     COMMUNITY_FILE,
@@ -31,14 +32,13 @@ from provisioning.community import (
     random_passphrase,
     save_pin,
     sign,
-    signature_status,
     verify_folder,
     version_path,
     write_secret,
     write_text_atomic,
     write_version,
 )
-from provisioning.keys import KeyFileError, load_private_key, write_private_key
+from provisioning.keys import load_private_key, write_private_key
 from provisioning.security import ssh_key_problem
 from provisioning.trustchain import ChainError, Pin, Version, authorising, propose, verify_chain
 
@@ -47,15 +47,9 @@ def default_admin_key(name: str) -> Path:
     return config_dir() / f"admin-{name}.key"
 
 
-def key_error(exc: KeyFileError) -> ProvisionError:
-    return ProvisionError(exc.what, str(exc.path), exc.fix)
-
-
 def load_admin_key(path: Path) -> SigningKey:
-    try:
-        return load_private_key(path)
-    except KeyFileError as exc:
-        raise key_error(exc) from None
+    """An admin's key; a KeyFileError (what / where / fix) when it cannot be used."""
+    return load_private_key(path)
 
 
 def init_community(
@@ -121,8 +115,6 @@ def init_community(
         raise ProvisionError(
             f"cannot write ({exc.strerror})", str(exc.filename or directory), "pick a writable path"
         ) from None
-    except KeyFileError as exc:
-        raise key_error(exc) from None
     save_pin(Pin.of([genesis]))
     return data, created
 
@@ -208,10 +200,6 @@ class Signed:
     change_valid: int = 0
     change_needed: int = 0
 
-    @property
-    def accepted(self) -> bool:
-        return self.proposed is None and self.file_valid >= self.file_needed
-
 
 def sign_community(directory: Path, admin_key_path: Path) -> Signed:
     """Sign community.yaml and, if it is a change, the proposal of the next version.
@@ -237,16 +225,16 @@ def sign_community(directory: Path, admin_key_path: Path) -> Signed:
     signed: dict[str, Any] = dict(data)
     if admin.public in community.trust.admins:
         signed = sign(data, admin)
-    status = signature_status(signed, community)
+    valid = review_community(signed).signers
     # Drop what no longer verifies (made before the last change), so the file stays tidy.
-    valid_texts = {k.text for k in status.valid}
+    valid_texts = {k.text for k in valid}
     signed["signatures"] = [
         s for s in signed["signatures"] if isinstance(s, dict) and s.get("admin") in valid_texts
     ]
     proposed = propose(signed, head)
     if proposed.content == head.content:
         _save_community(directory, signed)
-        return Signed(len(status.valid), community.threshold, head.version, None)
+        return Signed(len(valid), community.threshold, head.version, None)
     for item in chain[:-1]:
         if item.content == proposed.content:
             raise ProvisionError(
@@ -271,14 +259,14 @@ def sign_community(directory: Path, admin_key_path: Path) -> Signed:
             write_version(version_path(directory, proposed.version), proposed)
             pending_path.unlink(missing_ok=True)
             save_pin(Pin.of([*chain, proposed]))
-            return Signed(len(status.valid), community.threshold, proposed.version, None)
+            return Signed(len(valid), community.threshold, proposed.version, None)
         write_version(pending_path, proposed)
     except OSError as exc:
         raise ProvisionError(
             f"cannot write ({exc.strerror})", str(directory), "check the folder is writable"
         ) from None
     return Signed(
-        len(status.valid),
+        len(valid),
         community.threshold,
         head.version,
         proposed,

@@ -12,6 +12,8 @@ import difflib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from meshd.errors import FixableError
+
 if TYPE_CHECKING:
     from provisioning.budget import Budget
 
@@ -37,10 +39,6 @@ class DeviceProfile:
         from provisioning.budget import budget_for
 
         return budget_for(self)
-
-    @property
-    def fits_agent(self) -> bool:
-        return self.budget.status != "refused"
 
     def why_not(self) -> str | None:
         """Why the Python agent cannot run on this model, or None when it can."""
@@ -242,11 +240,17 @@ _PROFILES = (
 PROFILES: dict[str, DeviceProfile] = {p.profile: p for p in _PROFILES}
 
 
-class UnknownModel(LookupError):
+class UnknownModel(FixableError, LookupError):
+    """A model name no profile has; the fix suggests the closest names."""
+
     def __init__(self, model: str) -> None:
         close = difflib.get_close_matches(model, PROFILES, n=3)
         hint = f"did you mean {', '.join(close)}? " if close else ""
-        super().__init__(f"unknown model {model!r}; {hint}list them with `mutualmesh node models`")
+        super().__init__(
+            f"unknown model {model!r}",
+            "--model",
+            f"{hint}list known models with `mutualmesh node models`",
+        )
         self.model = model
         self.suggestions = close
 

@@ -11,14 +11,22 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from meshd.errors import FixableError
+
 UciValue = str | tuple[str, ...]
 
 _NAME = re.compile(r"^[A-Za-z0-9_]+$")
 _TYPE = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
-class UciError(ValueError):
-    """A section, option or file that UCI cannot represent or that does not parse."""
+class UciError(FixableError, ValueError):
+    """A section, option or file that UCI cannot represent or that does not parse.
+
+    The values come from the community file or a node plan, so that is where to fix them.
+    """
+
+    def __init__(self, what: str, where: str | None = None, fix: str | None = None) -> None:
+        super().__init__(what, where, fix or "correct the value in community.yaml or nodes.yaml")
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,8 +13,10 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from meshd import validate as v
+from meshd.community import Community
 from meshd.ids import SigningKey
 from meshd.trust import Enrollment, Revocation, Trust
 from provisioning import bundle
@@ -35,7 +37,6 @@ from provisioning.governance import (
     adopt_community,
     default_admin_key,
     init_community,
-    key_error,
     load_admin_key,
     read_ssh_keys,
     sign_community,
@@ -43,7 +44,7 @@ from provisioning.governance import (
 )
 from provisioning.keys import KeyFileError, load_private_key, write_private_key
 from provisioning.nodes import MAX_UPLINK_KBIT, NodeEntry, Registry
-from provisioning.profiles import DeviceProfile, UnknownModel, lookup
+from provisioning.profiles import DeviceProfile, lookup
 from provisioning.render import BundleFile, image_packages, render_node
 from provisioning.trustchain import Pin
 
@@ -62,15 +63,7 @@ def _check_hostname(hostname: str) -> str:
 
 
 def check_profile(model: str) -> DeviceProfile:
-    try:
-        profile = lookup(model)
-    except UnknownModel as exc:
-        raise ProvisionError(
-            f"unknown model {model!r}",
-            "--model",
-            (f"did you mean {', '.join(exc.suggestions)}? " if exc.suggestions else "")
-            + "list known models with `mutualmesh node models`",
-        ) from None
+    profile = lookup(model)
     why = profile.why_not()
     if why:
         raise ProvisionError(
@@ -205,8 +198,8 @@ def add_node(
         addresses = plan.allocate(node_key.public.raw, registry.used_slots())
     except PoolFull as exc:
         raise ProvisionError(
-            str(exc),
-            f"{directory / COMMUNITY_FILE}: ipv4.prefix",
+            exc.what,
+            f"{directory / COMMUNITY_FILE}: {exc.where}",
             "widen ipv4.prefix (e.g. a /15) and have the admins sign again, "
             "or remove nodes that are gone from nodes.yaml",
         ) from None
@@ -261,8 +254,10 @@ def add_node(
     )
 
 
-def render_stored(directory: Path, hostname: str, out: Path | None = None) -> Built:
-    """Render an existing node again from what is stored; same inputs give the same bytes."""
+def _stored_node(
+    directory: Path, hostname: str
+) -> tuple[str, Community, dict[str, Any], NodeEntry]:
+    """The folder's checked community (parsed and raw) and its node called `hostname`."""
     hostname = _check_hostname(hostname)
     community, data = load_community_dir(directory)
     registry = Registry.load(directory, AddressPlan(community.ipv4, community.ipv6))
@@ -273,12 +268,15 @@ def render_stored(directory: Path, hostname: str, out: Path | None = None) -> Bu
             str(directory / NODES_FILE),
             "check the name (`mutualmesh node list`), or create it with `mutualmesh node add`",
         )
+    return hostname, community, data, node
+
+
+def render_stored(directory: Path, hostname: str, out: Path | None = None) -> Built:
+    """Render an existing node again from what is stored; same inputs give the same bytes."""
+    hostname, community, data, node = _stored_node(directory, hostname)
     profile = check_profile(node.model)
     key_path = directory / "secrets" / f"{hostname}.key"
-    try:
-        node_key = load_private_key(key_path)
-    except KeyFileError as exc:
-        raise key_error(exc) from None
+    node_key = load_private_key(key_path)
     try:
         files = render_node(
             community,
@@ -355,14 +353,7 @@ def revoke_node(
     now: int,
 ) -> tuple[Path, Revocation, str | None]:
     """Write or co-sign revocations/<host>.json; returns it and why it is not yet valid (if so)."""
-    hostname = _check_hostname(hostname)
-    community, _ = load_community_dir(directory)
-    registry = Registry.load(directory, AddressPlan(community.ipv4, community.ipv6))
-    node = registry.nodes.get(hostname)
-    if node is None:
-        raise ProvisionError(
-            f"no node called {hostname!r}", str(directory / NODES_FILE), "check the hostname"
-        )
+    hostname, community, _, node = _stored_node(directory, hostname)
     admins = [admin_for(directory, p, community.trust.admins) for p in admin_key_paths]
     path = directory / "revocations" / f"{hostname}.json"
     if path.exists():

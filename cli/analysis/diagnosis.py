@@ -6,7 +6,8 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
-from meshd.topology import Direction, LinkState, MeshView, shortest_path
+from meshd.graph import shortest_path
+from meshd.topology import Direction, LinkState, MeshView
 
 LOW_SIGNAL_DBM = -80
 SLOW_RTT_MS = 50.0

@@ -1,105 +1,137 @@
 """Topology exports other tools read: NetJSON NetworkGraph (OpenWISP, netdiff), Graphviz DOT,
-PNG via Graphviz, and Freifunk's meshviewer.json. Locations only for nodes that opted in."""
+PNG via Graphviz, Freifunk's meshviewer.json and Prometheus file_sd targets. Locations only for
+nodes that opted in. The JSON builders live in `node_agent.exports` (every router serves them);
+the picture is made here."""
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 import shutil
 import subprocess
 from collections.abc import Mapping
-from typing import Any
 
-from meshd import __version__
-from meshd.nodestate import node_state
-from meshd.topology import LinkState, MeshView
+from meshd.topology import Link, LinkState, MeshView
+from node_agent.exports import is_online, link_medium, meshviewer, netjson, prometheus_sd
+
+__all__ = ["LINK_COLOUR", "dot", "meshviewer", "netjson", "png", "prometheus_sd"]
 
 LINK_COLOUR = {
     LinkState.GOOD: "#2e7d32",
     LinkState.LOSSY: "#f9a825",
-    LinkState.ASYMMETRIC: "#ef6c00",
+    LinkState.ASYMMETRIC: "#6a1b9a",  # purple: amber-orange was hard to tell from lossy
     LinkState.FLAPPING: "#c62828",
     LinkState.ONE_SIDED: "#c62828",
     LinkState.DOWN: "#9e9e9e",
 }
-
-
-def netjson(view: MeshView, *, label: str = "") -> dict[str, Any]:
-    """A NetJSON NetworkGraph; `cost` is babel's cost (the worse direction), per the spec's
-    'cost' being the routing metric's value."""
-    nodes = []
-    for nv in sorted(view.nodes.values(), key=lambda n: n.node_id):
-        info = nv.info
-        props: dict[str, Any] = {"hostname": nv.hostname, "gateway": nv.is_gateway}
-        if info is not None:
-            props["software"] = info.software
-            props["model"] = info.model
-            if info.location is not None:
-                props["location"] = {"lat": info.location.lat, "lng": info.location.lon}
-        node: dict[str, Any] = {"id": nv.node_id, "label": nv.hostname, "properties": props}
-        if info is not None and info.addresses:
-            node["local_addresses"] = list(info.addresses)
-        nodes.append(node)
-    links = []
-    for link in sorted(view.links.values(), key=lambda x: (x.a, x.b)):
-        if not link.in_graph:
-            continue
-        links.append(
-            {
-                "source": link.a,
-                "target": link.b,
-                "cost": float(link.cost),
-                "cost_text": link.state.value,
-                "properties": {
-                    "state": link.state.value,
-                    "cost_ab": link.ab.cost,
-                    "cost_ba": link.ba.cost,
-                    "loss_ab": link.ab.loss,
-                    "loss_ba": link.ba.loss,
-                    "rtt_ms": link.ab.rtt_ms,
-                },
-            }
-        )
-    return {
-        "type": "NetworkGraph",
-        "protocol": "babel",
-        "version": "1",
-        "revision": f"mutualmesh {__version__}",
-        "metric": "babel",
-        "label": label,
-        "nodes": nodes,
-        "links": links,
-    }
+STATE_WORDS = {
+    LinkState.GOOD: "good",
+    LinkState.LOSSY: "lossy",
+    LinkState.ASYMMETRIC: "one way worse",
+    LinkState.FLAPPING: "flapping",
+    LinkState.ONE_SIDED: "one end only",
+    LinkState.DOWN: "down",
+}
+# medium -> (style, penwidth): a radio link is a plain line, a cable a thick one, a tunnel dotted
+MEDIUM_STYLE = {"wifi": ("solid", 2.0), "tap": ("dotted", 2.0)}
+WIRED_STYLE = ("solid", 4.0)
+NODE_FILL = "#bbdefb"
+GATEWAY_FILL = "#fff176"
+OFFLINE_FILL = "#e0e0e0"
+MIN_SIZE, MAX_SIZE = 0.25, 1.0  # inches: the circle's size is the contribution, nothing else
 
 
 def _dot_id(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _html(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _positions(view: MeshView, span_in: float = 7.0) -> dict[str, tuple[float, float]]:
+    """Inches from opted-in locations (equirectangular; fine at a neighbourhood's scale)."""
+    spots = {
+        nv.node_id: (nv.info.location.lat, nv.info.location.lon)
+        for nv in view.nodes.values()
+        if nv.info is not None and nv.info.location is not None
+    }
+    if len(spots) < 2:
+        return {}
+    lat0 = sum(p[0] for p in spots.values()) / len(spots)
+    k = math.cos(math.radians(lat0))
+    xs = {n: lon * k for n, (_, lon) in spots.items()}
+    ys = {n: lat for n, (lat, _) in spots.items()}
+    width = max(max(xs.values()) - min(xs.values()), max(ys.values()) - min(ys.values())) or 1.0
+    scale = span_in / width
+    x0, y0 = min(xs.values()), min(ys.values())
+    return {n: ((xs[n] - x0) * scale, (ys[n] - y0) * scale) for n in spots}
+
+
+def _edge_label(link: Link) -> str:
+    loss = link.worst_loss
+    return f"{loss:.0%} loss" if loss is not None and loss >= 0.01 else ""
+
+
+def _legend(title: str) -> str:
+    swatch = "".join(
+        f'<td><font color="{LINK_COLOUR[s]}">━━</font> {STATE_WORDS[s]}</td>'
+        for s in (LinkState.GOOD, LinkState.LOSSY, LinkState.ASYMMETRIC, LinkState.ONE_SIDED)
+    )
+    return (
+        '<<table border="0" cellspacing="4">'
+        f'<tr><td colspan="4"><font point-size="16"><b>{_html(title)}</b></font></td></tr>'
+        f"<tr>{swatch}</tr>"
+        "<tr><td>── radio</td><td>━━ cable (thick)</td><td>┈┈ tunnel (dotted)</td>"
+        "<td>- - not routed (dashed)</td></tr>"
+        f'<tr><td bgcolor="{GATEWAY_FILL}">gateway</td><td bgcolor="{NODE_FILL}">node</td>'
+        f'<td bgcolor="{OFFLINE_FILL}">offline</td><td>bigger circle = contributes more</td></tr>'
+        "</table>>"
+    )
+
+
 def dot(view: MeshView, scores: Mapping[str, float] | None = None, *, label: str = "") -> str:
-    """Graphviz source: links coloured by state, node size by contribution score (0..1)."""
+    """Graphviz source a member can read: fixed-size circles sized by contribution (names
+    beside them, so a long name does not grow the circle), links coloured by state with loss
+    written on them, offline nodes grey, radio/cable/tunnel drawn differently, and a title with
+    the time and a legend. Opted-in locations pin their nodes (neato honours `pos=...!`)."""
     scores = scores or {}
     top = max(scores.values(), default=0.0) or 1.0
+    when = dt.datetime.fromtimestamp(view.now, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    title = f"{label or 'mesh'} · {when}"
     lines = [
         f"graph {_dot_id(label or 'mesh')} {{",
-        "  graph [overlap=false, splines=true, outputorder=edgesfirst];",
-        '  node [shape=circle, style=filled, fillcolor="#e3f2fd", fontname="Helvetica",'
-        " fontsize=10];",
-        '  edge [fontname="Helvetica", fontsize=8];',
+        "  graph [overlap=false, splines=true, outputorder=edgesfirst, forcelabels=true,"
+        f' labelloc=t, fontname="Helvetica", pad=0.3, label={_legend(title)}];',
+        '  node [shape=circle, style=filled, fixedsize=true, label="", fontname="Helvetica",'
+        " fontsize=11];",
+        '  edge [fontname="Helvetica", fontsize=9];',
     ]
+    pos = _positions(view)
     for nv in sorted(view.nodes.values(), key=lambda n: n.hostname):
-        size = 0.4 + 1.2 * (scores.get(nv.node_id, 0.0) / top)
-        fill = "#fff59d" if nv.is_gateway else "#e3f2fd"
+        size = MIN_SIZE + (MAX_SIZE - MIN_SIZE) * (scores.get(nv.node_id, 0.0) / top)
+        online = is_online(view, nv)
+        fill = GATEWAY_FILL if nv.is_gateway else NODE_FILL
+        extra = ""
+        if not online:
+            fill, extra = OFFLINE_FILL, ', color="#9e9e9e", fontcolor="#757575"'
+        if nv.node_id in pos:
+            x, y = pos[nv.node_id]
+            extra += f', pos="{x:.2f},{y:.2f}!"'
+        state = "" if online else " (offline)"
         lines.append(
-            f"  {_dot_id(nv.node_id)} [label={_dot_id(nv.hostname)}, width={size:.2f}, "
-            f'fixedsize=false, fillcolor="{fill}"];'
+            f"  {_dot_id(nv.node_id)} [xlabel={_dot_id(nv.hostname + state)}, width={size:.2f},"
+            f' fillcolor="{fill}"{extra}, tooltip={_dot_id(nv.hostname)}];'
         )
     for link in sorted(view.links.values(), key=lambda x: (x.a, x.b)):
-        style = "solid" if link.in_graph else "dashed"
-        width = 2.0 if link.state is LinkState.GOOD else 1.5
+        style, width = MEDIUM_STYLE.get(link_medium(link), WIRED_STYLE)
+        if not link.in_graph:
+            style = "dashed"
+        tip = f"{view.name(link.a)} – {view.name(link.b)}: cost {link.cost}; {link.reason}"
         lines.append(
             f'  {_dot_id(link.a)} -- {_dot_id(link.b)} [color="{LINK_COLOUR[link.state]}", '
-            f'style={style}, penwidth={width}, label="{link.cost}", '
-            f"tooltip={_dot_id(link.reason)}];"
+            f"style={style}, penwidth={width}, label={_dot_id(_edge_label(link))}, "
+            f"tooltip={_dot_id(tip)}];"
         )
     lines.append("}")
     return "\n".join(lines) + "\n"
@@ -111,58 +143,12 @@ def png(dot_source: str, engine: str = "neato") -> bytes:
     if exe is None:
         raise FileNotFoundError(engine)
     done = subprocess.run(
-        [exe, "-Tpng"], input=dot_source.encode(), capture_output=True, check=False, timeout=120
+        [exe, "-Tpng", "-Gdpi=110"],
+        input=dot_source.encode(),
+        capture_output=True,
+        check=False,
+        timeout=120,
     )
     if done.returncode != 0:
         raise RuntimeError(done.stderr.decode(errors="replace").strip())
     return done.stdout
-
-
-def meshviewer(view: MeshView, clients: Mapping[str, int] | None = None) -> dict[str, Any]:
-    """The meshviewer.json shape Freifunk maps read (as yanic writes it)."""
-    clients = clients or {}
-
-    def stamp(t: float) -> str:
-        return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S+0000")
-
-    nodes = []
-    for nv in sorted(view.nodes.values(), key=lambda n: n.node_id):
-        info = nv.info
-        online = node_state(view, nv).reachable
-        node: dict[str, Any] = {
-            "node_id": nv.node_id,
-            "hostname": nv.hostname,
-            "is_online": online,
-            "is_gateway": nv.is_gateway,
-            "clients": clients.get(nv.node_id, 0),
-            "clients_wifi24": 0,
-            "clients_wifi5": 0,
-            "clients_other": clients.get(nv.node_id, 0),
-            "firstseen": stamp(nv.last_seen),
-            "lastseen": stamp(nv.last_seen),
-            "uptime": stamp(nv.last_seen - nv.counters.uptime_s) if nv.counters else None,
-            "addresses": list(info.addresses) if info else [],
-            "model": info.model if info else None,
-            "firmware": {"base": info.software, "release": info.software} if info else {},
-            "gateway": None,
-        }
-        if info is not None and info.location is not None:
-            node["location"] = {"latitude": info.location.lat, "longitude": info.location.lon}
-        nodes.append(node)
-    links = []
-    for link in sorted(view.links.values(), key=lambda x: (x.a, x.b)):
-        if not link.in_graph:
-            continue
-        medium = link.ab.entry.medium if link.ab.entry else "other"
-        links.append(
-            {
-                "type": "wifi" if medium == "wifi" else "other",
-                "source": link.a,
-                "target": link.b,
-                "source_tq": round(1.0 - (link.ab.loss or 0.0), 3),
-                "target_tq": round(1.0 - (link.ba.loss or 0.0), 3),
-                "source_addr": "",
-                "target_addr": "",
-            }
-        )
-    return {"timestamp": stamp(view.now), "nodes": nodes, "links": links}

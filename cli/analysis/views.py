@@ -125,6 +125,16 @@ def _loss_cell(loss: float | None) -> str:
     return "-" if loss is None else f"{loss:.0%}"
 
 
+def _measured(title: str, attr: str, spec: str) -> Column[DirectionRow]:
+    """A direction's measurement: the same attribute in JSON, formatted (or -) in the table."""
+    return Column(
+        title,
+        cell=lambda r: _fmt(getattr(r.d, attr), spec),
+        json=(attr, lambda r: getattr(r.d, attr)),
+        right=True,
+    )
+
+
 DIRECTIONS = View[DirectionRow](
     [
         Column(
@@ -134,39 +144,17 @@ DIRECTIONS = View[DirectionRow](
         Column(None, json=("from", lambda r: r.view.name(r.d.src))),
         Column(None, json=("to", lambda r: r.view.name(r.d.dst))),
         Column(None, json=("reported", lambda r: r.d.reported)),
-        Column(
-            "etx", cell=lambda r: _fmt(r.d.etx, ".2f"), json=("etx", lambda r: r.d.etx), right=True
-        ),
+        _measured("etx", "etx", ".2f"),
         Column(
             "loss",
             cell=lambda r: _loss_cell(r.d.loss),
             json=("loss", lambda r: None if r.d.loss is None else round(r.d.loss, 4)),
             right=True,
         ),
-        Column(
-            "rtt ms",
-            cell=lambda r: _fmt(r.d.rtt_ms, ".1f"),
-            json=("rtt_ms", lambda r: r.d.rtt_ms),
-            right=True,
-        ),
-        Column(
-            "cost",
-            cell=lambda r: _fmt(r.d.cost, "d"),
-            json=("cost", lambda r: r.d.cost),
-            right=True,
-        ),
-        Column(
-            "signal dBm",
-            cell=lambda r: _fmt(r.d.signal_dbm, "d"),
-            json=("signal_dbm", lambda r: r.d.signal_dbm),
-            right=True,
-        ),
-        Column(
-            "Mbit/s",
-            cell=lambda r: _fmt(r.d.bitrate_mbit, "g"),
-            json=("bitrate_mbit", lambda r: r.d.bitrate_mbit),
-            right=True,
-        ),
+        _measured("rtt ms", "rtt_ms", ".1f"),
+        _measured("cost", "cost", "d"),
+        _measured("signal dBm", "signal_dbm", "d"),
+        _measured("Mbit/s", "bitrate_mbit", "g"),
         Column("state", cell=lambda r: r.link.state.value if r.first else ""),
     ]
 )

@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from cli.errors import ExitStatus, UserError
-from meshd.community import ROUTING, Community, parse_community
-from meshd.errors import CommunityError, FixableError, KeyFormatError, Problem
+from meshd.community import ROUTING, Review, review_community
+from meshd.errors import KeyFormatError, Problem
 from meshd.ids import PublicKey, SigningKey
 from meshd.trustchain import Version
 from provisioning.community import (
     TRUST_DIR,
     ProvisionError,
-    SignatureStatus,
     load_yaml,
-    signature_status,
     verify_folder,
 )
 from provisioning.keys import KeyFileError, write_private_key
@@ -33,19 +30,6 @@ from provisioning.workflow import (
     sign_community,
     trusted_chain,
 )
-
-T = TypeVar("T")
-
-
-def run(action: Callable[[], T]) -> T:
-    """Turn a provisioning error (a FixableError) into the CLI's what/where/fix message."""
-    try:
-        return action()
-    except FixableError as exc:
-        raise UserError.of(exc) from None
-    except CommunityError as exc:
-        p = exc.problems[0]
-        raise UserError(f"{p.path}: {p.message}", fix=p.fix) from None
 
 
 @click.group()
@@ -96,16 +80,14 @@ def init(
 ) -> None:
     """Create community NAME with fresh secrets, an address plan and your admin key."""
     key_path = admin_key or default_admin_key(name)
-    data, created = run(
-        lambda: init_community(
-            directory,
-            name,
-            admin_key_path=key_path,
-            admin_name=admin_name,
-            country=country.upper(),
-            routing=routing,
-            ssh_key_files=ssh_keys,
-        )
+    data, created = init_community(
+        directory,
+        name,
+        admin_key_path=key_path,
+        admin_name=admin_name,
+        country=country.upper(),
+        routing=routing,
+        ssh_key_files=ssh_keys,
     )
     click.echo(f"community {name} created in {directory}")
     click.echo(
@@ -119,19 +101,12 @@ def init(
             "  warning: no --ssh-key: nobody can log in to the nodes (password login is off); "
             "add `ssh_keys:` to your admin entry and sign again"
         )
-    genesis = run(lambda: trusted_chain(directory))[0]
+    genesis = trusted_chain(directory)[0]
     click.echo(f"  genesis {genesis.fingerprint}")
     click.echo("  (the community's identity: co-admins compare it, every node bundle pins it)")
     click.echo(
         f"next: mutualmesh node add HOSTNAME --model MODEL --dir {directory} --admin-key {key_path}"
     )
-
-
-def _load(file: Path) -> Any:
-    try:
-        return load_yaml(file)
-    except ProvisionError as exc:
-        raise UserError(exc.what, where=exc.where, fix=exc.fix) from None
 
 
 @community.command()
@@ -151,25 +126,10 @@ def check(file: Path, genesis: str | None, as_json: bool) -> None:
     its nodes open (or locked): admin SSH keys, a passphrase in the shared file. Writes nothing
     but the admin's pin.
     """
-    data = _load(file)
-    problems = []
-    community_obj = None
-    try:
-        community_obj = parse_community(data)
-    except CommunityError as exc:
-        problems = list(exc.problems)
-    status = None
-    if community_obj is not None:
-        status = signature_status(data, community_obj)
-        if status.present and not status.enough:
-            problems.append(
-                Problem(
-                    "signatures",
-                    f"{len(status.valid)} distinct valid admin signature(s) of {status.present} "
-                    f"present, {status.threshold} needed (any change to the file needs new ones)",
-                    "ask admins to run `mutualmesh community sign --dir DIR --admin-key KEY`",
-                )
-            )
+    data = load_yaml(file)
+    review = review_community(data)
+    problems = list(review.problems)
+    community_obj = review.community
     chain = None
     if not problems and (file.parent / TRUST_DIR).exists():
         try:
@@ -186,7 +146,7 @@ def check(file: Path, genesis: str | None, as_json: bool) -> None:
         )
     warnings = open_findings(data) if isinstance(data, dict) else []
     if as_json:
-        _check_json(file, problems, warnings, community_obj, status, chain)
+        _check_json(file, problems, warnings, review, chain)
         if problems:
             raise SystemExit(int(ExitStatus.USAGE))
         return
@@ -196,13 +156,12 @@ def check(file: Path, genesis: str | None, as_json: bool) -> None:
         click.echo(f"{file}: {len(problems)} problem(s)", err=True)
         raise SystemExit(int(ExitStatus.USAGE))
     assert community_obj is not None
-    assert status is not None
     for where, what, fix in warnings:
         click.echo(f"warning: {where}: {what} (fix: {fix})", err=True)
     c = community_obj
     signed = (
-        f"signed by {len(status.valid)} of {len(c.admins)} admin(s), {c.threshold} needed"
-        if status.present
+        f"signed by {len(review.signers)} of {len(c.admins)} admin(s), {c.threshold} needed"
+        if review.signatures_present
         else f"UNSIGNED: needs {c.threshold} admin signature(s) before nodes accept it"
     )
     click.echo(
@@ -223,8 +182,7 @@ def _check_json(
     file: Path,
     problems: list[Problem],
     warnings: list[tuple[str, str, str]],
-    community: Community | None,
-    status: SignatureStatus | None,
+    review: Review,
     chain: list[Version] | None,
 ) -> None:
     out: dict[str, Any] = {
@@ -233,12 +191,13 @@ def _check_json(
         "problems": [{"where": p.path, "what": p.message, "fix": p.fix} for p in problems],
         "warnings": [{"where": w, "what": what, "fix": fix} for w, what, fix in warnings],
     }
-    if community is not None and status is not None and not problems:
+    community = review.community
+    if community is not None and not problems:
         out["community"] = {
             "name": community.name,
             "admins": len(community.admins),
             "threshold": community.threshold,
-            "valid_signatures": len(status.valid),
+            "valid_signatures": len(review.signers),
             "ipv4": str(community.ipv4),
             "ipv6": str(community.ipv6),
             "routing": community.routing,
@@ -276,7 +235,7 @@ def add_admin_cmd(
         raise UserError(
             str(exc), where="--key", fix="paste the public key the new admin printed"
         ) from None
-    data = run(lambda: add_admin(directory, name, key, threshold, ssh_keys))
+    data = add_admin(directory, name, key, threshold, ssh_keys)
     click.echo(f"admin {name} added; threshold {data['threshold']} of {len(data['admins'])}")
     click.echo(
         "signatures were cleared (they covered the old file). The change is accepted once "
@@ -292,7 +251,7 @@ def add_admin_cmd(
 )
 def sign(directory: Path, admin_key: Path) -> None:
     """Sign the community file (and the change to it) with your admin key."""
-    done = run(lambda: sign_community(directory, admin_key))
+    done = sign_community(directory, admin_key)
     valid, k = done.file_valid, done.file_needed
     state = "valid" if valid >= k else f"needs {k - valid} more"
     click.echo(f"signed: {valid} of {k} required signature(s) — {state}")
@@ -318,7 +277,7 @@ def sign(directory: Path, admin_key: Path) -> None:
 )
 def adopt(directory: Path, admin_keys: tuple[Path, ...]) -> None:
     """Start the trust/ chain of a community.yaml made without one (version 1)."""
-    genesis = run(lambda: adopt_community(directory, list(admin_keys)))
+    genesis = adopt_community(directory, list(admin_keys))
     click.echo(f"trust chain started at version 1; genesis {genesis.fingerprint}")
 
 
@@ -336,5 +295,5 @@ def admin_key_cmd(admin_key: Path, create: bool) -> None:
                 where=str(admin_key),
                 fix="pick a writable path outside the community folder",
             ) from None
-    key = run(lambda: load_admin_key(admin_key))
+    key = load_admin_key(admin_key)
     click.echo(key.public.text)

@@ -11,7 +11,8 @@ from cli.analysis.diagnosis import diagnosis_json
 from cli.errors import ExitStatus, ToolFailed, UserError
 from cli.output import Column, View, emit_json, say
 from cli.read.options import MeshArgs, mesh_options, open_mesh
-from meshd.topology import MeshView, NodeView, dijkstra
+from meshd.graph import dijkstra
+from meshd.topology import MeshView, NodeView
 
 
 def _nearest_gateway(view: MeshView, a: str) -> str | None:

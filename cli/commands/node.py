@@ -10,7 +10,6 @@ from pathlib import Path
 
 import click
 
-from cli.commands.community import run
 from cli.errors import ExitStatus, UserError
 from provisioning.nodes import parse_location
 from provisioning.profiles import PROFILES
@@ -44,7 +43,7 @@ def _admin_key(directory: Path, admin_key: Path | None) -> Path:
         return admin_key
     from provisioning.community import load_community_dir
 
-    community, _ = run(lambda: load_community_dir(directory, require_signatures=False))
+    community, _ = load_community_dir(directory, require_signatures=False)
     return default_admin_key(community.name)
 
 
@@ -118,19 +117,17 @@ def add(
                 f"invalid --location {location!r}", where="--location", fix=str(exc)
             ) from None
     key_path = _admin_key(directory, admin_key)
-    built = run(
-        lambda: add_node(
-            directory,
-            hostname,
-            model=model,
-            gateway=gateway,
-            location=loc,
-            admin_key_path=key_path,
-            out=out,
-            now=int(time.time()),
-            replace=replace,
-            uplink_kbit=uplink_kbit,
-        )
+    built = add_node(
+        directory,
+        hostname,
+        model=model,
+        gateway=gateway,
+        location=loc,
+        admin_key_path=key_path,
+        out=out,
+        now=int(time.time()),
+        replace=replace,
+        uplink_kbit=uplink_kbit,
     )
     _report(built, "replaced" if replace else "added")
     click.echo(
@@ -145,7 +142,7 @@ def add(
 @OUT_OPTION
 def render(hostname: str, directory: Path, out: Path | None) -> None:
     """Render HOSTNAME's bundle again from the stored files (byte-identical for same inputs)."""
-    _report(run(lambda: render_stored(directory, hostname, out)), "rendered")
+    _report(render_stored(directory, hostname, out), "rendered")
 
 
 def _json_out(value: object) -> None:
@@ -168,7 +165,7 @@ def _table(rows: list[list[str]], right: frozenset[int] = frozenset()) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def list_cmd(directory: Path, as_json: bool) -> None:
     """List the nodes in nodes.yaml, revoked ones too (their addresses are never reused)."""
-    states = run(lambda: list_nodes(directory))
+    states = list_nodes(directory)
     if as_json:
         _json_out(
             [
@@ -279,7 +276,7 @@ def _make_command(built: Built) -> list[str]:
 @OUT_OPTION
 def image(hostname: str, imagebuilder: Path | None, directory: Path, out: Path | None) -> None:
     """Build a firmware image for HOSTNAME, or print the exact command without --imagebuilder."""
-    built = run(lambda: render_stored(directory, hostname, out))
+    built = render_stored(directory, hostname, out)
     cmd = _make_command(built)
     p = built.profile
     if imagebuilder is None:
@@ -339,7 +336,7 @@ def push(
     hostname: str, host: str, user: str, dry_run: bool, directory: Path, out: Path | None
 ) -> None:
     """Copy HOSTNAME's bundle to a running router over ssh and apply it."""
-    built = run(lambda: render_stored(directory, hostname, out))
+    built = render_stored(directory, hostname, out)
     target = f"{user}@{host}"
     # OpenWrt's dropbear has no sftp server: -O makes scp use the old protocol.
     steps = [
@@ -382,10 +379,8 @@ def push(
 def revoke(hostname: str, admin_keys: tuple[Path, ...], reason: str, directory: Path) -> None:
     """Write a signed revocation for HOSTNAME to revocations/HOSTNAME.json."""
     keys = list(admin_keys) or [_admin_key(directory, None)]
-    path, revocation, problem = run(
-        lambda: revoke_node(
-            directory, hostname, admin_key_paths=keys, reason=reason, now=int(time.time())
-        )
+    path, revocation, problem = revoke_node(
+        directory, hostname, admin_key_paths=keys, reason=reason, now=int(time.time())
     )
     click.echo(f"revocation of {hostname} ({revocation.node_id}) written to {path}")
     if problem:

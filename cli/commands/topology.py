@@ -1,4 +1,5 @@
-"""`mutualmesh topology --format netjson|dot|png|meshviewer`: the mesh for other tools."""
+"""`mutualmesh topology --format netjson|dot|png|meshviewer|prometheus-sd`: the mesh for other
+tools."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from cli.read.options import MeshArgs, mesh_options, open_mesh
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["netjson", "dot", "png", "meshviewer"]),
+    type=click.Choice(["netjson", "dot", "png", "meshviewer", "prometheus-sd"]),
     default="netjson",
     show_default=True,
 )
@@ -42,7 +43,8 @@ from cli.read.options import MeshArgs, mesh_options, open_mesh
 def topology(fmt: str, output: str | None, engine: str, **kw: Any) -> None:
     """Export the mesh: NetJSON NetworkGraph (babel costs as `cost`), Graphviz DOT, a PNG
     (links coloured by quality, nodes sized by contribution) or meshviewer.json for Freifunk
-    maps. Locations appear only for nodes that opted in. (--json is the same as netjson.)"""
+    maps, or Prometheus file_sd targets (every node's /metrics, like yanic's prometheus-sd).
+    Locations appear only for nodes that opted in. (--json is the same as netjson.)"""
     args = MeshArgs(**kw)
     if args.as_json and fmt in ("dot", "png"):
         raise UserError(
@@ -55,6 +57,8 @@ def topology(fmt: str, output: str | None, engine: str, **kw: Any) -> None:
         data = (
             json.dumps(export.netjson(view, label=mesh.community.name), indent=2) + "\n"
         ).encode()
+    elif fmt == "prometheus-sd":
+        data = (json.dumps(export.prometheus_sd(view), indent=2) + "\n").encode()
     elif fmt == "meshviewer":
         clients: dict[str, int] = {}
         data = (json.dumps(export.meshviewer(view, clients), indent=2) + "\n").encode()

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cli.lab import netns
+from node_agent.parsers import BabelNeighbour, BabelRoute, BabelTable
 
 CONTROL_PORT = 33123
 IFACE_DEFAULTS = "type wireless hello-interval 0.5 enable-timestamps true"
@@ -66,81 +66,23 @@ def runtime_interface(iface: str) -> str:
 
 
 @dataclass
-class Neighbour:
-    address: str
-    iface: str
-    reach: str
-    rxcost: int
-    txcost: int
-    cost: int
-    rtt_ms: float | None = None
-
-
-@dataclass
-class Route:
-    prefix: str
-    installed: bool
-    metric: int
-    via: str
-    iface: str
-
-
-@dataclass
 class Dump:
-    """What a babeld `dump` says about one node."""
+    """What a babeld `dump` says about one node (parsed by the agent's own babeld parser)."""
 
-    neighbours: list[Neighbour] = field(default_factory=list)
-    routes: list[Route] = field(default_factory=list)
-    xroutes: list[str] = field(default_factory=list)
+    neighbours: list[BabelNeighbour] = field(default_factory=list)
+    routes: list[BabelRoute] = field(default_factory=list)
 
-    def installed(self) -> dict[str, Route]:
+    def installed(self) -> dict[str, BabelRoute]:
         """Installed route per prefix; the key is the prefix as babeld prints it."""
         return {r.prefix: r for r in self.routes if r.installed}
 
 
-def _fields(tokens: list[str]) -> dict[str, str]:
-    """babeld prints `key value` pairs after `add <kind> <id>`."""
-    return {tokens[i]: tokens[i + 1] for i in range(0, len(tokens) - 1, 2)}
-
-
 def parse_dump(text: str) -> Dump:
     """Parse the lines of `dump` (or `monitor`) output; unknown lines are ignored."""
-    out = Dump()
+    table = BabelTable()
     for line in text.splitlines():
-        tokens = line.split()
-        if len(tokens) < 3 or tokens[0] not in ("add", "change"):
-            continue
-        kind = tokens[1]
-        f = _fields(tokens[3:])
-        try:
-            if kind == "neighbour":
-                rtt = f.get("rtt")
-                out.neighbours.append(
-                    Neighbour(
-                        address=f["address"],
-                        iface=f["if"],
-                        reach=f.get("reach", "0000"),
-                        rxcost=int(f.get("rxcost", "65535")),
-                        txcost=int(f.get("txcost", "65535")),
-                        cost=int(f.get("cost", "65535")),
-                        rtt_ms=float(rtt) if rtt is not None else None,
-                    )
-                )
-            elif kind == "route":
-                out.routes.append(
-                    Route(
-                        prefix=f["prefix"],
-                        installed=f.get("installed") == "yes",
-                        metric=int(f.get("metric", "65535")),
-                        via=f.get("via", ""),
-                        iface=f.get("if", ""),
-                    )
-                )
-            elif kind == "xroute":
-                out.xroutes.append(f.get("prefix", ""))
-        except (KeyError, ValueError):
-            continue
-    return out
+        table.apply(line)
+    return Dump(list(table.neighbours.values()), list(table.routes.values()))
 
 
 class BabelError(RuntimeError):
@@ -206,15 +148,3 @@ def dump(ns: str, port: int = CONTROL_PORT) -> Dump:
 def request(ns: str, line: str, port: int = CONTROL_PORT) -> list[str]:
     with Client(ns, port) as client:
         return client.request(line)
-
-
-def wait_control(ns: str, deadline: float, port: int = CONTROL_PORT) -> None:
-    """Poll until babeld in `ns` answers on its control port."""
-    while True:
-        try:
-            with Client(ns, port, timeout=0.5):
-                return
-        except BabelError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)

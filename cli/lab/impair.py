@@ -1,22 +1,29 @@
-"""Link impairment without netem (this kernel has none).
+"""Link impairment without netem (this kernel has none): one validated type, one options table.
 
 - loss: an nftables netdev *ingress* chain on the receiving interface drops frames at random
   (`numgen random`), so babel hellos, ARP/ND and data all see the same loss, as on a radio;
 - rate: a tbf qdisc on the sending interface;
-- delay: a userspace TAP relay (`cli.lab.relay`) carries the link instead of the veth.
+- delay and jitter: a userspace TAP relay (`cli.lab.relay`) carries the link instead of the veth;
+  jitter adds a uniform +-MS to each frame's delay (frames stay in order).
 
-`--jitter MS` adds a uniform +-MS to each frame's delay in the relay (frames stay in order).
+`loss` means the loss a ping over the link sees (round trip). Without `one_way` it is split
+evenly between the two directions (each drops 1 - sqrt(1 - PCT)); with `one_way` only frames
+from A to B are dropped. `delay` and `rate` are per direction, like netem.
 
-`--loss PCT` means the loss a ping over the link sees (round trip). Without `--one-way` it is
-split evenly between the two directions (each drops 1 - sqrt(1 - PCT)); with `--one-way` only
-frames from A to B are dropped. `--delay MS` and `--rate R` are per direction, like netem.
+`OPTIONS` is the one list of knobs: the `lab impair` flags, the YAML keys, the keywords of
+`Lab.impair`, validation and `describe` all come from it, and each entry names the lab function
+that applies it (`cli.lab.shaping.APPLIERS`). A new impairment is a field of `Impairment`, an
+entry here and one apply function there.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 NFT_TABLE = "mutualmesh_lab_impair"
 RADIO_TABLE = "mutualmesh_lab_radio"
@@ -38,33 +45,50 @@ class ImpairError(ValueError):
     """An impairment value the user gave is not usable."""
 
 
-def parse_rate(text: str) -> int:
-    """`10mbit`, `500kbit`, `2mbps` (bytes) -> bits per second, tc's unit names."""
-    m = _RATE_RE.match(text)
-    if not m:
-        raise ImpairError(f"rate {text!r}: write it like 10mbit, 500kbit or 1gbit")
-    value = float(m.group(1)) * _RATE_UNITS[(m.group(2) or "bit").lower()]
-    if value < 8_000 or value > 100_000_000_000:
+def _number(value: object, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ImpairError(f"{what} {value!r}: must be a number")
+    return float(value)
+
+
+def parse_rate(text: object) -> int:
+    """`10mbit`, `500kbit`, `2mbps` (bytes) -> bits per second, tc's unit names; 0 = unlimited."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        value = float(text)
+    else:
+        m = _RATE_RE.match(text) if isinstance(text, str) else None
+        if not m:
+            raise ImpairError(f"rate {text!r}: write it like 10mbit, 500kbit or 1gbit")
+        value = float(m.group(1)) * _RATE_UNITS[(m.group(2) or "bit").lower()]
+    if value and (value < 8_000 or value > 100_000_000_000):
         raise ImpairError(f"rate {text!r}: must be between 8kbit and 100gbit")
     return int(value)
 
 
-def check_loss(pct: float) -> float:
-    if not 0 <= pct < 100:
+def check_loss(pct: object) -> float:
+    value = _number(pct, "loss")
+    if not 0 <= value < 100:
         raise ImpairError(f"loss {pct}: must be a percentage in [0, 100)")
-    return pct
+    return value
 
 
-def check_delay(ms: float) -> float:
-    if not 0 <= ms <= 10_000:
+def check_delay(ms: object) -> float:
+    value = _number(ms, "delay")
+    if not 0 <= value <= 10_000:
         raise ImpairError(f"delay {ms}: must be milliseconds in [0, 10000]")
-    return ms
+    return value
+
+
+def check_jitter_range(ms: object) -> float:
+    value = _number(ms, "jitter")
+    if not 0 <= value <= 10_000:
+        raise ImpairError(f"jitter {ms}: must be milliseconds in [0, 10000]")
+    return value
 
 
 def check_jitter(ms: float, delay_ms: float) -> float:
     """Jitter is +-ms around the delay, so it needs a delay at least as large."""
-    if not 0 <= ms <= 10_000:
-        raise ImpairError(f"jitter {ms}: must be milliseconds in [0, 10000]")
+    check_jitter_range(ms)
     if ms > delay_ms:
         raise ImpairError(
             f"jitter {ms:g} ms is larger than the delay ({delay_ms:g} ms): give --delay >= --jitter"
@@ -81,9 +105,16 @@ def per_direction_loss(pct: float, one_way: bool) -> tuple[float, float]:
     return (each, each)
 
 
+def format_rate(bps: int) -> str:
+    for unit, size in (("gbit", 10**9), ("mbit", 10**6), ("kbit", 10**3)):
+        if bps >= size and bps % size == 0:
+            return f"{bps // size}{unit}"
+    return f"{bps}bit"
+
+
 @dataclass(frozen=True)
 class Impairment:
-    """What `lab impair` set on a link; zero values mean "not impaired"."""
+    """What is done to a link; zero values mean "not impaired". Valid once constructed."""
 
     loss: float = 0.0
     rate_bps: int = 0
@@ -91,29 +122,118 @@ class Impairment:
     one_way: bool = False
     jitter_ms: float = 0.0  # +- around delay_ms, uniform, frames stay in order
 
+    def __post_init__(self) -> None:
+        for opt in OPTIONS:
+            opt.parse(getattr(self, opt.field))
+        check_jitter(self.jitter_ms, self.delay_ms)
+        if not isinstance(self.one_way, bool):
+            raise ImpairError(f"one_way {self.one_way!r}: must be true or false")
+
     @property
     def empty(self) -> bool:
-        return not self.loss and not self.rate_bps and not self.delay_ms
+        return all(not getattr(self, opt.field) for opt in OPTIONS)
 
     def describe(self) -> str:
-        parts = []
-        if self.loss:
-            parts.append(f"loss {self.loss:g}%")
-        if self.rate_bps:
-            parts.append(f"rate {format_rate(self.rate_bps)}")
-        if self.delay_ms:
-            jitter = f"+-{self.jitter_ms:g}" if self.jitter_ms else ""
-            parts.append(f"delay {self.delay_ms:g}{jitter}ms")
+        parts = [text for opt in OPTIONS if (text := opt.show(self))]
         if parts and self.one_way:
             parts.append("one-way")
         return ", ".join(parts) or "none"
 
+    def changed(self, given: Mapping[str, object], one_way: bool) -> Impairment:
+        """This impairment with the options in `given` (by option name) set; the rest stay.
 
-def format_rate(bps: int) -> str:
-    for unit, size in (("gbit", 10**9), ("mbit", 10**6), ("kbit", 10**3)):
-        if bps >= size and bps % size == 0:
-            return f"{bps // size}{unit}"
-    return f"{bps}bit"
+        Taking the delay away takes its jitter with it, unless jitter is given too.
+        """
+        unknown = set(given) - set(BY_NAME)
+        if unknown:
+            raise ImpairError(
+                f"unknown impairment {', '.join(sorted(unknown))}: use {', '.join(BY_NAME)}"
+            )
+        values = {BY_NAME[k].field: BY_NAME[k].parse(v) for k, v in given.items()}
+        if "jitter_ms" not in values and not values.get("delay_ms", self.delay_ms):
+            values["jitter_ms"] = 0.0
+        return dataclasses.replace(self, one_way=one_way, **values)
+
+    @classmethod
+    def from_mapping(cls, entry: Mapping[str, Any], where: str) -> Impairment:
+        """From a YAML link entry (`loss`, `rate`, `delay`, `jitter`, `one_way`; others ignored)."""
+        given = {k: v for k, v in entry.items() if k in BY_NAME}
+        try:
+            return cls().changed(given, entry.get("one_way", False))
+        except ImpairError as exc:
+            raise ImpairError(f"{where}: {exc}") from None
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Impairment:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass(frozen=True)
+class Option:
+    """One impairment knob: `--NAME` on the command line, `NAME:` in YAML, `NAME=` for `impair`."""
+
+    name: str
+    field: str  # the Impairment field it sets
+    parse: Callable[[object], Any]  # user value -> field value, raises ImpairError
+    kind: type  # what the command line reads (float or str)
+    help: str
+    show: Callable[[Impairment], str]  # its part of `describe` ("" when unset)
+    applier: str  # the key in cli.lab.shaping.APPLIERS of the function that applies it
+    on_segment: bool = False  # also settable between two members of a shared segment
+
+
+def _show_delay(imp: Impairment) -> str:
+    if not imp.delay_ms:
+        return ""
+    jitter = f"+-{imp.jitter_ms:g}" if imp.jitter_ms else ""
+    return f"delay {imp.delay_ms:g}{jitter}ms"
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option(
+        "loss",
+        "loss",
+        check_loss,
+        float,
+        "Percent of pings lost over the link (split each way); on a shared segment 100 = out"
+        " of range.",
+        lambda imp: f"loss {imp.loss:g}%" if imp.loss else "",
+        "loss",
+        on_segment=True,
+    ),
+    Option(
+        "rate",
+        "rate_bps",
+        parse_rate,
+        str,
+        "Bandwidth per direction, e.g. 10mbit, 500kbit.",
+        lambda imp: f"rate {format_rate(imp.rate_bps)}" if imp.rate_bps else "",
+        "rate",
+    ),
+    Option(
+        "delay",
+        "delay_ms",
+        check_delay,
+        float,
+        "One-way delay in ms per direction (TAP relay).",
+        _show_delay,
+        "relay",
+    ),
+    Option(
+        "jitter",
+        "jitter_ms",
+        check_jitter_range,
+        float,
+        "Random +-ms around --delay per frame (frames stay in order).",
+        lambda imp: "",  # shown with the delay it varies
+        "relay",
+    ),
+)
+BY_NAME = {opt.name: opt for opt in OPTIONS}
 
 
 def nft_script(drops: dict[str, float]) -> str:

@@ -1,10 +1,23 @@
-"""Parsers for the tools the lab measures with (ping, iperf3); pure so they are unit-tested."""
+"""Measuring in a lab: parsers for ping and iperf3 output (pure, unit-tested), and the `Lab`
+layer that runs commands inside nodes, sends traffic and follows the routed path."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+from cli.lab import netns
+from cli.lab.daemons import SINK_PORT
+from cli.lab.shaping import LabShaping
+from cli.lab.state import LabError, wait_until
+from cli.lab.topology import INTERNET
+
+SERVER_START_S = 10.0  # how long an iperf3 server may take to listen
 
 _SENT_RE = re.compile(r"(\d+) packets transmitted, (\d+) (?:packets )?received")
 _RTT_RE = re.compile(r"= ([\d.]+)/([\d.]+)/([\d.]+)/([\d.]+) ms")
@@ -79,3 +92,119 @@ def human_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} GiB"
+
+
+class LabMeasure(LabShaping):
+    """Running commands in nodes and measuring with them: exec, ping, iperf3, the routed path."""
+
+    def exec(self, node: str, argv: Sequence[str]) -> int:
+        """Run a command inside a node (or the internet) with this terminal; return its status."""
+        self.check_node(node, allow_internet=True)
+        if not argv:
+            raise LabError(
+                "no command given", f"e.g. `mutualmesh lab exec {node} -- ip route`", usage=True
+            )
+        try:
+            return subprocess.run(netns.nsexec(self.ns(node), *argv), check=False).returncode
+        except FileNotFoundError as exc:
+            raise LabError(f"cannot run {argv[0]}: {exc}") from exc
+
+    def popen(self, node: str, argv: Sequence[str]) -> subprocess.Popen[str]:
+        """Start a command inside a node with its output captured (for parallel measurements)."""
+        self.check_node(node, allow_internet=True)
+        return subprocess.Popen(
+            netns.nsexec(self.ns(node), *argv),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    def ping_argv(self, dst: str, count: int, interval: float) -> list[str]:
+        return ["ping", "-q", "-n", "-c", str(count), "-i", f"{interval:g}", "-W", "1", dst]
+
+    def ping(self, node: str, dst: str, count: int = 5, interval: float = 0.2) -> PingResult:
+        """Ping an address from inside a node and return loss and RTTs."""
+        p = self.popen(node, self.ping_argv(dst, count, interval))
+        out, _ = p.communicate(timeout=count * interval + 30)
+        return parse_ping(out)
+
+    def traffic(self, a: str, b: str, seconds: float = 3.0, *, omit: int = 0) -> TrafficResult:
+        """Real TCP traffic from node a to node b (or `internet`) with iperf3."""
+        self.check_node(a)
+        self.check_node(b, allow_internet=True)
+        if a == b:
+            raise LabError("traffic needs two different nodes", usage=True)
+        if not 0 < seconds <= 3600:
+            raise LabError("--seconds must be between 0 and 3600", usage=True)
+        server: subprocess.Popen[str] | None = None
+        port = SINK_PORT
+        if b != INTERNET:
+            port = 20000 + (os.getpid() + int(time.time() * 1000)) % 20000
+            server = self.popen(b, ["iperf3", "-s", "-1", "-p", str(port)])
+            ns_b, sink = self.ns(b), server
+
+            def listening() -> bool:
+                return sink.poll() is not None or netns.listening(ns_b, port)
+
+            if not wait_until(listening, SERVER_START_S, step=0.02) or server.poll() is not None:
+                out = server.communicate()[0] if server.poll() is not None else ""
+                server.kill()
+                raise LabError(f"iperf3 server in {b} did not start: {out.strip()}")
+        try:
+            argv = [
+                "iperf3", "-c", self.addr(b), "-B", self.addr(a), "-p", str(port),
+                "-t", f"{seconds:g}", "-J", "--connect-timeout", "5000",
+            ]  # fmt: skip
+            if omit:
+                argv += ["-O", str(omit)]
+            client = self.popen(a, argv)
+            out, _ = client.communicate(timeout=seconds + omit + 30)
+            try:
+                return parse_iperf3(out)
+            except ValueError as exc:
+                raise LabError(f"traffic {a} -> {b} failed: {exc}") from None
+        finally:
+            if server is not None:
+                if server.poll() is None:
+                    server.kill()
+                server.communicate()
+
+    def _addr_owner(self) -> dict[str, str]:
+        """Link-side IPv4 address -> the node (or `internet`) it belongs to."""
+        owner: dict[str, str] = {}
+        for k in self.topology.links:
+            owner[k.v4_a] = k.a
+            owner[k.v4_b] = k.b
+        for seg in self.topology.segments:
+            for m in seg.nodes:
+                owner[seg.addr(self.topology.node(m))] = m
+        return owner
+
+    def _iface_peer(self, node: str, dev: str) -> str | None:
+        for k in self.topology.links:
+            if node in k.ends() and dev in k.side(node)[:2]:
+                return k.peer(node)
+        return None
+
+    def path(self, a: str, b: str, max_hops: int = 64) -> list[str]:
+        """The nodes traffic from `a` to `b` (or `internet`) crosses right now, as routed.
+
+        Follows the kernel's route at each hop (`ip route get`); an unroutable hop ends the list
+        with "?".
+        """
+        self.check_node(a)
+        self.check_node(b, allow_internet=True)
+        dst = self.addr(b)
+        owner = self._addr_owner()
+        hops = [a]
+        while hops[-1] != b and len(hops) <= max_hops:
+            here = hops[-1]
+            got = netns.ip_json(self.ns(here), "route", "get", dst)
+            entry = got[0] if got else {}
+            gw = entry.get("gateway")
+            nxt = owner.get(str(gw)) if gw else self._iface_peer(here, str(entry.get("dev", "")))
+            if nxt is None or nxt in hops:
+                hops.append("?")
+                break
+            hops.append(nxt)
+        return hops

@@ -71,6 +71,14 @@ def exists(ns: str) -> bool:
     return (NETNS_DIR / ns).exists()
 
 
+def inode(ns: str) -> int | None:
+    """Kernel identity of a namespace (what /proc/PID/ns/net of a process inside shows)."""
+    try:
+        return (NETNS_DIR / ns).stat().st_ino
+    except OSError:
+        return None
+
+
 def add(ns: str) -> None:
     run(["ip", "netns", "add", ns])
     run(["ip", "-n", ns, "link", "set", "lo", "up"])

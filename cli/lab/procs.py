@@ -83,6 +83,52 @@ def pid_alive(pid: int) -> bool:
     return st is not None and st[0] not in ("Z", "X")
 
 
+def _pids() -> list[int]:
+    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
+
+
+def _net_inode(link: str) -> int | None:
+    return int(link[5:-1]) if link.startswith("net:[") and link.endswith("]") else None
+
+
+def in_netns(inodes: set[int]) -> list[int]:
+    """Live processes inside one of the namespaces `inodes`, or holding one open (and so able
+    to enter it later, as `ip netns exec` does between opening and entering), even unmounted."""
+    found = []
+    for pid in _pids():
+        try:
+            links = [os.readlink(f"/proc/{pid}/ns/net")]
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                links.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        if any(_net_inode(x) in inodes for x in links) and pid_alive(pid) and pid != os.getpid():
+            found.append(pid)
+    return found
+
+
+def entering(prefix: str) -> list[int]:
+    """Live `ip netns exec NS ...` processes (how the lab spawns) for a namespace named prefix*."""
+    found = []
+    for pid in _pids():
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        head = [a.decode(errors="replace") for a in argv[:4]]
+        if (
+            len(head) == 4
+            and head[0].rsplit("/", 1)[-1] == "ip"
+            and head[1:3] == ["netns", "exec"]
+            and head[3].startswith(prefix)
+            and pid_alive(pid)
+        ):
+            found.append(pid)
+    return found
+
+
 def spawn(name: str, ns: str, argv: Sequence[str], log: Path) -> ProcRecord:
     """Start `argv` inside `ns` in the foreground of its own session, output to `log`."""
     full = netns.nsexec(ns, *argv)

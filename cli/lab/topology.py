@@ -23,7 +23,8 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
+from cli.lab.impair import Impairment
 
 MAX_NODES = 200
 MAX_LINKS = 4000
@@ -60,21 +61,6 @@ class Node:
 
 
 @dataclass(frozen=True)
-class LinkImpairment:
-    """Impairment a YAML topology asks for at start-up (same meaning as `lab impair`)."""
-
-    loss: float = 0.0
-    rate: str | None = None
-    delay_ms: float = 0.0
-    one_way: bool = False
-    jitter_ms: float = 0.0
-
-    @property
-    def empty(self) -> bool:
-        return not self.loss and not self.rate and not self.delay_ms
-
-
-@dataclass(frozen=True)
 class Link:
     """A point-to-point link between `a` and `b` (a veth pair, or an uplink to the internet)."""
 
@@ -82,7 +68,7 @@ class Link:
     a: str
     b: str
     kind: str = "mesh"  # "mesh" or "uplink"
-    impairment: LinkImpairment = field(default_factory=LinkImpairment)
+    impairment: Impairment = field(default_factory=Impairment)  # applied at start-up
 
     @property
     def if_a(self) -> str:
@@ -383,157 +369,8 @@ def parse(spec: str) -> Topology:
     )
 
 
-def _check_name(name: object, where: str) -> str:
-    if not isinstance(name, str) or not NODE_NAME_RE.match(name) or name == INTERNET:
-        raise TopologyError(
-            f"{where}: node name {name!r} must be 1-10 lowercase letters/digits starting with a"
-            f" letter (and not {INTERNET!r})"
-        )
-    return name
-
-
-def _impairment(entry: dict[str, Any], where: str) -> LinkImpairment:
-    loss = entry.get("loss", 0)
-    delay = entry.get("delay", 0)
-    rate = entry.get("rate")
-    one_way = entry.get("one_way", False)
-    if not isinstance(loss, int | float) or not 0 <= loss < 100:
-        raise TopologyError(f"{where}: loss must be a percentage in [0, 100)")
-    if not isinstance(delay, int | float) or not 0 <= delay <= 10_000:
-        raise TopologyError(f"{where}: delay must be milliseconds in [0, 10000]")
-    if rate is not None and not isinstance(rate, str):
-        raise TopologyError(f"{where}: rate must be a string like 10mbit")
-    if not isinstance(one_way, bool):
-        raise TopologyError(f"{where}: one_way must be true or false")
-    jitter = entry.get("jitter", 0)
-    if not isinstance(jitter, int | float) or not 0 <= jitter <= delay:
-        raise TopologyError(f"{where}: jitter must be milliseconds in [0, delay]")
-    return LinkImpairment(float(loss), rate, float(delay), one_way, float(jitter))
-
-
 def from_yaml_text(text: str, spec: str = "<yaml>") -> Topology:
-    """Parse a YAML topology.
+    """Parse a YAML topology (the format is described in `cli.lab.topology_file`)."""
+    from cli.lab.topology_file import parse_yaml
 
-    ```yaml
-    nodes: [alice, bob, carol]          # optional: nodes named by links are added in order
-    links:
-      - [alice, bob]
-      - {a: bob, b: carol, loss: 10, rate: 5mbit, delay: 20, jitter: 5, one_way: false}
-    segments:                           # shared radio segments (a bridge; per-pair range/loss)
-      - {name: s1, nodes: [carol, dave, erin], loss: {carol-erin: 100, dave-erin: 20}}
-    gateways: [alice]
-    ```
-    `links` or `segments` (or both) must be given.
-    """
-    import yaml  # local: the pure parsers above must not need PyYAML
-
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise TopologyError(f"{spec}: not valid YAML ({exc})") from exc
-    if not isinstance(data, dict):
-        raise TopologyError(f"{spec}: expected a mapping with 'links' (and optional 'nodes')")
-    unknown = set(data) - {"nodes", "links", "gateways", "segments"}
-    if unknown:
-        raise TopologyError(f"{spec}: unknown keys {sorted(unknown)}")
-    names: list[str] = []
-    raw_nodes = data.get("nodes") or []
-    if not isinstance(raw_nodes, list):
-        raise TopologyError(f"{spec}: 'nodes' must be a list of names")
-    for n in raw_nodes:
-        name = _check_name(n, spec)
-        if name in names:
-            raise TopologyError(f"{spec}: node {name!r} listed twice")
-        names.append(name)
-    raw_links = data.get("links")
-    raw_segments = data.get("segments")
-    if raw_links is None and raw_segments:
-        raw_links = []
-    if not isinstance(raw_links, list) or (not raw_links and not raw_segments):
-        raise TopologyError(f"{spec}: 'links' must be a non-empty list (or give 'segments')")
-    links: list[Link] = []
-    seen: set[frozenset[str]] = set()
-    for i, entry in enumerate(raw_links):
-        where = f"{spec}: links[{i}]"
-        if isinstance(entry, list) and len(entry) == 2:
-            a, b, imp = entry[0], entry[1], LinkImpairment()
-        elif isinstance(entry, dict) and "a" in entry and "b" in entry:
-            extra = set(entry) - {"a", "b", "loss", "rate", "delay", "jitter", "one_way"}
-            if extra:
-                raise TopologyError(f"{where}: unknown keys {sorted(extra)}")
-            a, b, imp = entry["a"], entry["b"], _impairment(entry, where)
-        else:
-            raise TopologyError(f"{where}: write a link as [a, b] or {{a: .., b: ..}}")
-        a, b = _check_name(a, where), _check_name(b, where)
-        if a == b:
-            raise TopologyError(f"{where}: a link needs two different nodes")
-        pair = frozenset((a, b))
-        if pair in seen:
-            raise TopologyError(f"{where}: {a}-{b} is listed twice (parallel links unsupported)")
-        seen.add(pair)
-        for name in (a, b):
-            if name not in names:
-                names.append(name)
-        links.append(Link(len(links), a, b, impairment=imp))
-    segments = _segments(raw_segments, spec, names)
-    if len(names) > MAX_NODES or len(links) > MAX_LINKS:
-        raise TopologyError(f"{spec}: at most {MAX_NODES} nodes and {MAX_LINKS} links")
-    nodes = tuple(Node(name, i + 1) for i, name in enumerate(names))
-    topo = Topology(spec, nodes, tuple(links), segments)
-    gateways = data.get("gateways") or []
-    if not isinstance(gateways, list):
-        raise TopologyError(f"{spec}: 'gateways' must be a list of node names")
-    return topo.with_gateways([_check_name(g, spec) for g in gateways]) if gateways else topo
-
-
-def _segments(raw: object, spec: str, names: list[str]) -> tuple[Segment, ...]:
-    """Parse `segments:`; member nodes not seen yet are appended to `names`."""
-    if raw is None:
-        return ()
-    if not isinstance(raw, list):
-        raise TopologyError(f"{spec}: 'segments' must be a list of {{name, nodes, loss}}")
-    if len(raw) > MAX_SEGMENTS:
-        raise TopologyError(f"{spec}: at most {MAX_SEGMENTS} segments")
-    out: list[Segment] = []
-    for i, entry in enumerate(raw):
-        where = f"{spec}: segments[{i}]"
-        if not isinstance(entry, dict):
-            raise TopologyError(f"{where}: write a segment as {{name: s1, nodes: [a, b, c]}}")
-        extra = set(entry) - {"name", "nodes", "loss"}
-        if extra:
-            raise TopologyError(f"{where}: unknown keys {sorted(extra)}")
-        name = entry.get("name", f"s{i + 1}")
-        if not isinstance(name, str) or not NODE_NAME_RE.match(name):
-            raise TopologyError(
-                f"{where}: segment name {name!r} must be 1-10 lowercase letters/digits"
-                " starting with a letter"
-            )
-        if any(seg.name == name for seg in out):
-            raise TopologyError(f"{where}: segment {name!r} is listed twice")
-        members = entry.get("nodes")
-        if not isinstance(members, list) or len(members) < 2:
-            raise TopologyError(f"{where}: 'nodes' must list at least two nodes")
-        members = [_check_name(m, where) for m in members]
-        if len(set(members)) != len(members):
-            raise TopologyError(f"{where}: a node is listed twice")
-        loss: dict[str, float] = {}
-        raw_loss = entry.get("loss") or {}
-        if not isinstance(raw_loss, dict):
-            raise TopologyError(f"{where}: 'loss' must map pairs like n1-n3 to a percentage")
-        for pair, pct in raw_loss.items():
-            a, sep, b = str(pair).partition("-")
-            if not sep or a not in members or b not in members or a == b:
-                raise TopologyError(
-                    f"{where}: loss key {pair!r} must be two different members joined by '-',"
-                    f" e.g. {members[0]}-{members[1]}"
-                )
-            if not isinstance(pct, int | float) or not 0 <= pct <= OUT_OF_RANGE:
-                raise TopologyError(
-                    f"{where}: loss of {pair} must be a percentage in [0, 100] (100 = out of range)"
-                )
-            loss[pair_key(a, b)] = float(pct)
-        for m in members:
-            if m not in names:
-                names.append(m)
-        out.append(Segment(name, i, tuple(members), tuple(sorted(loss.items()))))
-    return tuple(out)
+    return parse_yaml(text, spec)

@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from cli.errors import UserError
 from meshd.codec import DEFAULT_LIMITS
 from meshd.community import Community, review_community
@@ -46,42 +44,14 @@ def _problems_error(problems: tuple[Problem, ...] | list[Problem], path: str) ->
     )
 
 
-def read_yaml(path: str) -> Any:
-    """The file's YAML; every way it can be unreadable is a clear error, never a traceback."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise UserError(
-            f"cannot read the community file: {exc.strerror}", where=path, fix="check the path"
-        ) from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise UserError(
-            f"the community file is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
-            f"{exc.start})",
-            where=path,
-            fix="pass the community.yaml written by `mutualmesh community init`, saved as UTF-8",
-        ) from None
-    try:
-        return yaml.safe_load(text)
-    except (yaml.YAMLError, RecursionError) as exc:
-        raise UserError(
-            f"the community file is not valid YAML: {exc}", where=path, fix="fix the YAML syntax"
-        ) from None
-
-
 def _check_folder(folder: Path, data: Any, community: Community) -> tuple[bool, tuple[str, ...]]:
     """The trust/ chain and this admin's pin, as `community check` verifies them."""
-    from provisioning.community import ProvisionError, load_pin, verify_folder
+    from provisioning.community import load_pin, verify_folder
 
-    try:
-        if (folder / TRUST_DIR).is_dir():
-            verify_folder(folder, data)
-            return True, ()
-        pin = load_pin(community.name)
-    except ProvisionError as exc:
-        raise UserError(exc.what, where=exc.where, fix=exc.fix) from None
+    if (folder / TRUST_DIR).is_dir():
+        verify_folder(folder, data)
+        return True, ()
+    pin = load_pin(community.name)
     if pin is not None:
         admins = tuple(sorted(a.key.text for a in community.admins))
         if admins != tuple(sorted(pin.admins)) or community.threshold != pin.threshold:
@@ -115,7 +85,9 @@ def load_community(path: str | None) -> CommunityFile:
             "no community file given: records cannot be verified without the admins' keys",
             fix=f"pass --community community.yaml or set {COMMUNITY_ENV}",
         )
-    data = read_yaml(path)
+    from provisioning.community import load_yaml
+
+    data = load_yaml(Path(path))  # read as `community check` reads it
     review = review_community(data, require_signatures=True)
     if review.problems or review.community is None:
         raise _problems_error(review.problems, path)

@@ -23,7 +23,7 @@ from cli.lab.lab import Lab
 from cli.lab.topology import Topology, neighbourhood
 from meshd.codec import decode
 from meshd.records import Kind
-from tests.lab.labkit import lab_name, skip_reason
+from tests.lab.labkit import lab_name, skip_reason, wait_listening, wait_subscribed
 
 pytestmark = pytest.mark.lab
 
@@ -99,11 +99,11 @@ class AgentLab:
     def __init__(self, lab: Lab) -> None:
         self.lab = lab
         self.files = {n: lab_agent.AgentFiles.of(lab.run_dir, n) for n in lab.node_names()}
-        lab_agent.provision_identities(lab.t, lab.run_dir)
+        lab_agent.provision_identities(lab.topology, lab.run_dir)
         self.ids = {n: self._node_id(n) for n in lab.node_names()}
         self.names = {v: k for k, v in self.ids.items()}
         self.watch = {n: Watch(lab, n) for n in lab.node_names()}
-        time.sleep(1.0)  # subscribers connected before the agents start
+        wait_subscribed(lab, lab.node_names())  # subscribers connected before the agents start
         self.started = time.time()
         for n in lab.node_names():
             self.start(n)
@@ -235,9 +235,9 @@ def test_every_broker_holds_every_record_within_10s_and_relay_latency(mesh: Agen
         origin = mesh.names.get(topic.split("/")[3])
         if origin is None or origin not in at:
             continue
-        dist = hops(lab.t, origin)
+        dist = hops(lab.topology, origin)
         for n, t in at.items():
-            ups = [at[m] for m in lab.t.neighbours(n) if m in at and dist[m] == dist[n] - 1]
+            ups = [at[m] for m in lab.topology.neighbours(n) if m in at and dist[m] == dist[n] - 1]
             if dist[n] >= 1 and ups:
                 per_hop.append((t - min(ups)) * 1000)
     per_hop.sort()
@@ -252,7 +252,13 @@ def test_loss_20_shows_in_links_records_and_clean_links_stay_clean(mesh: AgentLa
     lab = mesh.lab
     lab.impair("n4", "n5", loss=20)
     try:
-        time.sleep(25)  # 800-probe windows (loss sigma ~1.4 %) refill at 40 probes/s
+        # 800-probe windows (loss sigma ~1.4 %) refill at 40 probes/s: wait until both agents
+        # have worked a full window (and some) since the change, 12 publishes at 2 s
+        def published(n: str) -> int:
+            return int(mesh.status(n).get("counters", {}).get("own_publishes", 0))
+
+        start = {n: published(n) for n in ("n4", "n5")}
+        wait_for(lambda: all(published(n) >= start[n] + 12 for n in start), 90)
 
         def measured():
             a, b = mesh.link("n1", "n4", "n5"), mesh.link("n1", "n5", "n4")
@@ -292,7 +298,6 @@ def test_cut_marks_neighbour_lost_records_route_around_and_restore_brings_it_bac
         wait_for(lost, 30)
         print(f"\nn2 marked n3 lost after {time.monotonic() - cut_at:.1f} s")
         # the records published after the cut still reach everyone (around the ring)
-        time.sleep(1)
         seqs = {n: mesh.record(n, "n2", Kind.LINKS).seq for n in lab.node_names()}
 
         def spread():
@@ -317,6 +322,15 @@ def test_cut_marks_neighbour_lost_records_route_around_and_restore_brings_it_bac
 def test_forgery_and_replay_are_refused_everywhere_and_go_no_further(mesh: AgentLab):
     lab = mesh.lab
     target = "n4"  # neighbours n3 and n5 read its broker
+    # the node record is re-signed every 10 publish intervals (meshd/sync.py agent_policy):
+    # wait until two of n6's have passed n4, so there is an older one to replay
+    suffix = f"/{mesh.ids['n6']}/node"
+    wait_for(
+        lambda: (
+            len({s for _, t, s, p in mesh.watch[target].messages if p and t.endswith(suffix)}) >= 2
+        ),
+        60,
+    )
     current = mesh.record(target, "n6", Kind.NODE)
     assert current is not None
     forged = bytearray(current.raw)
@@ -350,6 +364,7 @@ def test_forgery_and_replay_are_refused_everywhere_and_go_no_further(mesh: Agent
         "retain=True, hostname='127.0.0.1', qos=1)\n"
     )
     assert lab.popen(target, [sys.executable, "-c", pub]).wait(10) == 0
+    injected = time.time()
 
     def grew(node: str, reason: str) -> bool:
         return mesh.status(node).get("rejections", {}).get(reason, 0) > before[node].get(reason, 0)
@@ -361,7 +376,17 @@ def test_forgery_and_replay_are_refused_everywhere_and_go_no_further(mesh: Agent
             raise AssertionError(
                 f"{n}: {before[n]} -> {mesh.status(n).get('rejections')}"
             ) from None
-    time.sleep(3)
+    # relays are FIFO per connection: once every node holds a record of the target that its
+    # broker got after the injection, whatever of the injection was passed on has arrived too
+    target_topic = f"mesh/v1/{lab_agent.COMMUNITY}/{mesh.ids[target]}/node"
+
+    def after_injection(node: str) -> bool:
+        return any(
+            t > injected and topic == target_topic and payload
+            for t, topic, _, payload in list(mesh.watch[node].messages)
+        )
+
+    wait_for(lambda: all(after_injection(n) for n in lab.node_names()), 15)
     for n in lab.node_names():
         if n == target:
             continue
@@ -380,21 +405,33 @@ def test_kill_9_mid_traffic_keeps_seq_growing_and_counters_steady(mesh: AgentLab
     victim = route.iface.removeprefix("to-")
     assert victim != "n4"
     server = lab.popen("n4", ["iperf3", "-s", "-1"])
-    time.sleep(0.5)
+    wait_listening(lab, "n4", 5201)
     client = lab.popen(
         "n2",
         ["iperf3", "-u", "-c", lab.addr("n4"), "-B", lab.addr("n2"), "-t", "8", "-b", "20M"],
     )
-    time.sleep(3)
+    fwd = "nft/forwarded/bytes"
 
     def totals(node: str) -> dict[str, int]:
         return dict(mesh.status(node).get("totals", {}))
+
+    # the victim is counting the flow (its status follows each 2 s publish)
+    counting = totals(victim).get(fwd, 0)
+    wait_for(lambda: totals(victim).get(fwd, 0) > counting + 2_000_000, 15)
 
     before = mesh.status(victim)
     before_totals = before["totals"]
     lab.kill(victim, "agent")
     killed_at = time.time()
-    time.sleep(1)
+    # down until the mesh has seen it go: its broker published the agent's `offline` will
+    status = f"mesh/v1/{lab_agent.COMMUNITY}/{mesh.ids[victim]}/status"
+    wait_for(
+        lambda: any(
+            t > killed_at - 0.5 and topic == status and payload == b"offline"
+            for t, topic, _, payload in list(mesh.watch[victim].messages)
+        ),
+        10,
+    )
     mesh.start(victim)
     after = wait_for(
         lambda: (s := mesh.status(victim)) and s.get("time", 0) > killed_at + 1 and s, 20
@@ -403,7 +440,6 @@ def test_kill_9_mid_traffic_keeps_seq_growing_and_counters_steady(mesh: AgentLab
     server.kill()
     server.communicate()
     assert after["seq_next"] > before["seq_next"]
-    fwd = "nft/forwarded/bytes"
     jumps = {}
     for name, value in before_totals.items():
         now = after["totals"].get(name, 0)
@@ -460,7 +496,7 @@ def test_fake_mdns_ids_do_not_grow_state_and_the_mesh_keeps_converging(mesh: Age
     lab = mesh.lab
     watchers = ("n3", "n5")  # n4's neighbours
     before = {n: len(mesh.status(n).get("neighbours", [])) for n in watchers}
-    seq_before = mesh.record("n6", "n1", Kind.NODE).seq
+    seq_before = mesh.record("n6", "n1", Kind.TRAFFIC).seq  # node records refresh slowly
     fake = lab.popen(
         "n4", [sys.executable, "-c", FAKE_ANNOUNCER, lab_agent.COMMUNITY, "300",
                defaults.SERVICE_TYPE],
@@ -485,7 +521,7 @@ def test_fake_mdns_ids_do_not_grow_state_and_the_mesh_keeps_converging(mesh: Age
                 f"{status['counters'].get('neighbour_announcements_refused', 0)}"
             )
         # honest records still reach every broker across n4's links
-        wait_for(lambda: mesh.record("n6", "n1", Kind.NODE).seq > seq_before, 15)
+        wait_for(lambda: mesh.record("n6", "n1", Kind.TRAFFIC).seq > seq_before, 15)
     finally:
         fake.kill()
         fake.communicate()

@@ -13,6 +13,7 @@ import pytest
 
 from cli.lab.babel import Dump
 from cli.lab.topology import shared
+from tests.lab.labkit import wait_listening
 from tests.lab.test_agent_mesh import AgentLab, running_agents, wait_for
 
 pytestmark = pytest.mark.lab
@@ -62,7 +63,7 @@ def test_known_traffic_per_neighbour_on_a_shared_segment(segment: AgentLab):
     before = {n: dict(segment.status(n)["totals"]) for n in nodes}
     for dst, count in SENT.items():
         server = lab.popen(dst, ["iperf3", "-s", "-1", "-p", "5201"])
-        time.sleep(0.5)
+        wait_listening(lab, dst, 5201)
         client = lab.popen(
             "n1",
             [

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from cli.lab.topology import chain
+from tests.lab.labkit import wait_listening
 from tests.lab.test_agent_mesh import AgentLab, running_agents, wait_for
 
 pytestmark = pytest.mark.lab
@@ -34,12 +35,12 @@ def test_known_traffic_shows_as_forwarded_and_per_neighbour_bytes(chain5: AgentL
     wait_for(lambda: all(chain5.status(n).get("seq_next") for n in nodes), 20)
     started = {n: chain5.status(n) for n in nodes}
     known = sum(len(s.get("neighbours", [])) for s in started.values())
-    print(f"\nneighbours known when the traffic starts: {known} of {2 * len(lab.t.links)}")
+    print(f"\nneighbours known when the traffic starts: {known} of {2 * len(lab.topology.links)}")
 
     before: dict[str, dict[str, int]] = {n: {} for n in nodes}  # fresh agents count from zero
     t0 = time.time()
     server = lab.popen("n5", ["iperf3", "-s", "-1", "-p", "5201"])
-    time.sleep(0.5)
+    wait_listening(lab, "n5", 5201)
     client = lab.popen(
         "n1",
         [
@@ -55,7 +56,7 @@ def test_known_traffic_shows_as_forwarded_and_per_neighbour_bytes(chain5: AgentL
         lambda: all(
             chain5.status(n).get("time", 0) > done + 1
             and all(nb["up"] for nb in chain5.status(n).get("neighbours", []))
-            and len(chain5.status(n).get("neighbours", [])) == len(lab.t.neighbours(n))
+            and len(chain5.status(n).get("neighbours", [])) == len(lab.topology.neighbours(n))
             for n in nodes
         ),
         20,

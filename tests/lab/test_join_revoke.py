@@ -13,13 +13,12 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from cli.lab import agent as lab_agent
 from cli.lab.lab import Lab
 from cli.lab.topology import chain
-from cli.main import app
-from tests.lab.labkit import lab_name, skip_reason
+from tests.clikit import invoke
+from tests.lab.labkit import lab_name, skip_reason, wait_subscribed
 from tests.lab.test_agent_mesh import FAST, Watch
 
 pytestmark = pytest.mark.lab
@@ -47,23 +46,19 @@ def test_node_add_joins_and_revocation_removes_it(tmp_path, monkeypatch):
         lab.up(timeout=60)
         nodes = lab.node_names()
         joiner = nodes[-1]
-        lab_agent.provision_identities(lab.t, lab.run_dir)
+        lab_agent.provision_identities(lab.topology, lab.run_dir)
 
         # The community folder: the lab's signed community.yaml, the lab admin's key.
         folder = tmp_path / "community"
         folder.mkdir()
         shutil.copy(lab.run_dir / "community.yaml", folder / "community.yaml")
         admin_key = lab.run_dir / "admin.key"
-        runner = CliRunner()
         # The lab's file has no trust/ chain yet: its admin starts one (version 1).
-        adopted = runner.invoke(
-            app, ["community", "adopt", "--dir", str(folder), "--admin-key", str(admin_key)]
-        )
+        adopted = invoke("community", "adopt", "--dir", folder, "--admin-key", admin_key)
         assert adopted.exit_code == 0, adopted.output
-        added = runner.invoke(
-            app,
-            ["node", "add", joiner, "--model", "cudy_wr3000-v1", "--dir", str(folder),
-             "--admin-key", str(admin_key)],
+        added = invoke(
+            "node", "add", joiner, "--model", "cudy_wr3000-v1", "--dir", folder,
+            "--admin-key", admin_key,
         )  # fmt: skip
         assert added.exit_code == 0, added.output
         bundle = folder / "build" / joiner / "etc" / "meshd"
@@ -76,7 +71,7 @@ def test_node_add_joins_and_revocation_removes_it(tmp_path, monkeypatch):
         joiner_id = load_private_key(files.key).node_id
 
         watches = {n: Watch(lab, n) for n in nodes}
-        time.sleep(1.0)
+        wait_subscribed(lab, nodes)
         for n in nodes:
             lab.start_agent(n, FAST)
 
@@ -87,9 +82,7 @@ def test_node_add_joins_and_revocation_removes_it(tmp_path, monkeypatch):
 
         assert wait_for(everywhere, 90), {n: sorted(w.latest()) for n, w in watches.items()}
 
-        revoked = runner.invoke(
-            app, ["node", "revoke", joiner, "--dir", str(folder), "--admin-key", str(admin_key)]
-        )
+        revoked = invoke("node", "revoke", joiner, "--dir", folder, "--admin-key", admin_key)
         assert revoked.exit_code == 0, revoked.output
         revocation = folder / "revocations" / f"{joiner}.json"
         assert (
@@ -109,8 +102,18 @@ def test_node_add_joins_and_revocation_removes_it(tmp_path, monkeypatch):
             )
 
         assert wait_for(gone, 60), {n: sorted(w.latest()) for n, w in watches.items()}
-        # The joiner keeps publishing; nobody else may take its records any more.
-        time.sleep(8)
+        # The joiner keeps publishing; nobody else may take its records any more. Its neighbours
+        # must have refused at least three of its records since (their agents count them).
+        near = lab.topology.neighbours(joiner)
+
+        def refused(n: str) -> int:
+            status = lab_agent.read_status(
+                lab.ns(n), lab_agent.AgentFiles.of(lab.run_dir, n).status, lab_agent.METRICS_PORT
+            )
+            return int(status.get("rejections", {}).get("revoked", 0))
+
+        base = {n: refused(n) for n in near}
+        assert wait_for(lambda: all(refused(n) >= base[n] + 3 for n in near), 30), base
         for n, w in watches.items():
             if n == joiner:
                 continue

@@ -98,7 +98,7 @@ def _rtt(lab: Lab, a: str, b: str) -> PingResult:
 
 def test_delay_25ms_adds_50ms_of_rtt_and_babel_routes_over_it(lab: Lab):
     before = _rtt_ms(lab, "n4", "n5")
-    lab.impair("n4", "n5", delay_ms=25)
+    lab.impair("n4", "n5", delay=25)
     try:
         assert lab.wait_neighbours("n4", "n5", timeout=20)
         steady = _rtt(lab, "n4", "n5")
@@ -108,7 +108,7 @@ def test_delay_25ms_adds_50ms_of_rtt_and_babel_routes_over_it(lab: Lab):
         print(f"\nRTT n4-n5: {before:.2f} ms -> {after:.2f} ms (+{rise:.1f} ms) with --delay 25")
         assert 40 <= rise <= 60
         # jitter: +-10 ms per direction spreads the RTTs (the relay reloads, no relink)
-        assert lab.impair("n4", "n5", jitter_ms=10).describe() == "delay 25+-10ms"
+        assert lab.impair("n4", "n5", jitter=10).describe() == "delay 25+-10ms"
         jittery = _rtt(lab, "n4", "n5")
         spread = {"without": _spread(steady), "with": _spread(jittery)}
         print(f"RTT spread (max-min) without/with --jitter 10: {spread}, min {jittery.rtt_min_ms}")
@@ -116,7 +116,7 @@ def test_delay_25ms_adds_50ms_of_rtt_and_babel_routes_over_it(lab: Lab):
         assert spread["with"] > spread["without"] + 5
         assert jittery.rtt_min_ms is not None
         assert jittery.rtt_min_ms >= 28  # 2 x (25 - 10)
-        lab.impair("n4", "n5", jitter_ms=0)
+        lab.impair("n4", "n5", jitter=0)
         # the node route from n1 to n5 must now cross the relay's TAP on n4
         deadline = time.monotonic() + 20
         while True:

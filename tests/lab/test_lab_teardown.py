@@ -36,7 +36,7 @@ def test_down_after_up_leaves_nothing():
         inodes = netns_inodes(ns_prefix(name))
         assert len(inodes) == 4
         assert len(processes_in(inodes)) == 7  # 3 babeld, 3 mosquitto, 1 sink
-        assert lab.impair("n1", "n2", loss=5, delay_ms=5).delay_ms == 5  # nft table + relay
+        assert lab.impair("n1", "n2", loss=5, delay=5).delay_ms == 5  # nft table + relay
     finally:
         removed = lab.down()
     print(f"\nlab down took {lab.timings['down']:.2f}s")
@@ -154,3 +154,33 @@ def test_stale_labs_are_listed_and_reaped_and_live_ones_are_kept():
             owner.wait()
         live.down()
         stale.down()
+
+
+def test_down_stops_a_process_that_enters_a_namespace_while_it_is_being_deleted():
+    """A `lab up` killed while spawning leaves an `ip netns exec` child that no state file names
+    and that enters its namespace only after `down` looked inside (seen on a loaded machine).
+    Here a process holds n1's namespace open and enters it once it is unmounted."""
+    name = lab_name("l")
+    before = Snapshot.take()
+    lab = Lab(name, chain(2), agents=False)
+    late: subprocess.Popen[bytes] | None = None
+    try:
+        lab.up()
+        inodes = netns_inodes(ns_prefix(name))
+        path = netns.NETNS_DIR / lab.ns("n1")
+        fd = os.open(path, os.O_RDONLY)
+        script = (
+            f'while [ -e "{path}" ]; do sleep 0.01; done;'
+            f" exec nsenter --net=/proc/self/fd/{fd} sleep 600"
+        )
+        late = subprocess.Popen(["sh", "-c", script], pass_fds=[fd])
+        os.close(fd)
+    finally:
+        lab.down()
+    assert late is not None
+    try:
+        left = before.leftovers(ns_prefix(name), run_dir_of(name), inodes)
+    finally:
+        late.kill()
+        late.wait()
+    assert left == []

@@ -103,15 +103,18 @@ async def test_chain_of_three_agents_shares_every_record_and_refuses_forgeries(t
         )  # fmt: skip
         forged = bytearray(forged_kit.raw)
         forged[forged.index(b'"model":"m"') + 9] = ord("x")  # signed bytes changed
-        old_b = agents["a"].store.get(ids["b"], Kind.NODE).raw  # current: a replay once b moves on
+        # current: a replay once b moves on (traffic: the node record is refreshed only hourly)
+        old_b = agents["a"].store.get(ids["b"], Kind.TRAFFIC).raw
         b_seq = decode(old_b).seq
-        await _wait(lambda: agents["c"].store.get(ids["b"], Kind.NODE).seq > b_seq, 10)
+        await _wait(lambda: agents["c"].store.get(ids["b"], Kind.TRAFFIC).seq > b_seq, 10)
         before = {n: dict(agents[n].store.rejections) for n in names}
         async with aiomqtt.Client("127.0.0.1", brokers["a"].port) as client:
             await client.publish(
                 record_topic(COMMUNITY, ids["a"], Kind.NODE), bytes(forged), retain=True
             )
-            await client.publish(record_topic(COMMUNITY, ids["b"], Kind.NODE), old_b, retain=True)
+            await client.publish(
+                record_topic(COMMUNITY, ids["b"], Kind.TRAFFIC), old_b, retain=True
+            )
 
         def counted(n: str, reason: RejectReason) -> bool:
             return agents[n].store.rejections[reason] > before[n].get(reason, 0)

@@ -10,15 +10,15 @@ import shutil
 
 import pytest
 import yaml
-from click.testing import CliRunner
 
-from cli.main import app
 from node_agent.__main__ import _load_identity, main
 from node_agent.config import load
+from tests.clikit import invoke as run_cli
 
 
 def invoke(*args):
-    result = CliRunner().invoke(app, [str(a) for a in args])
+    """Run `mutualmesh ARGS...`, which must succeed; its output."""
+    result = run_cli(*args)
     assert result.exit_code == 0, result.output
     return result.output
 

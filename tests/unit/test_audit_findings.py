@@ -284,7 +284,7 @@ def test_every_finding_code_belongs_to_one_check_and_is_in_the_help():
 def test_checks_report_only_the_codes_they_declare():
     from meshd.audit import CHECKS
     from meshd.findings import Context
-    from meshd.topology import betweenness, components, cut_points
+    from meshd.graph import betweenness, components, cut_points
 
     mesh = SyntheticMesh.chain(4)
     mesh.claim("n2", forwarded_bytes=900_000_000)

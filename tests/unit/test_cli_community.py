@@ -92,6 +92,16 @@ def test_check_reports_yaml_syntax_errors_with_the_line(tmp_path):
     assert "YAML syntax error" in result.output
 
 
+def test_check_names_a_file_that_is_not_utf8_as_such(tmp_path):
+    """Not a permissions problem: the byte and its offset, and to save the file as UTF-8."""
+    bad = tmp_path / "c.yaml"
+    bad.write_bytes("name: straße\n".encode("latin-1"))
+    result = invoke("community", "check", bad)
+    assert result.exit_code == 2
+    assert "not UTF-8 text (byte 0xdf at offset 10)" in result.output
+    assert "permissions" not in result.output
+
+
 def test_check_missing_file(tmp_path):
     result = invoke("community", "check", tmp_path / "nope.yaml")
     assert result.exit_code == 2

@@ -115,7 +115,7 @@ def test_yaml_topology_with_impairments(tmp_path):
     assert topo.node("carol").gateway
     link = topo.link_between("carol", "bob")
     assert link.impairment.loss == 10
-    assert link.impairment.rate == "5mbit"
+    assert link.impairment.rate_bps == 5_000_000
     assert link.impairment.delay_ms == 20
 
 

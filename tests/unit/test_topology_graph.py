@@ -1,4 +1,4 @@
-"""Graph maths of meshd.topology against networkx on random graphs, and link states."""
+"""Graph maths of meshd.graph against networkx on random graphs, and link states."""
 
 from __future__ import annotations
 
@@ -7,17 +7,13 @@ import random
 import networkx as nx
 import pytest
 
+from meshd.graph import betweenness, components, cut_points, gini, shortest_path
 from meshd.records import LinkEntry
 from meshd.topology import (
     Direction,
     LinkState,
     LinkThresholds,
-    betweenness,
     classify,
-    components,
-    cut_points,
-    gini,
-    shortest_path,
 )
 from tests.meshgen import LinkSpec, SyntheticMesh
 

@@ -1,0 +1,1 @@
+"""Development harness shared by tests/ and bench/ (never shipped to a router)."""
