@@ -15,8 +15,9 @@ python3-nacl:i386` (it replaces the amd64 python3 and what depends on it: copy t
 out with `dpkg -L` into a folder, then reinstall the amd64 packages); aiomqtt, paho-mqtt,
 typing-extensions are pure Python (unpack their wheels into a folder on PYTHONPATH); run it as
 `ld-linux.so.2 --library-path DIR/usr/lib/i386-linux-gnu DIR/usr/bin/python3.11` with
-PYTHONHOME=DIR/usr. Measured (15 s, 2026-12-01), RSS: 32-bit 26.2 MB, 22.6 MB with --router;
-64-bit 30.9 MB, 26.1 MB; baselines 17.3 and 19.9 MB (the baseline imports ssl via asyncio).
+PYTHONHOME=DIR/usr. Measured (15 s, 2026-12-01, main with the members' page merged), RSS:
+32-bit 26.6 MB, 23.3 MB with --router; 64-bit 31.3 MB, 26.9 MB; baselines 17.2 and 19.9 MB
+(the baseline imports ssl via asyncio).
 "Private" is not comparable across the two: the unpacked 32-bit libraries are mapped by no other
 process, so only the agent and its baseline share them.
 """
