@@ -1,4 +1,7 @@
-"""`meshd`: parse settings, load identity, run the agent until SIGTERM/SIGINT."""
+"""`meshd`: parse settings, load identity, run the agent until SIGTERM/SIGINT.
+
+A user mistake (any `meshd.errors.FixableError`) is one stderr line `meshd: where: what. Fix:
+fix` and exit code 2, never a traceback."""
 
 from __future__ import annotations
 
@@ -10,7 +13,8 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 
-from node_agent.config import Config, ConfigError, load
+from meshd.errors import FixableError
+from node_agent.config import Config, ConfigError, load, one_line, read_data
 
 log = logging.getLogger("meshd")
 
@@ -18,28 +22,18 @@ log = logging.getLogger("meshd")
 def _load_identity(config: Config) -> tuple[object, object, object]:
     from meshd.community import parse_community
     from meshd.errors import CommunityError
-    from meshd.keyfile import KeyFileError, load_certificate, load_private_key
+    from meshd.keyfile import load_certificate, load_private_key
 
-    try:
-        key = load_private_key(config.key)
-        cert = load_certificate(config.cert)
-    except KeyFileError as exc:
-        raise ConfigError(str(exc)) from None
-    import yaml  # community.yaml is YAML by definition
-
-    try:
-        data = yaml.safe_load(config.community_file.read_text())
-    except OSError as exc:
-        raise ConfigError(
-            f"{config.community_file}: cannot read ({exc.strerror}). Fix: check --community-file"
-        ) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{config.community_file}: not valid YAML ({exc})") from None
+    key = load_private_key(config.key)  # KeyFileError: a FixableError, reported by main
+    cert = load_certificate(config.cert)
+    data = read_data(config.community_file, "--community-file")
     try:
         community = parse_community(data)
     except CommunityError as exc:
         lines = "; ".join(f"{p.path}: {p.message} (fix: {p.fix})" for p in exc.problems)
-        raise ConfigError(f"{config.community_file}: {lines}") from None
+        raise ConfigError(
+            lines, str(config.community_file), "use the community file of this node's bundle"
+        ) from None
     if config.trust_file is not None:
         from node_agent.trustpin import TrustError, check_community
 
@@ -48,17 +42,22 @@ def _load_identity(config: Config) -> tuple[object, object, object]:
                 config.trust_file, config.community_file, data, community, config.state_dir
             )
         except TrustError as exc:
-            raise ConfigError(f"refusing the community file: {exc}") from None
+            raise TrustError(
+                f"refusing the community file: {exc.what}", exc.where, exc.fix
+            ) from None
         log.info("%s: %s", config.community_file, verified)
     if cert.key != key.public:
         raise ConfigError(
-            f"{config.cert}: certificate is for another key than {config.key}. "
-            "Fix: pass the certificate issued for this node's key"
+            f"certificate is for another key than {config.key}",
+            str(config.cert),
+            "pass the certificate issued for this node's key",
         )
     if cert.community != community.name:
         raise ConfigError(
-            f"{config.cert}: certificate is for community {cert.community!r}, the community "
-            f"file is {community.name!r}. Fix: use matching files"
+            f"certificate is for community {cert.community!r}, the community file is "
+            f"{community.name!r}",
+            str(config.cert),
+            "use matching files",
         )
     if cert.hostname != config.hostname:
         log.warning(
@@ -115,8 +114,8 @@ async def _main(config: Config) -> None:
 def main(argv: list[str] | None = None) -> int:
     try:
         config = load(argv)
-    except ConfigError as exc:
-        print(f"meshd: {exc}", file=sys.stderr)
+    except FixableError as exc:
+        print(f"meshd: {one_line(exc)}", file=sys.stderr)
         return 2
     logging.basicConfig(
         level=config.log_level.upper(),
@@ -129,8 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     defer_unused()  # before aiomqtt is imported
     try:
         asyncio.run(_main(config))
-    except ConfigError as exc:
-        print(f"meshd: {exc}", file=sys.stderr)
+    except FixableError as exc:  # ConfigError, TrustError, KeyFileError: one line, no traceback
+        print(f"meshd: {one_line(exc)}", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"meshd: {exc}. Fix: check ports and permissions", file=sys.stderr)

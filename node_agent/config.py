@@ -1,5 +1,8 @@
 """Settings of the agent: every one is a flag (procd maps UCI options to flags), and an optional
-YAML file (`--config`) gives defaults that flags override. PyYAML is imported only then."""
+file (`--config`, JSON or YAML) gives defaults that flags override.
+
+The router reads JSON only (the bundle ships the community file as JSON): PyYAML is imported
+only for a `.yaml`/`.yml` file, so the feed need not install it."""
 
 from __future__ import annotations
 
@@ -9,13 +12,58 @@ from pathlib import Path
 from typing import Any
 
 from meshd import defaults
+from meshd.errors import FixableError
 
 DEFAULT_PUBLISH_INTERVAL = 60.0
 DEFAULT_SAVE_INTERVAL = 900.0
 
 
-class ConfigError(Exception):
-    """A setting is unusable; the message says which, where, and how to fix it."""
+class ConfigError(FixableError):
+    """A setting or file the agent was given is unusable: what, where (flag or file), and fix."""
+
+    def __init__(self, what: str, where: str | None = None, fix: str | None = None) -> None:
+        super().__init__(what, where, fix)
+        self.args = (one_line(self),)
+
+
+def one_line(exc: FixableError) -> str:
+    """`where: what. Fix: fix` - how the agent reports any FixableError (one log/stderr line)."""
+    text = f"{exc.where}: {exc.what}" if exc.where else exc.what
+    return f"{text}. Fix: {exc.fix}" if exc.fix else text
+
+
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
+def read_data(path: Path, what: str) -> Any:
+    """The parsed content of a JSON or YAML file; YAML only by suffix, so JSON needs no PyYAML.
+
+    `what` names the flag the path came from, for the fix.
+    """
+    try:
+        text = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read ({exc.strerror})", str(path), f"check {what}") from None
+    if path.suffix.lower() not in YAML_SUFFIXES:
+        import json
+
+        try:
+            return json.loads(text)
+        except ValueError as exc:  # UnicodeDecodeError is one
+            raise ConfigError(f"not valid JSON ({exc})", str(path), "correct the file") from None
+    try:
+        import yaml  # only here: keeps PyYAML off the router and out of the agent's memory
+    except ImportError:
+        raise ConfigError(
+            "is YAML, and PyYAML is not installed",
+            str(path),
+            "give the JSON copy (the node bundle's community.json) or install python3-yaml",
+        ) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        detail = " ".join(str(exc).split())
+        raise ConfigError(f"not valid YAML ({detail})", str(path), "correct the file") from None
 
 
 @dataclass
@@ -69,12 +117,17 @@ def build_parser() -> argparse.ArgumentParser:
     a(
         "--config",
         type=Path,
-        help="YAML file with defaults for any flag below (keys as flag names "
+        help="JSON (or .yaml) file with defaults for any flag below (keys as flag names "
         "with underscores); flags given on the command line win",
     )
     a("--key", type=Path, help="node private key file (mode 0600)")
     a("--cert", type=Path, help="enrollment certificate (JSON) signed by a community admin")
-    a("--community-file", type=Path, help="community.yaml")
+    a(
+        "--community-file",
+        type=Path,
+        help="the community file: community.json (the bundle's copy; no PyYAML needed) or "
+        "community.yaml",
+    )
     a(
         "--trust-file",
         type=Path,
@@ -162,24 +215,25 @@ _REQUIRED = ("key", "cert", "community_file", "state_dir")
 
 
 def load(argv: list[str] | None = None) -> Config:
-    """Flags over YAML file over defaults; raises ConfigError on anything unusable."""
+    """Flags over the --config file over defaults; raises ConfigError on anything unusable."""
     ns = build_parser().parse_args(argv)
     values: dict[str, Any] = {}
     if ns.config is not None:
-        values.update(_read_yaml(ns.config))
+        values.update(_read_settings(ns.config))
     for name, value in vars(ns).items():
         if name != "config" and value is not None:
             values[name] = value
     missing = [n for n in _REQUIRED if values.get(n) is None]
     if missing:
         flags = ", ".join("--" + n.replace("_", "-") for n in missing)
-        raise ConfigError(f"missing {flags}. Fix: pass them as flags or in --config")
+        raise ConfigError(f"missing {flags}", None, "pass them as flags or in --config")
     known = set(Config.__dataclass_fields__)
     unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(
-            f"{ns.config}: unknown setting(s) {', '.join(unknown)}. Fix: use the flag names "
-            "from `meshd --help` with underscores"
+            f"unknown setting(s) {', '.join(unknown)}",
+            str(ns.config),
+            "use the flag names from `meshd --help` with underscores",
         )
     for name in ("key", "cert", "community_file", "state_dir", "status_file", "trust_file"):
         if values.get(name) is not None:
@@ -192,47 +246,43 @@ def load(argv: list[str] | None = None) -> Config:
     return config
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
-    import yaml  # only here: keeps PyYAML out of the agent's memory unless asked for
-
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror}). Fix: check the path") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc}). Fix: correct the file") from None
+def _read_settings(path: Path) -> dict[str, Any]:
+    data = read_data(path, "--config")
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: must be a mapping of settings. Fix: write `key: value` lines")
+        raise ConfigError("must be a mapping of settings", str(path), "write `key: value` pairs")
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 
 def _check(c: Config) -> None:
+    def bad(name: str, value: object, what: str, fix: str) -> ConfigError:
+        return ConfigError(what, f"--{name.replace('_', '-')} {value}", fix)
+
     for name in ("broker_port", "babel_port", "probe_port"):
         port = getattr(c, name)
         if not isinstance(port, int) or not 1 <= port <= 65535:
-            raise ConfigError(f"--{name.replace('_', '-')} {port}: must be a port 1..65535")
+            raise bad(name, port, "not a port", "give a port 1..65535")
     if not isinstance(c.metrics_port, int) or not 0 <= c.metrics_port <= 65535:
-        raise ConfigError(f"--metrics-port {c.metrics_port}: must be 0 (off) or a port")
+        raise bad("metrics_port", c.metrics_port, "not a port", "give 0 (off) or a port 1..65535")
     if not isinstance(c.respondd_port, int) or not 0 <= c.respondd_port <= 65535:
-        raise ConfigError(f"--respondd-port {c.respondd_port}: must be 0 (off) or a port")
+        raise bad("respondd_port", c.respondd_port, "not a port", "give 0 (off) or a port 1..65535")
     for name in ("publish_interval", "probe_interval", "lost_after", "save_interval"):
         value = getattr(c, name)
         if not isinstance(value, (int, float)) or value <= 0:
-            raise ConfigError(f"--{name.replace('_', '-')} {value}: must be a positive number")
+            raise bad(name, value, "must be a positive number", "give seconds above 0")
     if not 0 <= c.start_delay <= 600:
-        raise ConfigError(f"--start-delay {c.start_delay}: must be 0..600 seconds")
+        raise bad("start_delay", c.start_delay, "out of range", "give 0..600 seconds")
     if not 2 <= c.probe_window <= 1024:
-        raise ConfigError(f"--probe-window {c.probe_window}: must be 2..1024")
+        raise bad("probe_window", c.probe_window, "out of range", "give 2..1024 probes")
     if c.seq_block < 1:
-        raise ConfigError(f"--seq-block {c.seq_block}: must be at least 1")
+        raise bad("seq_block", c.seq_block, "must be at least 1", "give a positive count")
     stray = sorted(set(c.wifi_ifaces) - set(c.mesh_ifaces))
     if stray:
-        raise ConfigError(
-            f"--wifi-iface {', '.join(stray)}: not a --mesh-iface. Fix: name it as both"
-        )
+        raise bad("wifi_iface", ", ".join(stray), "not a --mesh-iface", "name it as both")
     if c.routing not in ("babel", "batman-adv"):
-        raise ConfigError(f"routing {c.routing!r}: must be babel or batman-adv")
+        raise bad("routing", c.routing, "unknown routing", "give babel or batman-adv")
     if not c.mesh_ifaces and c.mdns:
-        raise ConfigError("no --mesh-iface given. Fix: name at least one mesh interface")
+        raise ConfigError(
+            "no --mesh-iface given", None, "name at least one mesh interface (or --no-mdns)"
+        )

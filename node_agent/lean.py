@@ -1,4 +1,5 @@
-"""Keep modules the agent never uses out of its memory (a router has 64-128 MB in all).
+"""Keep modules the agent never uses out of its memory and off the router's flash (a router has
+64-128 MB of RAM in all).
 
 paho-mqtt imports `urllib.request` at module level, which drags in `http.client`, `email.*`,
 `tempfile`, `shutil`, `bz2` and `lzma` (~2 MB RSS), and uses it only to read proxy settings when
@@ -41,6 +42,43 @@ def defer(name: str) -> None:
 def defer_unused() -> None:
     for name in DEFERRED:
         defer(name)
+    stand_in_for_ssl()
+
+
+class _NoSSL(types.ModuleType):
+    """`ssl` where it is not installed: the two exception types paho names in its plain-socket
+    `except` clauses, and nothing else (so `hasattr(ssl, "SSLContext")` is False and any TLS
+    set-up fails with paho's own "no TLS" error instead of running half-way)."""
+
+    class SSLError(OSError):
+        pass
+
+    class SSLWantReadError(SSLError):
+        pass
+
+    class SSLWantWriteError(SSLError):
+        pass
+
+
+def stand_in_for_ssl() -> bool:
+    """Let the agent run on an OpenWrt without python3-openssl (libopenssl + ca-certs: about
+    1.4 MB of flash; `import ssl` maps libssl and libcrypto: 3.5-4.5 MB RSS).
+
+    The agent speaks plain MQTT to its own broker and to neighbours' brokers, so TLS is never
+    used. asyncio and paho already import `ssl` only if present, but aiomqtt imports it
+    unconditionally (for type annotations only), and paho 2.2's `_sock_recv`/`_sock_send` evaluate
+    `ssl.SSLWantReadError` in an `except` clause whenever a socket would block, which fails
+    with `ssl = None`. The stand-in answers both. Returns True when it was installed; with a real
+    `ssl` module present this does nothing. Call it before aiomqtt or paho is imported.
+    """
+    if "ssl" in sys.modules:
+        return False
+    try:
+        importlib.import_module("ssl")
+    except ImportError:
+        sys.modules["ssl"] = _NoSSL("ssl")
+        return True
+    return False
 
 
 def share_mqtt_property_tables() -> None:

@@ -1,6 +1,6 @@
 """The router's pin of its community: refuse a community file the pinned admins did not authorise.
 
-The community file lists its own admins, so whoever can write /etc/meshd/community.yaml could
+The community file lists its own admins, so whoever can write /etc/meshd/community.json could
 name themselves admin and sign it alone. The node bundle therefore carries /etc/meshd/trust.json,
 a `provisioning.trustchain.Pin` (genesis fingerprint, pinned version, its admins and k). At start
 the community file must be one of:
@@ -23,6 +23,7 @@ from typing import Any
 
 from meshd import validate as v
 from meshd.community import Community
+from meshd.errors import FixableError
 from meshd.trust import community_message, valid_signers
 from meshd.trustchain import (
     ChainError,
@@ -33,27 +34,32 @@ from meshd.trustchain import (
     propose,
     verify_chain,
 )
+from node_agent.config import one_line
 
 CHAIN_DIR = "trust"
 SAVED_PIN = "trust-pin.json"  # in the agent's state dir: the newest version this router accepted
-BUNDLE_FIX = "copy trust.json and community.yaml from this node's bundle (`mutualmesh node push`)"
+BUNDLE_FIX = "copy trust.json and community.json from this node's bundle (`mutualmesh node push`)"
 
 
-class TrustError(Exception):
-    """The community file is not authorised by the pin; the message says what, where and fix."""
+class TrustError(FixableError):
+    """The community file is not authorised by the pin: what, where (which file), and fix."""
+
+    def __init__(self, what: str, where: str | None = None, fix: str | None = None) -> None:
+        super().__init__(what, where, fix)
+        self.args = (one_line(self),)
 
 
 def load_pin(path: Path) -> Pin:
     try:
         raw = json.loads(path.read_bytes())
     except OSError as exc:
-        raise TrustError(f"{path}: cannot read ({exc.strerror}). Fix: {BUNDLE_FIX}") from None
+        raise TrustError(f"cannot read ({exc.strerror})", str(path), BUNDLE_FIX) from None
     except ValueError as exc:
-        raise TrustError(f"{path}: not valid JSON ({exc}). Fix: {BUNDLE_FIX}") from None
+        raise TrustError(f"not valid JSON ({exc})", str(path), BUNDLE_FIX) from None
     try:
         return Pin.from_json(raw, path.name)
     except v.Invalid as exc:
-        raise TrustError(f"{path}: {exc}. Fix: {BUNDLE_FIX}") from None
+        raise TrustError(str(exc), str(path), BUNDLE_FIX) from None
 
 
 def load_chain(folder: Path) -> list[Version] | None:
@@ -66,14 +72,15 @@ def load_chain(folder: Path) -> list[Version] | None:
         path = folder / name
         if name != f"{i + 1:06d}.json":
             raise TrustError(
-                f"{path}: unexpected in the chain (expected {i + 1:06d}.json). "
-                f"Fix: copy {CHAIN_DIR}/ from the community folder"
+                f"unexpected in the chain (expected {i + 1:06d}.json)",
+                str(path),
+                f"copy {CHAIN_DIR}/ from the community folder",
             )
         try:
             chain.append(Version.from_json(json.loads(path.read_bytes()), name))
         except (OSError, ValueError) as exc:  # v.Invalid is a ValueError
             raise TrustError(
-                f"{path}: {exc}. Fix: copy {CHAIN_DIR}/ from the community folder"
+                str(exc), str(path), f"copy {CHAIN_DIR}/ from the community folder"
             ) from None
     return chain or None
 
@@ -113,8 +120,9 @@ def check_community(
     pin = effective_pin(trust_file, state_dir)
     if pin.community != community.name:
         raise TrustError(
-            f"{community_file}: community {community.name!r}, but {trust_file} pins "
-            f"{pin.community!r}. Fix: {BUNDLE_FIX}"
+            f"community {community.name!r}, but {trust_file} pins {pin.community!r}",
+            str(community_file),
+            BUNDLE_FIX,
         )
     folder = community_file.parent / CHAIN_DIR
     chain = load_chain(folder)
@@ -124,14 +132,15 @@ def check_community(
             check_pin(chain, pin, where=f"{folder}/")
             head = match_content(chain, data, where=str(community_file))
         except ChainError as exc:
-            raise TrustError(f"{exc.where}: {exc.what}. Fix: {exc.fix}") from None
+            raise TrustError(exc.what, exc.where, exc.fix) from None
         if state_dir is not None and head.version > pin.version:
             try:
                 save_pin(state_dir, Pin.of(chain[: head.version]))
             except OSError as exc:
                 raise TrustError(
-                    f"{state_dir / SAVED_PIN}: cannot save the new pin ({exc.strerror}). "
-                    "Fix: check the state directory is writable"
+                    f"cannot save the new pin ({exc.strerror})",
+                    str(state_dir / SAVED_PIN),
+                    "check the state directory is writable",
                 ) from None
         return f"version {head.version} of the chain from the pinned genesis (pin: {pin.version})"
     return _check_without_chain(pin, trust_file, community_file, data, community)
@@ -152,16 +161,18 @@ def _check_without_chain(
         if genesis == pin.genesis == pin.fingerprint:
             return "the pinned genesis itself"
         raise TrustError(
-            f"{community_file}: is not the pinned version 1 of {trust_file}. Fix: {newer}, "
-            f"or {BUNDLE_FIX}"
+            f"is not the pinned version 1 of {trust_file}",
+            str(community_file),
+            f"{newer}, or {BUNDLE_FIX}",
         )
     if not pin.admins:
-        raise TrustError(f"{trust_file}: names no admins, and there is no chain. Fix: {newer}")
+        raise TrustError("names no admins, and there is no chain", str(trust_file), newer)
     admins = tuple(sorted(a.key.text for a in community.admins))
     if admins != pin.admins or community.threshold != pin.threshold:
         raise TrustError(
-            f"{community_file}: admins or threshold differ from version {pin.version} pinned in "
-            f"{trust_file}. Fix: {newer}"
+            f"admins or threshold differ from version {pin.version} pinned in {trust_file}",
+            str(community_file),
+            newer,
         )
     try:
         message = community_message(data)
@@ -170,7 +181,8 @@ def _check_without_chain(
     signers = valid_signers(message, data.get("signatures") or [], community.trust.admins)
     if len(signers) < pin.threshold:
         raise TrustError(
-            f"{community_file}: {len(signers)} valid signature(s) of the pinned admins, "
-            f"{pin.threshold} needed. Fix: {BUNDLE_FIX}"
+            f"{len(signers)} valid signature(s) of the pinned admins, {pin.threshold} needed",
+            str(community_file),
+            BUNDLE_FIX,
         )
     return f"signed by {len(signers)} of the admins of pinned version {pin.version}"

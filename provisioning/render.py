@@ -22,9 +22,9 @@ from netjsonconfig import OpenWrt
 
 from meshd import defaults
 from meshd.community import Community
+from meshd.encoding import canonical_json
 from meshd.ids import SigningKey
 from provisioning import uci
-from provisioning.community import dump_yaml
 from provisioning.keys import KEY_HEADER
 from provisioning.nodes import NodeEntry
 from provisioning.profiles import DeviceProfile
@@ -262,7 +262,7 @@ def _meshd(community: Community, node: NodeEntry, bands: list[str]) -> uci.Packa
         "enabled": True,
         "key": "/etc/meshd/node.key",
         "cert": "/etc/meshd/cert.json",
-        "community_file": "/etc/meshd/community.yaml",
+        "community_file": "/etc/meshd/community.json",
         "trust_file": "/etc/meshd/trust.json",
         "state_dir": "/etc/meshd/state",
         "status_file": "/tmp/meshd/status.json",
@@ -399,7 +399,11 @@ def render_node(
     files["etc/meshd/cert.json"] = BundleFile(
         (json.dumps(node.cert.to_json(), indent=2, sort_keys=True) + "\n").encode()
     )
-    files["etc/meshd/community.yaml"] = BundleFile(dump_yaml(dict(community_data)).encode(), 0o600)
+    # JSON, the canonical form admins sign (meshd.trust.community_message covers the parsed
+    # content, not the YAML text): it verifies as the YAML does, and the router needs no PyYAML.
+    files["etc/meshd/community.json"] = BundleFile(
+        canonical_json(dict(community_data)) + b"\n", 0o600
+    )
     files["etc/meshd/trust.json"] = BundleFile(
         (json.dumps(pin.to_json(), indent=2, sort_keys=True) + "\n").encode()
     )

@@ -69,3 +69,46 @@ def test_mqtt_v5_properties_share_their_tables_and_still_work():
     back.unpack(b.pack())
     assert back.MaximumPacketSize == 17 * 1024
     assert not hasattr(a, "MaximumPacketSize")  # values stay per instance
+
+
+NO_SSL = """
+import socket, sys
+class Blocker:
+    def find_spec(self, name, path=None, target=None):
+        if name in ("ssl", "_ssl"):
+            raise ModuleNotFoundError(name, name=name)
+sys.meta_path.insert(0, Blocker())
+import asyncio
+from node_agent.lean import stand_in_for_ssl
+print(stand_in_for_ssl())
+import aiomqtt
+import paho.mqtt.client as mqtt
+client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+a, b = socket.socketpair()
+a.setblocking(False)
+client._sock = a
+try:
+    client._sock_recv(1)  # nothing to read: paho must see BlockingIOError, as with real ssl
+except BlockingIOError:
+    print("would block")
+try:
+    client.tls_set()
+except ValueError:
+    print("no tls")
+"""
+
+
+def test_without_ssl_the_stand_in_keeps_aiomqtt_importable_and_paho_plain_sockets_working():
+    """paho evaluates `ssl.SSLWantReadError` in an except clause when a socket would block; with
+    ssl absent (no python3-openssl) that was an AttributeError in place of BlockingIOError."""
+    out = subprocess.run(
+        [sys.executable, "-c", NO_SSL], capture_output=True, text=True, check=True
+    ).stdout.split("\n")
+    assert out[:3] == ["True", "would block", "no tls"]
+
+
+def test_with_ssl_installed_the_stand_in_is_not_used():
+    probe = "from node_agent.lean import stand_in_for_ssl; import ssl; "
+    probe += "print(stand_in_for_ssl(), hasattr(ssl, 'SSLContext'))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True"]

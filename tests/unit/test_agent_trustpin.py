@@ -5,6 +5,7 @@ Bundles come from the real admin CLI (`community init`, `node add`, `add-admin`,
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -39,6 +40,12 @@ def community(tmp_path):
     return directory, ada
 
 
+def as_json(community_yaml, etc):
+    """What a router holds: the JSON copy of an admin's community.yaml (same parsed content)."""
+    data = yaml.safe_load(community_yaml.read_text())
+    (etc / "community.json").write_text(json.dumps(data))
+
+
 def bundle(directory):
     return directory / "build" / "bakery" / "etc" / "meshd"
 
@@ -47,7 +54,7 @@ def argv(etc, tmp_path):
     return [
         "--key", str(etc / "node.key"),
         "--cert", str(etc / "cert.json"),
-        "--community-file", str(etc / "community.yaml"),
+        "--community-file", str(etc / "community.json"),
         "--trust-file", str(etc / "trust.json"),
         "--state-dir", str(tmp_path / "state"),
         "--mesh-iface", "lo",
@@ -59,7 +66,9 @@ def refused(etc, tmp_path, capsys) -> str:
     """Exit status 2 and one clear line (no traceback); returns it."""
     assert main(argv(etc, tmp_path)) == 2
     err = capsys.readouterr().err
-    assert err.startswith("meshd: refusing the community file: ")
+    assert err.startswith("meshd: ")
+    assert err.count("\n") == 1
+    assert "refusing the community file: " in err
     assert "Fix: " in err
     assert "Traceback" not in err
     return err
@@ -93,7 +102,7 @@ def test_the_rendered_bundle_starts_and_a_self_made_admin_is_refused(community, 
     data["signatures"] = []
     (forged / "community.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     invoke("community", "sign", "--dir", forged, "--admin-key", mallory)  # valid by its own list
-    shutil.copy(forged / "community.yaml", etc / "community.yaml")
+    as_json(forged / "community.yaml", etc)
     err = refused(etc, tmp_path, capsys)
     assert "is not the pinned version 1" in err
     assert str(etc / "trust.json") in err
@@ -106,7 +115,7 @@ def test_a_newer_version_is_accepted_only_with_a_chain_from_the_pin(
     etc = bundle(directory)  # pins version 1
     pinned = (etc / "trust.json").read_bytes()
     add_bea(tmp_path, directory, ada)
-    shutil.copy(directory / "community.yaml", etc / "community.yaml")
+    as_json(directory / "community.yaml", etc)
     err = refused(etc, tmp_path, capsys)
     assert "needs its chain" in err
 
@@ -121,7 +130,7 @@ def test_a_newer_version_is_accepted_only_with_a_chain_from_the_pin(
     invoke("community", "init", "riverside", "--dir", other, "--admin-key", eve)
     shutil.rmtree(etc / "trust")
     shutil.copytree(other / "trust", etc / "trust")
-    shutil.copy(other / "community.yaml", etc / "community.yaml")
+    as_json(other / "community.yaml", etc)
     assert "not the pinned" in refused(etc, tmp_path, capsys)
     assert (etc / "trust.json").read_bytes() == pinned  # the agent never rewrites its pin
 
@@ -137,15 +146,15 @@ def test_a_pin_past_genesis_checks_admins_and_signatures_without_a_chain(
     _load_identity(load(argv(etc, tmp_path)))
 
     # one signature dropped: the same admin set, but only 1 of the 2 needed
-    data = yaml.safe_load((etc / "community.yaml").read_text())
+    data = json.loads((etc / "community.json").read_text())
     data["signatures"] = data["signatures"][:1]
-    (etc / "community.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    (etc / "community.json").write_text(json.dumps(data))
     assert "1 valid signature(s) of the pinned admins, 2 needed" in refused(etc, tmp_path, capsys)
 
     # a changed file keeps its old signatures: they no longer verify
     data["signatures"] = yaml.safe_load((directory / "community.yaml").read_text())["signatures"]
     data["radio"]["sae_passphrase"] = "mallory-knows-this-one"
-    (etc / "community.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    (etc / "community.json").write_text(json.dumps(data))
     assert "0 valid signature(s)" in refused(etc, tmp_path, capsys)
 
 
@@ -163,17 +172,17 @@ def test_the_pin_moves_forward_and_an_older_version_is_never_accepted_again(
 ):
     directory, ada = community
     etc = bundle(directory)  # the bundle pins version 1
-    v1_file = (etc / "community.yaml").read_bytes()
+    v1_file = (etc / "community.json").read_bytes()
     v1_chain = tmp_path / "v1-trust"
     shutil.copytree(directory / "trust", v1_chain)
     add_bea(tmp_path, directory, ada)
-    shutil.copy(directory / "community.yaml", etc / "community.yaml")
+    as_json(directory / "community.yaml", etc)
     shutil.copytree(directory / "trust", etc / "trust")
     _load_identity(load(argv(etc, tmp_path)))  # version 2 accepted: the router remembers it
     assert (tmp_path / "state" / "trust-pin.json").exists()
 
     # someone puts version 1 back (with its own chain, or without): refused from now on
-    (etc / "community.yaml").write_bytes(v1_file)
+    (etc / "community.json").write_bytes(v1_file)
     shutil.rmtree(etc / "trust")
     shutil.copytree(v1_chain, etc / "trust")
     assert "version 2 was already trusted" in refused(etc, tmp_path, capsys)

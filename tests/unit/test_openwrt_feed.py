@@ -194,6 +194,11 @@ def test_meshd_depends_on_what_the_agent_runs_and_nothing_it_does_not():
     assert "ip-full" in deps  # `ip -j neigh` (node_agent/radio.py): BusyBox ip has no -j
     assert "python3-codecs" not in deps  # CJK codecs and unicodedata only; nothing imports them
     assert "python3-zeroconf" in deps
+    # the bundle's community file is JSON (test_agent_config.py runs the agent without yaml)
+    assert "python3-yaml" not in deps
+    # plain MQTT only: the agent runs without ssl (test_agent_config.py, test_agent_lean.py)
+    aiomqtt = depends(feed()["python3-aiomqtt"].packages["python3-aiomqtt"]["DEPENDS"])
+    assert "python3-openssl" not in deps + aiomqtt
 
 
 def test_image_packages_exist_upstream():

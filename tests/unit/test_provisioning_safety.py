@@ -114,7 +114,7 @@ def test_secrets_in_the_bundle_are_not_world_readable(case):
     files = render(case)
     secret = (
         "etc/meshd/node.key",
-        "etc/meshd/community.yaml",
+        "etc/meshd/community.json",
         "etc/dropbear/authorized_keys",
         "etc/meshd/uci/wireless",  # the mesh passphrase
     )
@@ -145,6 +145,6 @@ def test_community_findings_name_what_leaves_a_node_open():
 
 def test_the_passphrase_is_rendered_from_secrets_not_the_shared_file():
     files = render("ordinary")
-    assert b"sae_passphrase" not in files["etc/meshd/community.yaml"].data
+    assert b"sae_passphrase" not in files["etc/meshd/community.json"].data
     meshes = [w for w in sections(files, "wireless", "wifi-iface") if w["mode"] == "mesh"]
     assert {w["key"] for w in meshes} == {PASSPHRASE}
