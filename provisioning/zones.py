@@ -1,7 +1,8 @@
 """A node's zones: the fw4 firewall and the DHCP/RA service of its client network.
 
 The community SSID is open, so the client zone reaches only DHCP, DNS and ICMP on the router;
-the mesh zone only what the mesh needs (routing, discovery, records, probes, admin SSH).
+the mesh zone only what the mesh needs (routing, discovery, records, probes, respondd,
+admin SSH).
 """
 
 from __future__ import annotations
@@ -163,6 +164,18 @@ def firewall(community: Community, node: NodeEntry, bands: list[str]) -> uci.Pac
             src="mesh",
             proto="udp",
             dest_port=str(PROBE_PORT),
+            target="ACCEPT",
+        ),
+        # Mesh maps and other nodes ask respondd (IPv6 multicast, Gluon's port); clients may not:
+        # the answer names the node, its owner and its neighbours.
+        s(
+            "rule",
+            "mesh_respondd",
+            name="Allow-meshd-respondd",
+            src="mesh",
+            proto="udp",
+            family="ipv6",
+            dest_port=str(defaults.RESPONDD_PORT),
             target="ACCEPT",
         ),
         # Admins reach nodes over the mesh (key-only SSH, see provisioning.security).
