@@ -9,7 +9,7 @@ from typing import Any
 from meshd import advice
 from meshd.advice import Reason
 from meshd.graph import shortest_path
-from meshd.topology import Direction, LinkState, MeshView
+from meshd.topology import LinkState, MeshView
 
 #: Each reason of `meshd.advice` in an admin's words (the members' page has its own).
 ADMIN_WORDS: advice.Words = {
@@ -35,19 +35,17 @@ ADMIN_WORDS: advice.Words = {
 }
 
 
-@dataclass
-class Hop:
-    src: str
-    dst: str
-    out: Direction
-    back: Direction
-    state: LinkState
-    cost: int
+@dataclass(frozen=True)
+class Hop(advice.Hop):
+    """A hop of the path with babel's cost and its causes in an admin's words."""
+
+    cost: int = 0
     causes: list[str] = field(default_factory=list)
 
     def badness(self) -> float:
-        loss = max(self.out.loss or 0.0, self.back.loss or 0.0)
-        return loss * 10 + self.cost / 256 + (5 if self.state is not LinkState.GOOD else 0)
+        return (
+            self.worst_loss * 10 + self.cost / 256 + (5 if self.state is not LinkState.GOOD else 0)
+        )
 
 
 @dataclass
@@ -80,7 +78,7 @@ def diagnose(view: MeshView, a: str, b: str) -> Diagnosis:
         assert link is not None
         out, back = (link.ab, link.ba) if link.a == x else (link.ba, link.ab)
         hop = Hop(x, y, out, back, link.state, link.cost)
-        hop.causes = _causes(view, hop)
+        hop.causes.extend(advice.worded(advice.causes(hop), ADMIN_WORDS, view.name))
         hops.append(hop)
     weakest = max(hops, key=lambda h: h.badness()) if hops else None
     causes = [c for h in hops for c in h.causes]
@@ -102,11 +100,6 @@ def diagnose(view: MeshView, a: str, b: str) -> Diagnosis:
             "it live with --mtu and --trace"
         )
     return Diagnosis(a, b, path, hops, weakest, causes, steps)
-
-
-def _causes(view: MeshView, hop: Hop) -> list[str]:
-    found = advice.causes(advice.Hop(hop.src, hop.dst, hop.out, hop.back, hop.state))
-    return advice.worded(found, ADMIN_WORDS, view.name)
 
 
 def diagnosis_json(view: MeshView, d: Diagnosis) -> dict[str, Any]:
