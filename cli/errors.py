@@ -33,11 +33,17 @@ class ToolFailed(FixableError):
     """A program or probe this machine runs failed (Graphviz missing, no root for a probe)."""
 
 
+class BadInput(FixableError):
+    """The user's input is wrong. Unlisted kinds already exit USAGE; a subclass of a kind that
+    exits otherwise names this first among its bases to say "this one is the user's input"."""
+
+
 #: The exit status of each kind of error; a kind not listed here is bad input (USAGE).
 #: Other packages' error classes can be added here without touching a command.
 EXIT_STATUS: dict[type[FixableError], ExitStatus] = {
     Unreachable: ExitStatus.UNREACHABLE,
     ToolFailed: ExitStatus.ERROR,
+    BadInput: ExitStatus.USAGE,
 }
 
 

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from node_agent import build
+from node_agent import metrics
 
 log = logging.getLogger("meshd")
 MAX_CONNECTIONS = 16
@@ -47,7 +47,7 @@ class StatusServer:
     def __init__(self, status: Callable[[], dict[str, Any]]) -> None:
         self.routes: dict[str, Route] = {
             "/metrics": lambda: (
-                build.metrics_text(status()).encode(),
+                metrics.metrics_text(status()).encode(),
                 "text/plain; version=0.0.4",
             ),
             "/status": lambda: (json.dumps(status()).encode(), "application/json"),

@@ -9,14 +9,15 @@ JSON-ready dicts out; the agent's HTTP edge serves them.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from meshd import advice as rules
 from meshd import defaults
+from meshd.advice import LOW_SIGNAL_DBM, WEAK_LOSS, Reason
 from meshd.audit import AuditResult
 from meshd.contrib import Contribution, Figure
 from meshd.topology import Direction, Link, LinkState, MeshView, NodeView
-from node_agent.exports import link_medium
 
 # Three words a member can act on, and their colours (the page uses the same).
 QUALITY_COLOUR = {"good": "#2e7d32", "lossy": "#f9a825", "weak": "#c62828", "down": "#9e9e9e"}
@@ -36,9 +37,6 @@ QUALITY_WORDS = {
 }
 WIRED = {"tap": "tunnel", "ethernet": "cable", "veth": "virtual cable"}
 WIRED_FIX = {"tap": "the tunnel's own uplink may be congested; "}
-LOW_SIGNAL_DBM = -80  # the same thresholds `mutualmesh diagnose` uses
-SLOW_RTT_MS = 50.0
-WEAK_LOSS = 0.3
 
 # Contribution marks. The contrib engine decides which states exist; unknown ones still show.
 MARKS: dict[str, tuple[str, str]] = {
@@ -62,42 +60,48 @@ def quality(link: Link) -> str:
 
 
 def advice(view: MeshView, link: Link) -> list[str]:
-    """What to try, in the words `mutualmesh diagnose` uses for a bad hop."""
-    name = view.name
-    out: list[str] = []
-    lo, lb = link.ab.loss, link.ba.loss
-    if lo is not None and lb is not None and abs(lo - lb) >= 0.15:
-        worse, better = (name(link.a), name(link.b)) if lo > lb else (name(link.b), name(link.a))
-        out.append(
-            f"Loss only one way ({max(lo, lb):.0%} from {worse} to {better}): interference near "
-            f"{better}, or unequal transmit power. Try another channel or move {better}'s router."
-        )
-    elif max(lo or 0.0, lb or 0.0) >= 0.1:
-        worst = f"{max(lo or 0.0, lb or 0.0):.0%} loss both ways"
-        medium = link_medium(link)
-        out.append(
+    """What to try: the reasons `mutualmesh diagnose` finds for a bad hop, in members' words."""
+    hop = rules.Hop(link.a, link.b, link.ab, link.ba, link.state)
+    return rules.worded(rules.causes(hop), MEMBER_WORDS, view.name)
+
+
+def _lossy(c: rules.Cause, _: Callable[[str], str]) -> str:
+    worst = f"{c.value:.0%} loss both ways"
+    if c.medium == "wifi":
+        return (
             f"{worst}: a weak or obstructed radio path. Raise the routers, clear the line of "
             "sight, or add a node between them."
-            if medium == "wifi"
-            else f"{worst} on a {WIRED.get(medium, 'wired link')}: {WIRED_FIX.get(medium, '')}"
-            "check the cable, the plugs and the switch port."
         )
-    for d in (link.ab, link.ba):
-        if d.signal_dbm is not None and d.signal_dbm <= LOW_SIGNAL_DBM:
-            out.append(
-                f"Low signal at {name(d.src)} ({d.signal_dbm} dBm): check the antennas, the "
-                "distance and walls or trees in between."
-            )
-    rtt = link.ab.rtt_ms
-    if rtt is not None and rtt >= SLOW_RTT_MS and max(lo or 0.0, lb or 0.0) < 0.1:
-        out.append(f"Slow ({rtt:.0f} ms) with little loss: the link is congested; try later.")
-    if link.state is LinkState.FLAPPING:
-        out.append("The link keeps going up and down: check the power supply and the cables.")
-    if link.state is LinkState.ONE_SIDED:
-        out.append("Only one end reports the link: a firewall, or a radio heard one way only.")
-    if link.state is LinkState.DOWN:
-        out.append("No traffic passes: is the other router switched on?")
-    return out
+    return (
+        f"{worst} on a {WIRED.get(c.medium, 'wired link')}: {WIRED_FIX.get(c.medium, '')}"
+        "check the cable, the plugs and the switch port."
+    )
+
+
+#: Each reason of `meshd.advice` in a member's words (`mutualmesh diagnose` has its own).
+MEMBER_WORDS: rules.Words = {
+    Reason.ONE_WAY_LOSS: lambda c, name: (
+        f"Loss only one way ({c.value:.0%} from {name(c.worse)} to {name(c.better)}): "
+        f"interference near {name(c.better)}, or unequal transmit power. Try another channel "
+        f"or move {name(c.better)}'s router."
+    ),
+    Reason.LOSS_BOTH_WAYS: _lossy,
+    Reason.LOW_SIGNAL: lambda c, name: (
+        f"Low signal at {name(c.worse)} ({c.value:g} dBm): check the antennas, the "
+        "distance and walls or trees in between."
+    ),
+    Reason.CONGESTED: lambda c, _: (
+        f"Slow ({c.value:.0f} ms) with little loss: the link is congested; try later."
+    ),
+    Reason.FLAPPING: lambda c, _: (
+        "The link keeps going up and down: check the power supply and the cables."
+    ),
+    Reason.ONE_SIDED: lambda c, _: (
+        "Only one end reports the link: a firewall, or a radio heard one way only."
+    ),
+    Reason.TUNNEL: None,  # members need no MTU talk; the loss or delay wording covers it
+    Reason.DOWN: lambda c, _: "No traffic passes: is the other router switched on?",
+}
 
 
 def _r(value: float | None, digits: int = 3) -> float | None:

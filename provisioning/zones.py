@@ -1,7 +1,8 @@
 """A node's zones: the fw4 firewall and the DHCP/RA service of its client network.
 
 The community SSID is open, so the client zone reaches only DHCP, DNS and ICMP on the router;
-the mesh zone only what the mesh needs (routing, discovery, records, probes, admin SSH).
+the mesh zone only what the mesh needs (routing, discovery, records, probes, respondd,
+admin SSH).
 """
 
 from __future__ import annotations
@@ -14,6 +15,30 @@ from provisioning.nodes import NodeEntry
 BABEL_PORT = 6696  # the Babel protocol itself
 MDNS_PORT = 5353
 PROBE_PORT = defaults.PROBE_PORT
+
+
+def accept(
+    zone: str,
+    sid: str,
+    name: str,
+    proto: str | list[str],
+    port: int | str | None = None,
+    *,
+    icmp_type: list[str] | None = None,
+    family: str | None = None,
+) -> uci.Section:
+    """One "let this in from `zone`" rule: every accept of the firewall is one line below."""
+    return uci.section(
+        "rule",
+        sid,
+        name=name,
+        src=zone,
+        proto=proto,
+        dest_port=None if port is None else str(port),
+        icmp_type=icmp_type,
+        family=family,
+        target="ACCEPT",
+    )
 
 
 def firewall(community: Community, node: NodeEntry, bands: list[str]) -> uci.Package:
@@ -53,51 +78,11 @@ def firewall(community: Community, node: NodeEntry, bands: list[str]) -> uci.Pac
         ),
         s("forwarding", "client_mesh", src="client", dest="mesh"),
         s("forwarding", "mesh_client", src="mesh", dest="client"),
-        s(
-            "rule",
-            "client_dhcp",
-            name="Allow-client-DHCP",
-            src="client",
-            proto="udp",
-            dest_port="67",
-            family="ipv4",
-            target="ACCEPT",
-        ),
-        s(
-            "rule",
-            "client_dhcpv6",
-            name="Allow-client-DHCPv6",
-            src="client",
-            proto="udp",
-            dest_port="547",
-            family="ipv6",
-            target="ACCEPT",
-        ),
-        s(
-            "rule",
-            "client_dns",
-            name="Allow-client-DNS",
-            src="client",
-            proto=["tcp", "udp"],
-            dest_port="53",
-            target="ACCEPT",
-        ),
-        s(
-            "rule",
-            "client_icmp",
-            name="Allow-client-ICMP",
-            src="client",
-            proto="icmp",
-            target="ACCEPT",
-        ),
-        s(
-            "rule",
-            "client_icmpv6",
-            name="Allow-client-ICMPv6",
-            src="client",
-            proto="icmpv6",
-            target="ACCEPT",
-        ),
+        accept("client", "client_dhcp", "Allow-client-DHCP", "udp", "67", family="ipv4"),
+        accept("client", "client_dhcpv6", "Allow-client-DHCPv6", "udp", "547", family="ipv6"),
+        accept("client", "client_dns", "Allow-client-DNS", ["tcp", "udp"], "53"),
+        accept("client", "client_icmp", "Allow-client-ICMP", "icmp"),
+        accept("client", "client_icmpv6", "Allow-client-ICMPv6", "icmpv6"),
         # Before the allow rules (first match wins): routed clients cannot leak DHCP or RAs
         # into the mesh, and nothing on the mesh may act as our DHCP server or router.
         s(
@@ -129,61 +114,24 @@ def firewall(community: Community, node: NodeEntry, bands: list[str]) -> uci.Pac
             icmp_type=["router-advertisement", "router-solicitation"],
             target="DROP",
         ),
-        s(
-            "rule",
-            "mesh_babel",
-            name="Allow-Babel",
-            src="mesh",
-            proto="udp",
-            dest_port=str(BABEL_PORT),
-            target="ACCEPT",
-        ),
-        s(
-            "rule",
-            "mesh_mdns",
-            name="Allow-mDNS",
-            src="mesh",
-            proto="udp",
-            dest_port=str(MDNS_PORT),
-            target="ACCEPT",
-        ),
-        s(
-            "rule",
-            "mesh_mqtt",
-            name="Allow-meshd-MQTT",
-            src="mesh",
-            proto="tcp",
-            dest_port=str(community.mqtt_port),
-            target="ACCEPT",
-        ),
-        s(
-            "rule",
-            "mesh_probe",
-            name="Allow-meshd-probe",
-            src="mesh",
-            proto="udp",
-            dest_port=str(PROBE_PORT),
-            target="ACCEPT",
+        accept("mesh", "mesh_babel", "Allow-Babel", "udp", BABEL_PORT),
+        accept("mesh", "mesh_mdns", "Allow-mDNS", "udp", MDNS_PORT),
+        accept("mesh", "mesh_mqtt", "Allow-meshd-MQTT", "tcp", community.mqtt_port),
+        accept("mesh", "mesh_probe", "Allow-meshd-probe", "udp", PROBE_PORT),
+        # Mesh maps and other nodes ask respondd (IPv6 multicast, Gluon's port); clients may not:
+        # the answer names the node, its owner and its neighbours.
+        accept(
+            "mesh",
+            "mesh_respondd",
+            "Allow-meshd-respondd",
+            "udp",
+            defaults.RESPONDD_PORT,
+            family="ipv6",
         ),
         # Admins reach nodes over the mesh (key-only SSH, see provisioning.security).
-        s(
-            "rule",
-            "mesh_ssh",
-            name="Allow-admin-SSH",
-            src="mesh",
-            proto="tcp",
-            dest_port="22",
-            target="ACCEPT",
-        ),
-        s("rule", "mesh_icmp", name="Allow-mesh-ICMP", src="mesh", proto="icmp", target="ACCEPT"),
-        s(
-            "rule",
-            "mesh_icmpv6",
-            name="Allow-mesh-ICMPv6",
-            src="mesh",
-            proto="icmpv6",
-            target="ACCEPT",
-        ),
+        accept("mesh", "mesh_ssh", "Allow-admin-SSH", "tcp", "22"),
+        accept("mesh", "mesh_icmp", "Allow-mesh-ICMP", "icmp"),
+        accept("mesh", "mesh_icmpv6", "Allow-mesh-ICMPv6", "icmpv6"),
     ]
     if node.gateway:
         sections += [
@@ -200,42 +148,21 @@ def firewall(community: Community, node: NodeEntry, bands: list[str]) -> uci.Pac
             ),
             s("forwarding", "client_uplink", src="client", dest="uplink"),
             s("forwarding", "mesh_uplink", src="mesh", dest="uplink"),
-            s(
-                "rule",
-                "uplink_dhcp",
-                name="Allow-DHCP-Renew",
-                src="uplink",
-                proto="udp",
-                dest_port="68",
-                family="ipv4",
-                target="ACCEPT",
-            ),
-            s(
-                "rule",
+            accept("uplink", "uplink_dhcp", "Allow-DHCP-Renew", "udp", "68", family="ipv4"),
+            accept(
+                "uplink",
                 "uplink_ping",
-                name="Allow-Ping",
-                src="uplink",
-                proto="icmp",
+                "Allow-Ping",
+                "icmp",
                 icmp_type=["echo-request"],
                 family="ipv4",
-                target="ACCEPT",
             ),
-            s(
-                "rule",
-                "uplink_dhcpv6",
-                name="Allow-DHCPv6",
-                src="uplink",
-                proto="udp",
-                dest_port="546",
-                family="ipv6",
-                target="ACCEPT",
-            ),
-            s(
-                "rule",
+            accept("uplink", "uplink_dhcpv6", "Allow-DHCPv6", "udp", "546", family="ipv6"),
+            accept(
+                "uplink",
                 "uplink_icmpv6",
-                name="Allow-ICMPv6-Input",
-                src="uplink",
-                proto="icmpv6",
+                "Allow-ICMPv6-Input",
+                "icmpv6",
                 icmp_type=[
                     "echo-request",
                     "destination-unreachable",
@@ -248,7 +175,6 @@ def firewall(community: Community, node: NodeEntry, bands: list[str]) -> uci.Pac
                     "neighbour-advertisement",
                 ],
                 family="ipv6",
-                target="ACCEPT",
             ),
         ]
     if community.routing == "batman-adv":

@@ -6,26 +6,46 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
+from meshd import advice
+from meshd.advice import Reason
 from meshd.graph import shortest_path
-from meshd.topology import Direction, LinkState, MeshView
+from meshd.topology import LinkState, MeshView
 
-LOW_SIGNAL_DBM = -80
-SLOW_RTT_MS = 50.0
+#: Each reason of `meshd.advice` in an admin's words (the members' page has its own).
+ADMIN_WORDS: advice.Words = {
+    Reason.ONE_WAY_LOSS: lambda c, name: (
+        f"loss only one way ({c.value:.0%} from {name(c.worse)} to {name(c.better)}, "
+        f"{c.other:.0%} back): interference near the receiver, or unequal transmit power"
+    ),
+    Reason.LOSS_BOTH_WAYS: lambda c, _: (
+        f"{c.value:.0%} loss both ways: weak or obstructed radio path"
+    ),
+    Reason.LOW_SIGNAL: lambda c, name: (
+        f"low signal at {name(c.worse)} ({c.value:g} dBm): antennas, distance or obstacles"
+    ),
+    Reason.CONGESTED: lambda c, _: (
+        f"high RTT ({c.value:.0f} ms) with little loss: congestion or bufferbloat"
+    ),
+    Reason.FLAPPING: lambda c, _: "the link flaps, so the route changes: check power and cabling",
+    Reason.ONE_SIDED: lambda c, _: (
+        "only one end reports the link: a firewall or a one-way radio path"
+    ),
+    Reason.TUNNEL: lambda c, _: "a tunnel hop (tap): its MTU is smaller; probe with --mtu",
+    Reason.DOWN: None,  # a path never crosses a link that is down
+}
 
 
-@dataclass
-class Hop:
-    src: str
-    dst: str
-    out: Direction
-    back: Direction
-    state: LinkState
-    cost: int
+@dataclass(frozen=True)
+class Hop(advice.Hop):
+    """A hop of the path with babel's cost and its causes in an admin's words."""
+
+    cost: int = 0
     causes: list[str] = field(default_factory=list)
 
     def badness(self) -> float:
-        loss = max(self.out.loss or 0.0, self.back.loss or 0.0)
-        return loss * 10 + self.cost / 256 + (5 if self.state is not LinkState.GOOD else 0)
+        return (
+            self.worst_loss * 10 + self.cost / 256 + (5 if self.state is not LinkState.GOOD else 0)
+        )
 
 
 @dataclass
@@ -58,7 +78,7 @@ def diagnose(view: MeshView, a: str, b: str) -> Diagnosis:
         assert link is not None
         out, back = (link.ab, link.ba) if link.a == x else (link.ba, link.ab)
         hop = Hop(x, y, out, back, link.state, link.cost)
-        hop.causes = _causes(view, hop)
+        hop.causes.extend(advice.worded(advice.causes(hop), ADMIN_WORDS, view.name))
         hops.append(hop)
     weakest = max(hops, key=lambda h: h.badness()) if hops else None
     causes = [c for h in hops for c in h.causes]
@@ -80,37 +100,6 @@ def diagnose(view: MeshView, a: str, b: str) -> Diagnosis:
             "it live with --mtu and --trace"
         )
     return Diagnosis(a, b, path, hops, weakest, causes, steps)
-
-
-def _causes(view: MeshView, hop: Hop) -> list[str]:
-    name = view.name
-    out: list[str] = []
-    lo, lb = hop.out.loss, hop.back.loss
-    if lo is not None and lb is not None and abs(lo - lb) >= 0.15:
-        worse, better = (
-            (name(hop.src), name(hop.dst)) if lo > lb else (name(hop.dst), name(hop.src))
-        )
-        out.append(
-            f"loss only one way ({max(lo, lb):.0%} from {worse} to {better}, {min(lo, lb):.0%} "
-            "back): interference near the receiver, or unequal transmit power"
-        )
-    elif max(lo or 0.0, lb or 0.0) >= 0.1:
-        out.append(f"{max(lo or 0.0, lb or 0.0):.0%} loss both ways: weak or obstructed radio path")
-    for d in (hop.out, hop.back):
-        if d.signal_dbm is not None and d.signal_dbm <= LOW_SIGNAL_DBM:
-            out.append(
-                f"low signal at {name(d.src)} ({d.signal_dbm} dBm): antennas, distance or obstacles"
-            )
-    rtt = hop.out.rtt_ms
-    if rtt is not None and rtt >= SLOW_RTT_MS and max(lo or 0.0, lb or 0.0) < 0.1:
-        out.append(f"high RTT ({rtt:.0f} ms) with little loss: congestion or bufferbloat")
-    if hop.state is LinkState.FLAPPING:
-        out.append("the link flaps, so the route changes: check power and cabling")
-    if hop.state is LinkState.ONE_SIDED:
-        out.append("only one end reports the link: a firewall or a one-way radio path")
-    if hop.out.entry is not None and hop.out.entry.medium == "tap":
-        out.append("a tunnel hop (tap): its MTU is smaller; probe with --mtu")
-    return out
 
 
 def diagnosis_json(view: MeshView, d: Diagnosis) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cli.errors import ToolFailed
 from cli.lab import netns
 from node_agent.parsers import BabelNeighbour, BabelRoute, BabelTable
 
@@ -85,8 +86,11 @@ def parse_dump(text: str) -> Dump:
     return Dump(list(table.neighbours.values()), list(table.routes.values()))
 
 
-class BabelError(RuntimeError):
+class BabelError(ToolFailed):
     """The local control port of a node's babeld could not be used."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(what, fix="check `mutualmesh lab status`; `lab start` restarts daemons")
 
 
 class Client:

@@ -15,7 +15,7 @@ from pathlib import Path
 from cli.lab import agent, babel, broker, hostile, procs
 from cli.lab.build import LabBuild
 from cli.lab.procs import ProcRecord
-from cli.lab.state import LabError, wait_until
+from cli.lab.state import LabError, LabUsageError, wait_until
 from cli.lab.topology import INTERNET, Topology
 
 SINK_PORT = 5201
@@ -125,7 +125,7 @@ class LabDaemons(LabBuild):
         self.require_up()
         self.check_node(node)
         if "agent" in self.node_procs(node):
-            raise LabError(f"{node} runs an agent; a hostile node must not", usage=True)
+            raise LabUsageError(f"{node} runs an agent; a hostile node must not")
         topo = self.topology
         addresses = [k.side(node)[2] for k in topo.mesh_links(node)]
         addresses += [seg.addr(topo.node(node)) for seg in topo.segments_of(node)]
@@ -150,9 +150,7 @@ class LabDaemons(LabBuild):
     def _targets(self, node: str, what: str) -> list[ProcRecord]:
         self.check_node(node)
         if what not in (*KILLABLE, "all"):
-            raise LabError(
-                f"--what {what!r} unknown", f"use {', '.join(KILLABLE)} or all", usage=True
-            )
+            raise LabUsageError(f"--what {what!r} unknown", f"use {', '.join(KILLABLE)} or all")
         mine = self.node_procs(node)
         if what == "agent" and "agent" not in mine:
             raise LabError(

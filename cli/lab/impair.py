@@ -25,6 +25,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from meshd.errors import FixableError
+
 NFT_TABLE = "mutualmesh_lab_impair"
 RADIO_TABLE = "mutualmesh_lab_radio"
 _RATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(bit|kbit|mbit|gbit|bps|kbps|mbps|gbps)?\s*$", re.I)
@@ -41,8 +43,15 @@ _RATE_UNITS = {
 LOSS_SCALE = 10_000  # numgen modulus: loss is applied in steps of 0.01 %
 
 
-class ImpairError(ValueError):
+#: The fix a bad impairment or topology value points to.
+LAB_HELP = "see `mutualmesh lab --help`"
+
+
+class ImpairError(FixableError, ValueError):
     """An impairment value the user gave is not usable."""
+
+    def __init__(self, what: str, where: str | None = None, fix: str | None = LAB_HELP) -> None:
+        super().__init__(what, where, fix)
 
 
 def _number(value: object, what: str) -> float:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from cli.lab import netns
 from cli.lab.daemons import SINK_PORT
 from cli.lab.shaping import LabShaping
-from cli.lab.state import LabError, wait_until
+from cli.lab.state import LabError, LabUsageError, wait_until
 from cli.lab.topology import INTERNET
 
 SERVER_START_S = 10.0  # how long an iperf3 server may take to listen
@@ -86,14 +86,6 @@ def parse_iperf3(text: str) -> TrafficResult:
     )
 
 
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
-
-
 class LabMeasure(LabShaping):
     """Running commands in nodes and measuring with them: exec, ping, iperf3, the routed path."""
 
@@ -101,8 +93,8 @@ class LabMeasure(LabShaping):
         """Run a command inside a node (or the internet) with this terminal; return its status."""
         self.check_node(node, allow_internet=True)
         if not argv:
-            raise LabError(
-                "no command given", f"e.g. `mutualmesh lab exec {node} -- ip route`", usage=True
+            raise LabUsageError(
+                "no command given", f"e.g. `mutualmesh lab exec {node} -- ip route`"
             )
         try:
             return subprocess.run(netns.nsexec(self.ns(node), *argv), check=False).returncode
@@ -133,9 +125,9 @@ class LabMeasure(LabShaping):
         self.check_node(a)
         self.check_node(b, allow_internet=True)
         if a == b:
-            raise LabError("traffic needs two different nodes", usage=True)
+            raise LabUsageError("traffic needs two different nodes")
         if not 0 < seconds <= 3600:
-            raise LabError("--seconds must be between 0 and 3600", usage=True)
+            raise LabUsageError("--seconds must be between 0 and 3600")
         server: subprocess.Popen[str] | None = None
         port = SINK_PORT
         if b != INTERNET:

@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from cli.errors import ToolFailed
+
 NETNS_DIR = Path("/run/netns")
 CLONE_NEWNET = 0x40000000
 
@@ -32,14 +34,17 @@ NODE_SYSCTLS = (
 )
 
 
-class CommandError(RuntimeError):
+class CommandError(ToolFailed):
     """A system command failed; the message carries the command line and its stderr."""
 
     def __init__(self, argv: Sequence[str], returncode: int, stderr: str) -> None:
         self.argv = list(argv)
         self.returncode = returncode
         self.stderr = stderr.strip()
-        super().__init__(f"`{' '.join(argv)}` failed ({returncode}): {self.stderr}")
+        super().__init__(
+            f"`{' '.join(argv)}` failed ({returncode}): {self.stderr}",
+            fix="see the command's stderr above; `mutualmesh lab down` clears a half-built lab",
+        )
 
 
 def run(

@@ -17,7 +17,7 @@ from pathlib import Path
 from cli.lab import babel, impair, netns, procs
 from cli.lab.checks import LabChecks
 from cli.lab.impair import BY_NAME, ImpairError, Impairment
-from cli.lab.state import LabError, LinkState, PairState, wait_until
+from cli.lab.state import LabError, LabUsageError, LinkState, PairState, wait_until
 from cli.lab.topology import OUT_OF_RANGE, Link, Segment, Topology, pair_key
 
 RELAY_TAPS_S = 10.0  # how long the delay relay may take to create or remove its TAP devices
@@ -52,15 +52,14 @@ class LabShaping(LabChecks):
         given = {k: v for k, v in given.items() if v is not None}
         unknown = sorted(set(given) - set(BY_NAME))
         if unknown:
-            raise LabError(f"unknown impairment {', '.join(unknown)}", usage=True)
+            raise LabUsageError(f"unknown impairment {', '.join(unknown)}")
         pair = self._pair(a, b)
         if isinstance(pair, Segment):
             off = [k for k in given if not BY_NAME[k].on_segment]
             if off or "loss" not in given:
-                raise LabError(
+                raise LabUsageError(
                     f"{a}-{b} is a pair on shared segment {pair.name}: only --loss applies there",
                     "give --loss PCT (100 = out of range)",
-                    usage=True,
                 )
             loss = given["loss"]
             if isinstance(loss, bool) or not isinstance(loss, int | float):
@@ -94,7 +93,7 @@ class LabShaping(LabChecks):
 
     def _impair_pair(self, seg: Segment, a: str, b: str, loss: float, one_way: bool) -> PairState:
         if not 0 <= loss <= OUT_OF_RANGE:
-            raise LabError(f"loss {loss}: must be a percentage in [0, 100]", usage=True)
+            raise LabUsageError(f"loss {loss}: must be a percentage in [0, 100]")
         with self.locked():
             old = self.pair_state(seg.name, a, b)
             new = PairState(loss, one_way and loss < OUT_OF_RANGE, a, old.cut)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
+from cli.errors import BadInput, ToolFailed
 from cli.lab import agent, netns, procs
 from cli.lab.impair import Impairment
 from cli.lab.procs import ProcRecord
@@ -43,14 +44,16 @@ OWNER_ENV = "MUTUALMESH_LAB_OWNER"
 Echo = Callable[[str], None]
 
 
-class LabError(RuntimeError):
-    """Something the user asked of the lab cannot be done; `fix` says what to do instead."""
+class LabError(ToolFailed):
+    """Something asked of the lab cannot be done here and now (exit status 1); `fix` says what
+    to do instead. `cli.errors` prints it and picks the exit status, like every fixable error."""
 
-    def __init__(self, what: str, fix: str | None = None, *, usage: bool = False) -> None:
-        super().__init__(what)
-        self.what = what
-        self.fix = fix
-        self.usage = usage  # the user asked for something that cannot exist (exit status 2)
+    def __init__(self, what: str, fix: str | None = None, *, where: str | None = None) -> None:
+        super().__init__(what, where, fix)
+
+
+class LabUsageError(BadInput, LabError):
+    """The user asked for something that cannot exist (no such node or link): exit status 2."""
 
 
 def missing_requirements() -> list[str]:
@@ -71,10 +74,9 @@ def missing_requirements() -> list[str]:
 
 def check_name(name: str) -> str:
     if not LAB_NAME_RE.match(name):
-        raise LabError(
+        raise LabUsageError(
             f"lab name {name!r} is not usable",
             "use 1-8 lowercase letters or digits, e.g. --name lab2",
-            usage=True,
         )
     return name
 
@@ -279,10 +281,9 @@ class LabState:
             allow_internet and node == INTERNET and self.topology.gateways
         ):
             return node
-        raise LabError(
+        raise LabUsageError(
             f"lab {self.name!r} has no node {node!r}",
             f"use one of: {', '.join(self.node_names(allow_internet))}",
-            usage=True,
         )
 
     def segment_ifaces(self, node: str) -> dict[str, str]:
@@ -310,10 +311,9 @@ class LabState:
                 return self.topology.shared_segment(a, b)
             except KeyError:
                 near = ", ".join(self.topology.neighbours(a)) or "nothing"
-                raise LabError(
+                raise LabUsageError(
                     f"{a} and {b} share no link and no segment",
                     f"{a} can reach directly: {near}",
-                    usage=True,
                 ) from None
 
     def pair_state(self, segment: str, a: str, b: str) -> PairState:
@@ -333,13 +333,12 @@ class LabState:
         try:
             link = self.topology.link_between(a, b)
         except KeyError:
-            raise LabError(
+            raise LabUsageError(
                 f"there is no link between {a} and {b}",
                 f"{a} is linked to: {', '.join(self.topology.neighbours(a)) or 'nothing'}",
-                usage=True,
             ) from None
         if link.kind != "mesh":
-            raise LabError(f"{a}-{b} is an uplink, not a mesh link", usage=True)
+            raise LabUsageError(f"{a}-{b} is an uplink, not a mesh link")
         return link
 
     def addr(self, node: str) -> str:

@@ -24,7 +24,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cli.lab.impair import Impairment
+from cli.lab.impair import LAB_HELP, Impairment
+from meshd.errors import FixableError
 
 MAX_NODES = 200
 MAX_LINKS = 4000
@@ -39,8 +40,11 @@ MESH_V6 = "fd77::/48"
 _LINK_BASE = int(ipaddress.IPv4Address("10.77.128.0"))
 
 
-class TopologyError(ValueError):
+class TopologyError(FixableError, ValueError):
     """A topology spec or file the user gave cannot be turned into a mesh."""
+
+    def __init__(self, what: str, where: str | None = None, fix: str | None = LAB_HELP) -> None:
+        super().__init__(what, where, fix)
 
 
 @dataclass(frozen=True)

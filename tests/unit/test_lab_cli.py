@@ -5,10 +5,16 @@ from __future__ import annotations
 import os
 
 import pytest
-from click.testing import CliRunner
 
-from cli.commands.lab import lab
+from cli.errors import ExitStatus, UserError, exit_status_of
+from cli.lab.babel import BabelError
+from cli.lab.impair import ImpairError
 from cli.lab.lab import RUN_BASE
+from cli.lab.netns import CommandError
+from cli.lab.state import LabError, LabUsageError
+from cli.lab.topology import TopologyError
+from meshd.errors import FixableError
+from tests.clikit import invoke
 
 
 @pytest.fixture
@@ -27,7 +33,7 @@ def not_root(monkeypatch):
     ],
 )
 def test_without_root_says_what_is_missing_and_how_to_run_it(not_root, args):
-    result = CliRunner().invoke(lab, args)
+    result = invoke("lab", *args)
     assert result.exit_code == 1, result.output
     assert "root" in result.output
     assert "sudo" in result.output
@@ -47,10 +53,28 @@ def test_without_root_says_what_is_missing_and_how_to_run_it(not_root, args):
     ],
 )
 def test_bad_input_is_a_usage_error(args, needle):
-    result = CliRunner().invoke(lab, args)
+    result = invoke("lab", *args)
     assert result.exit_code == 2, result.output
     assert needle in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (LabError("no lab", "run `lab up`"), ExitStatus.ERROR),
+        (LabUsageError("no node n9", "use n1"), ExitStatus.USAGE),
+        (ImpairError("loss 500"), ExitStatus.USAGE),
+        (TopologyError("unknown topology"), ExitStatus.USAGE),
+        (CommandError(["ip", "link"], 2, "boom"), ExitStatus.ERROR),
+        (BabelError("babeld in x does not answer"), ExitStatus.ERROR),
+    ],
+)
+def test_every_lab_error_is_fixable_and_cli_errors_picks_its_status(error, status):
+    assert isinstance(error, FixableError)
+    assert error.fix, "every lab error says how to fix it"
+    assert exit_status_of(error) is status
+    assert UserError.of(error).exit_code == status
 
 
 def test_metrics_port_follows_the_agent_flags():

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from click.testing import CliRunner
 
-from cli.commands.lab import lab
 from cli.lab.impair import BY_NAME, OPTIONS, ImpairError, Impairment
 from cli.lab.shaping import APPLIERS
 from cli.lab.state import LinkState
 from cli.lab.topology import TopologyError, from_yaml_text
+from tests.clikit import invoke
 
 
 def test_options_set_fields_and_unset_ones_stay():
@@ -70,10 +69,10 @@ def test_every_option_names_a_registered_apply_function():
 
 
 def test_the_impair_command_has_one_flag_per_option_and_refuses_bad_values_first():
-    helptext = CliRunner().invoke(lab, ["impair", "--help"]).output
+    helptext = invoke("lab", "impair", "--help").output
     for opt in OPTIONS:
         assert f"--{opt.name}" in helptext
-    result = CliRunner().invoke(lab, ["impair", "n1", "n2", "--rate", "fast", "--name", "zz9"])
+    result = invoke("lab", "impair", "n1", "n2", "--rate", "fast", "--name", "zz9")
     assert result.exit_code == 2, result.output
     assert "10mbit" in result.output
     assert "Traceback" not in result.output

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 
+from meshd.defaults import RESPONDD_PORT
 from provisioning import uci
 from provisioning.security import MANAGEMENT_PORTS, admin_ssh_keys, open_findings, ssh_key_problem
 from tests.unit.test_provisioning_fixtures import ADA_SSH, PASSPHRASE, community_data
@@ -64,6 +65,25 @@ def _accepts_from_client(rules, port):
         if (not ports or str(port) in ports) and r.get("proto") not in ("icmp", "icmpv6"):
             return True
     return False
+
+
+def _accepts_udp(rules, src, port):
+    """True when a rule lets UDP to `port` in from zone `src` (a rule for any port counts)."""
+    for r in rules:
+        if r.get("src") != src or r.get("target") != "ACCEPT" or r.get("dest"):
+            continue
+        ports = str(r.get("dest_port", "")).replace("-", " ").split()
+        if (not ports or str(port) in ports) and r.get("proto") in (None, "udp", "tcpudp", "all"):
+            return True
+    return False
+
+
+@pytest.mark.parametrize("case", ["gateway", "ordinary"])
+def test_respondd_answers_the_mesh_and_never_the_clients(case):
+    rules = sections(render(case), "firewall", "rule")
+    assert _accepts_udp(rules, "mesh", RESPONDD_PORT)
+    assert not _accepts_udp(rules, "client", RESPONDD_PORT)
+    assert not _accepts_udp(rules, "uplink", RESPONDD_PORT)
 
 
 @pytest.mark.parametrize("case", ["gateway", "ordinary"])

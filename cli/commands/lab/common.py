@@ -1,8 +1,10 @@
-"""What every `mutualmesh lab` subcommand shares: error translation, --name, root, loading a lab."""
+"""What every `mutualmesh lab` subcommand shares: --name, root, loading a lab.
+
+Lab errors are `FixableError`s: `cli.errors` prints them and picks the exit status.
+"""
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -17,26 +19,6 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_NAME = os.environ.get("MUTUALMESH_LAB", "lab")
-
-
-def user_errors(func: F) -> F:
-    """Turn the lab's own errors into what/fix messages with a non-zero exit, no traceback."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from cli.lab.impair import ImpairError
-        from cli.lab.lab import LabError
-        from cli.lab.topology import TopologyError
-
-        try:
-            return func(*args, **kwargs)
-        except LabError as exc:
-            status = ExitStatus.USAGE if exc.usage else ExitStatus.ERROR
-            raise UserError(exc.what, fix=exc.fix, status=status) from None
-        except (TopologyError, ImpairError) as exc:
-            raise UserError(str(exc), fix="see `mutualmesh lab --help`") from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 def name_option(func: F) -> F:

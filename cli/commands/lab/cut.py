@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import click
 
-from cli.commands.lab.common import load, name_option, require_root, user_errors
+from cli.commands.lab.common import load, name_option, require_root
 
 
 @click.command()
 @click.argument("a")
 @click.argument("b")
 @name_option
-@user_errors
 def cut(a: str, b: str, name: str) -> None:
     """Take link A-B down at both ends."""
     require_root("cut", f"cut {a} {b} --name {name}")

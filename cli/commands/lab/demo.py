@@ -18,7 +18,6 @@ from cli.commands.lab.common import (
     require_root,
     say,
     table,
-    user_errors,
 )
 from cli.commands.lab.status import print_status
 from cli.commands.lab.up import hints
@@ -51,12 +50,11 @@ DEMO_MAP = r"""
 @click.option("--agents/--no-agents", default=None, help="Run meshd in every node.")
 @click.option("--seconds", default=2.0, show_default=True, help="Seconds of each traffic flow.")
 @name_option
-@user_errors
 def demo(agents: bool | None, seconds: float, name: str) -> None:
     """A 7-node neighbourhood with one gateway: build it, send traffic, show what admins see."""
     from cli.lab.lab import Lab, check_name
-    from cli.lab.measure import human_bytes
     from cli.lab.topology import neighbourhood
+    from cli.output import human_bytes
 
     check_name(name)
     require_root("demo", f"demo --name {name}")
@@ -93,7 +91,7 @@ def demo(agents: bool | None, seconds: float, name: str) -> None:
         if b == INTERNET_NAME and len(path) >= 2:
             role.append(f"{path[-2]} is the gateway")
         click.echo(
-            f"{a} -> {b}: {human_bytes(r.sent_bytes)} at {r.receiver_mbps:.0f} Mbit/s,"
+            f"{a} -> {b}: {human_bytes(r.sent_bytes, binary=True)} at {r.receiver_mbps:.0f} Mbit/s,"
             f" path {' > '.join(path)}" + (f" ({'; '.join(role)})" if role else "")
         )
     traffic_ended = time.time()
@@ -113,7 +111,7 @@ def demo(agents: bool | None, seconds: float, name: str) -> None:
 
 def _print_carried(lab: Lab) -> None:
     from cli.lab import netns
-    from cli.lab.measure import human_bytes
+    from cli.output import human_bytes
 
     rows: list[tuple[str, ...]] = [("node", "mesh rx", "mesh tx", "uplink tx")]
     for n in lab.topology.nodes:
@@ -122,7 +120,8 @@ def _print_carried(lab: Lab) -> None:
         rx = sum(counters.get(i, {}).get("rx_bytes", 0) for i in mesh)
         tx = sum(counters.get(i, {}).get("tx_bytes", 0) for i in mesh)
         up = counters.get("up0", {}).get("tx_bytes", 0) if n.gateway else 0
-        rows.append((n.name, human_bytes(rx), human_bytes(tx), human_bytes(up) if up else ""))
+        uplink = human_bytes(up, binary=True) if up else ""
+        rows.append((n.name, human_bytes(rx, binary=True), human_bytes(tx, binary=True), uplink))
     table(rows)
 
 

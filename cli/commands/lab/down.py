@@ -6,7 +6,7 @@ import time
 
 import click
 
-from cli.commands.lab.common import name_option, require_root, user_errors
+from cli.commands.lab.common import name_option, require_root
 from cli.errors import ExitStatus, UserError
 
 
@@ -14,7 +14,6 @@ from cli.errors import ExitStatus, UserError
 @click.option("--stale", is_flag=True, help="Remove every stale lab (see `lab list`), not one lab.")
 @click.option("--all", "all_", is_flag=True, help="Remove every lab on this machine.")
 @name_option
-@user_errors
 def down(stale: bool, all_: bool, name: str) -> None:
     """Remove every namespace, process and file of the lab (works after a crash; idempotent)."""
     from cli.lab.lab import check_name, down_by_name, list_lab_infos

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from cli.commands.lab.common import load, name_option, require_root, user_errors
+from cli.commands.lab.common import load, name_option, require_root
 from cli.errors import UserError
 from cli.lab.impair import OPTIONS
 
@@ -25,7 +25,6 @@ def _impair_options(func: Callable[..., Any]) -> Callable[..., Any]:
 @_impair_options
 @click.option("--one-way", is_flag=True, help="Impair only the direction from A to B.")
 @name_option
-@user_errors
 def impair(a: str, b: str, one_way: bool, name: str, **given: Any) -> None:
     """Make link A-B lossy, slow or long (values not given stay as they were)."""
     if all(v is None for v in given.values()):

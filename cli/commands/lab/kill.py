@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cli.commands.lab.common import load, name_option, require_root, user_errors
+from cli.commands.lab.common import load, name_option, require_root
 from cli.lab.daemons import KILLABLE
 
 
@@ -12,7 +12,6 @@ from cli.lab.daemons import KILLABLE
 @click.argument("node")
 @click.option("--what", type=click.Choice([*KILLABLE, "all"]), default="agent", show_default=True)
 @name_option
-@user_errors
 def kill(node: str, what: str, name: str) -> None:
     """Kill a node's agent (or daemons) with SIGKILL, as a crash or power cut would."""
     require_root("kill", f"kill {node} --name {name}")

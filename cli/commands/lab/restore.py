@@ -6,14 +6,13 @@ import time
 
 import click
 
-from cli.commands.lab.common import load, name_option, require_root, user_errors
+from cli.commands.lab.common import load, name_option, require_root
 
 
 @click.command()
 @click.argument("a")
 @click.argument("b")
 @name_option
-@user_errors
 def restore(a: str, b: str, name: str) -> None:
     """Bring a cut link A-B back and wait until babeld uses it."""
     require_root("restore", f"restore {a} {b} --name {name}")

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import click
 
-from cli.commands.lab.common import load, name_option, require_root, user_errors
+from cli.commands.lab.common import load, name_option, require_root
 
 
 @click.command()
 @click.argument("node")
 @name_option
-@user_errors
 def start(node: str, name: str) -> None:
     """Start whatever of a node's processes is not running."""
     require_root("start", f"start {node} --name {name}")

@@ -7,13 +7,12 @@ from typing import Any
 
 import click
 
-from cli.commands.lab.common import load, name_option, require_root, table, user_errors
+from cli.commands.lab.common import load, name_option, require_root, table
 
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @name_option
-@user_errors
 def status(as_json: bool, name: str) -> None:
     """Nodes, whether their processes run, routes, and link impairments and costs."""
     require_root("status", f"status --name {name}")

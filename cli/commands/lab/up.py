@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from cli.commands.lab.common import flag, name_option, require_root, say, user_errors
+from cli.commands.lab.common import flag, name_option, require_root, say
 
 if TYPE_CHECKING:
     from cli.lab.lab import Lab
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 )
 @click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for routes.")
 @name_option
-@user_errors
 def up(
     topology: str,
     gateway: tuple[str, ...],

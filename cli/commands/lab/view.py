@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from cli.commands.lab.common import load, name_option, require_root, user_errors
+from cli.commands.lab.common import load, name_option, require_root
 from cli.errors import ExitStatus, UserError
 
 VIEWS = ("nodes", "links", "contrib", "audit", "diagnose", "topology")
@@ -19,7 +19,6 @@ VIEWS = ("nodes", "links", "contrib", "audit", "diagnose", "topology")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.option("--at", "node", help="Ask this node's broker [default: the first node].")
 @name_option
-@user_errors
 def view(view: str, args: tuple[str, ...], node: str | None, name: str) -> None:
     """Run an admin VIEW (nodes, links, contrib, audit, ...) inside a node, against its broker.
 
