@@ -16,6 +16,7 @@ from cli.lab.topology import INTERNET, INTERNET_V4, INTERNET_V6, OUT_OF_RANGE, S
 
 NAT_TABLE = "mutualmesh_lab_nat"
 LATECOMERS_S = 5.0  # how long teardown keeps stopping processes that enter its namespaces
+LATECOMERS_QUIET_S = 0.5  # none seen for this long: teardown is done
 LINKS_UP_S = 10.0  # how long fresh veths may take to be up with link-local addresses
 
 
@@ -180,7 +181,15 @@ class LabBuild(LabState):
             netns.delete(ns)
         # 4. latecomers: a `lab up` killed while spawning leaves `ip netns exec` children that no
         #    state file names, and they may enter a namespace after step 2 looked into it
-        if not wait_until(lambda: not self._stop_latecomers(inodes), LATECOMERS_S):
+        #    (on a loaded machine one may be a few hundred ms late: stay until it is quiet a while)
+        quiet_since = [now()]
+
+        def quiet() -> bool:
+            if self._stop_latecomers(inodes):
+                quiet_since[0] = now()
+            return now() - quiet_since[0] >= LATECOMERS_QUIET_S
+
+        if not wait_until(quiet, LATECOMERS_S):
             raise LabError(f"processes keep entering the namespaces of lab {self.name!r}")
         left = [ns for ns in netns.list_netns() if ns.startswith(self.prefix)]
         if left:
