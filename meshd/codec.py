@@ -22,7 +22,7 @@ from meshd import validate as v
 from meshd.encoding import BoundedCache, b64decode, b64encode, canonical_json, load_canonical
 from meshd.errors import KeyFormatError, RecordRejected, RejectReason
 from meshd.ids import SIGNATURE_BYTES, KeyCache, PublicKey, SigningKey
-from meshd.records import Body, Kind, parse_body
+from meshd.records import Body, Kind, parse_body, parse_verified_body
 from meshd.trust import Enrollment, Revocation
 
 RECORD_DOMAIN = b"mutualmesh-record-v1\0"
@@ -116,7 +116,7 @@ class Envelope:
         held = self._body
         if held is not None:
             return held
-        return parse_body(self.kind, json.loads(self.raw)["body"])
+        return parse_verified_body(self.kind, json.loads(self.raw)["body"])
 
     def release_body(self) -> None:
         """Stop holding the parsed body (the store calls this when it takes the envelope)."""
