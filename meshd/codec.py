@@ -47,12 +47,13 @@ class Envelope:
     """A verified or self-signed record: `raw` is the exact bytes that were signed and sent.
 
     Memory is what a router spends on every node's records, so an envelope keeps the header
-    fields and `raw`; the signature is read out of `raw` when asked, and the typed `body` is
-    dropped once a store holds the envelope (`release_body`) and parsed again from `raw` on
-    each access (callers that read a body often keep the object they got). `raw` passed every
-    check before the store took it (canonical, valid body, good signature), so a re-parsed body
-    is the one that was verified. Key and certificate objects are shared by a node's records
-    (`ParseCache`). Immutable; equal when `raw` is equal, since the bytes determine every field.
+    fields and `raw`; the signature is read out of `raw` when asked, and the typed `body`
+    (checked by `decode`, kept there for node records only) is dropped once a store holds the
+    envelope (`release_body`) and parsed again from `raw` on each access (callers that read a
+    body often keep the object they got). `raw` passed every check before the store took it
+    (canonical, valid body, good signature), so a re-parsed body is the one that was verified.
+    Key and certificate objects are shared by a node's records (`ParseCache`). Immutable;
+    equal when `raw` is equal, since the bytes determine every field.
     """
 
     __slots__ = (
@@ -239,11 +240,13 @@ def decode(
         key = PublicKey.from_text(o["key"], "record.key", keys)
         b64decode(o["sig"], SIGNATURE_BYTES, "record.sig")  # refuse it now, read it later
         cert = _parse_cert(o["cert"], cache)
-        body = parse_body(kind, o["body"])
+        body: Body | None = parse_body(kind, o["body"])
     except v.Invalid as exc:
         raise RecordRejected(RejectReason.MALFORMED, str(exc)) from None
     except KeyFormatError as exc:
         raise RecordRejected(RejectReason.MALFORMED, str(exc)) from None
+    if kind is not Kind.NODE:  # checked; kept only for the store's hostname check
+        body = None
     return Envelope(kind, node_id, community, seq, issued_at, ttl_s, key, cert, body, bytes(data))
 
 
