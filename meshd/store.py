@@ -185,8 +185,10 @@ class RecordStore:
             if problem_text:
                 raise RecordRejected(RejectReason.UNENROLLED, problem_text)
             self._good_certs.put(cert, True)
-        body = envelope.body
-        if envelope.kind is Kind.NODE and getattr(body, "hostname", None) != envelope.cert.hostname:
+        if (
+            envelope.kind is Kind.NODE
+            and getattr(envelope.body, "hostname", None) != envelope.cert.hostname
+        ):
             raise RecordRejected(RejectReason.UNENROLLED, "hostname differs from the certificate")
 
     def offer_revocation(self, data: bytes) -> Revocation:
