@@ -222,7 +222,10 @@ class RecordStore:
     def merge(self, envelope: Envelope) -> bool:
         """Keep `envelope` if it is newer than its slot's record; True when the store changed."""
         held = self.records.get(envelope.slot)
-        if held is not None and held.order_key() >= envelope.order_key():
+        # held.order_key() >= envelope.order_key(), reading signatures only on a tie of seq
+        if held is not None and (
+            held.seq > envelope.seq or (held.seq == envelope.seq and held.sig >= envelope.sig)
+        ):
             return False
         envelope.release_body()
         self.records[envelope.slot] = envelope
