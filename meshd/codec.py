@@ -49,8 +49,8 @@ class Envelope:
 
     Memory is what a router spends on every node's records, so an envelope keeps the header
     fields and `raw`; the signature is read out of `raw` when asked, and the typed `body`
-    (checked by `decode`, kept there for node records only) is dropped once a store holds the
-    envelope (`release_body`) and parsed again from `raw` on each access (callers that read a
+    (checked by `decode`, and then dropped; a signed one is dropped once a store holds it,
+    `release_body`) is parsed again from `raw` on each access (callers that read a
     body often keep the object they got). `raw` passed every check before the store took it
     (canonical, valid body, good signature), so a re-parsed body is the one that was verified.
     Key and certificate objects are shared by a node's records (`ParseCache`). Immutable;
@@ -242,14 +242,13 @@ def decode(
         key = PublicKey.from_text(o["key"], "record.key", keys)
         b64decode(o["sig"], SIGNATURE_BYTES, "record.sig")  # refuse it now, read it later
         cert = _parse_cert(o["cert"], cache)
-        body: Body | None = parse_body(kind, o["body"])
+        parse_body(kind, o["body"])
     except v.Invalid as exc:
         raise RecordRejected(RejectReason.MALFORMED, str(exc)) from None
     except KeyFormatError as exc:
         raise RecordRejected(RejectReason.MALFORMED, str(exc)) from None
-    if kind is not Kind.NODE:  # checked; kept only for the store's hostname check
-        body = None
-    return Envelope(kind, node_id, community, seq, issued_at, ttl_s, key, cert, body, bytes(data))
+    # the body was checked; a reader parses it again from `raw`, so no envelope holds a parse
+    return Envelope(kind, node_id, community, seq, issued_at, ttl_s, key, cert, None, bytes(data))
 
 
 def _parse_cert(value: Any, cache: ParseCache | None) -> Enrollment:
@@ -367,3 +366,19 @@ def signed_bytes(envelope: Envelope) -> bytes:
 
 def signature_valid(envelope: Envelope) -> bool:
     return envelope.key.verify(RECORD_DOMAIN + signed_bytes(envelope), envelope.sig)
+
+
+_HOSTNAME = b'"hostname":"'
+
+
+def node_hostname(envelope: Envelope) -> str:
+    """The body's hostname of a decoded node record, read out of `raw` without parsing it.
+
+    Canonical keys are sorted, so the body (first key) comes before the certificate's own
+    hostname; inside the body only `contact` precedes it, and a quote in a string is always
+    escaped, so the marker cannot start there; nested objects (config, location) have fixed
+    keys. A checked hostname holds no quote, backslash or control character: no escapes.
+    """
+    raw = envelope.raw
+    start = raw.index(_HOSTNAME) + len(_HOSTNAME)
+    return raw[start : raw.index(b'"', start)].decode("utf-8")

@@ -22,6 +22,7 @@ from meshd.codec import (
     ParseCache,
     decode,
     decode_revocation,
+    node_hostname,
     peek_header,
     signature_valid,
 )
@@ -185,10 +186,7 @@ class RecordStore:
             if problem_text:
                 raise RecordRejected(RejectReason.UNENROLLED, problem_text)
             self._good_certs.put(cert, True)
-        if (
-            envelope.kind is Kind.NODE
-            and getattr(envelope.body, "hostname", None) != envelope.cert.hostname
-        ):
+        if envelope.kind is Kind.NODE and node_hostname(envelope) != envelope.cert.hostname:
             raise RecordRejected(RejectReason.UNENROLLED, "hostname differs from the certificate")
 
     def offer_revocation(self, data: bytes) -> Revocation:

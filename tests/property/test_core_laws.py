@@ -9,7 +9,7 @@ from functools import cache
 from hypothesis import given
 from hypothesis import strategies as st
 
-from meshd.codec import Envelope, decode, peek_header
+from meshd.codec import Envelope, decode, node_hostname, peek_header
 from meshd.errors import RecordRejected
 from meshd.records import LinkEntry, LinksBody, NodeBody, TrafficBody, parse_body
 from meshd.store import RecordStore
@@ -76,6 +76,8 @@ def test_decode_encode_round_trip(body: NodeBody | LinksBody | TrafficBody, seq:
     # held, the body is parsed again from the verified bytes: the very same values and types
     again.release_body()
     assert repr(again.body) == repr(parse_body(env.kind, json.loads(env.raw)["body"]))
+    if isinstance(body, NodeBody):  # the store's hostname check reads it from the bytes
+        assert node_hostname(again) == body.hostname
 
 
 @given(st.data())

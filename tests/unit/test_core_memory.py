@@ -7,10 +7,10 @@ import pickle
 
 import pytest
 
-from meshd.codec import decode, signature_valid
+from meshd.codec import decode, node_hostname, signature_valid
 from meshd.errors import RecordRejected, RejectReason
 from meshd.records import Kind, LinkEntry, LinksBody, parse_body
-from tests.corekit import NOW, CommunityKit, links_body, traffic_body
+from tests.corekit import NOW, CommunityKit, NodeKit, links_body, traffic_body
 
 
 @pytest.fixture
@@ -100,3 +100,15 @@ def test_a_held_body_is_parsed_to_the_same_values_and_types(community: Community
         held.release_body()
         assert repr(held.body) == repr(parse_body(held.kind, json.loads(raw)["body"]))
         assert held.body == body
+
+
+def test_node_hostname_read_from_the_bytes_is_the_bodys(community: CommunityKit) -> None:
+    hostname = "alpha-1"
+    node = community.enroll(hostname)
+    store = community.store()
+    held = store.offer(node.sign(node.node_body()).raw, NOW)
+    assert node_hostname(held) == hostname == held.body.hostname  # type: ignore[union-attr]
+    liar = NodeKit("beta", node.key, node.cert)  # alpha's certificate, another hostname
+    refused = liar.sign(liar.node_body(), seq=5).raw
+    with pytest.raises(RecordRejected, match="hostname differs"):
+        store.offer(refused, NOW)
