@@ -181,6 +181,8 @@ class LinkEntry:
     @classmethod
     def from_verified(cls, o: Mapping[str, Any]) -> LinkEntry:
         """What `from_json` gives for an entry it accepted, without checking it again."""
+        if not o.keys() <= _LINK_FIELDS:  # a newer field: the full path
+            return cls.from_json(o, "body.links[]")
         measured: dict[str, Any] = {
             name: (x if whole else float(x))
             for name, whole, _, _ in _LINK_RANGES
@@ -208,7 +210,8 @@ _LINK_RANGES: tuple[tuple[str, bool, float, float], ...] = tuple(
     (f.name, *f.metadata["range"]) for f in fields(LinkEntry) if "range" in f.metadata
 )
 _LINK_REQUIRED = frozenset(f.name for f in fields(LinkEntry) if f.default is MISSING)
-_LINK_OPTIONAL = frozenset(f.name for f in fields(LinkEntry)) - _LINK_REQUIRED
+_LINK_FIELDS = frozenset(f.name for f in fields(LinkEntry))
+_LINK_OPTIONAL = _LINK_FIELDS - _LINK_REQUIRED
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +227,8 @@ class LinksBody:
 
     @classmethod
     def from_verified(cls, value: Mapping[str, Any]) -> LinksBody:
+        if value.keys() != {"links"}:  # a field this fast path does not know: the full path
+            return cls.from_json(value)
         return cls(tuple(LinkEntry.from_verified(x) for x in value["links"]))
 
     def to_json(self) -> dict[str, Any]:
@@ -303,6 +308,8 @@ class TrafficBody:
     @classmethod
     def from_verified(cls, value: Mapping[str, Any]) -> TrafficBody:
         """What `from_json` gives for a body it accepted, without checking it again."""
+        if value.keys() != cls._FIELDS:  # an optional or newer field: the full path
+            return cls.from_json(value)
         pairs = tuple(
             NeighbourCounters(x["neighbour"], x["iface"], *(x[n] for n in _PAIR_COUNTERS))
             for x in value["neighbours"]
