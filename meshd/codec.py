@@ -11,7 +11,11 @@ byte of a signed record can change without the record being refused.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import re
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +23,7 @@ from meshd import validate as v
 from meshd.encoding import BoundedCache, b64decode, b64encode, canonical_json, load_canonical
 from meshd.errors import KeyFormatError, RecordRejected, RejectReason
 from meshd.ids import SIGNATURE_BYTES, KeyCache, PublicKey, SigningKey
-from meshd.records import Body, Kind, parse_body
+from meshd.records import Body, Kind, parse_body, parse_verified_body
 from meshd.trust import Enrollment, Revocation
 
 RECORD_DOMAIN = b"mutualmesh-record-v1\0"
@@ -40,10 +44,31 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 
 
-@dataclass(frozen=True, slots=True)
 class Envelope:
-    """A decoded record. `body` is typed; `raw` is the exact bytes that were signed and sent."""
+    """A verified or self-signed record: `raw` is the exact bytes that were signed and sent.
 
+    Memory is what a router spends on every node's records, so an envelope keeps the header
+    fields and `raw`; the signature is read out of `raw` when asked, and the typed `body`
+    (checked by `decode`, and then dropped; a signed one is dropped once a store holds it,
+    `release_body`) is parsed again from `raw` on each access (callers that read a
+    body often keep the object they got). `raw` passed every check before the store took it
+    (canonical, valid body, good signature), so a re-parsed body is the one that was verified.
+    Key and certificate objects are shared by a node's records (`ParseCache`). Immutable;
+    equal when `raw` is equal, since the bytes determine every field.
+    """
+
+    __slots__ = (
+        "_body",
+        "cert",
+        "community",
+        "issued_at",
+        "key",
+        "kind",
+        "node_id",
+        "raw",
+        "seq",
+        "ttl_s",
+    )
     kind: Kind
     node_id: str
     community: str
@@ -52,9 +77,64 @@ class Envelope:
     ttl_s: int
     key: PublicKey
     cert: Enrollment
-    body: Body
-    sig: bytes
     raw: bytes
+    _body: Body | None
+
+    def __init__(
+        self,
+        kind: Kind,
+        node_id: str,
+        community: str,
+        seq: int,
+        issued_at: int,
+        ttl_s: int,
+        key: PublicKey,
+        cert: Enrollment,
+        body: Body | None,
+        raw: bytes,
+    ) -> None:
+        """`body` None means "parse it from `raw` when asked" (raw must be a valid record)."""
+        put = object.__setattr__
+        put(self, "kind", kind)
+        put(self, "node_id", sys.intern(node_id))  # shared with the store's slot keys
+        put(self, "community", sys.intern(community))
+        put(self, "seq", seq)
+        put(self, "issued_at", issued_at)
+        put(self, "ttl_s", ttl_s)
+        put(self, "key", key)
+        put(self, "cert", cert)
+        put(self, "raw", raw)
+        put(self, "_body", body)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Envelope is immutable: cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"Envelope is immutable: cannot delete {name!r}")
+
+    @property
+    def body(self) -> Body:
+        """The typed body: the one held, or parsed again from the verified `raw`."""
+        held = self._body
+        if held is not None:
+            return held
+        return parse_verified_body(self.kind, json.loads(self.raw)["body"])
+
+    def release_body(self) -> None:
+        """Stop holding the parsed body (the store calls this when it takes the envelope)."""
+        object.__setattr__(self, "_body", None)
+
+    @property
+    def sig(self) -> bytes:
+        """The signature, read from `raw` when asked (it checked out before it was kept)."""
+        # decode checked its one canonical spelling already
+        return base64.urlsafe_b64decode(self.sig_text() + "==")
+
+    def sig_text(self) -> str:
+        """The signature as sent (base64); see `signed_bytes` for why the marker is unique."""
+        raw = self.raw
+        start = raw.rfind(b',"sig":"') + 8
+        return raw[start : raw.index(b'"', start)].decode("ascii")
 
     @property
     def expires_at(self) -> int:
@@ -68,6 +148,26 @@ class Envelope:
     def order_key(self) -> tuple[int, bytes]:
         """Newest wins; equal seq breaks ties by signature bytes so every node picks the same."""
         return (self.seq, self.sig)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Envelope):
+            return NotImplemented
+        return self.raw == other.raw
+
+    def __hash__(self) -> int:
+        return hash(self.raw)
+
+    def __repr__(self) -> str:
+        return (
+            f"Envelope(kind={self.kind.value!r}, node_id={self.node_id!r}, "
+            f"community={self.community!r}, seq={self.seq}, issued_at={self.issued_at}, "
+            f"ttl_s={self.ttl_s}, {len(self.raw)} bytes)"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled without the body (it is parsed from `raw` on the other side if needed)."""
+        head = (self.kind, self.node_id, self.community, self.seq, self.issued_at, self.ttl_s)
+        return (Envelope, (*head, self.key, self.cert, None, self.raw))
 
 
 def _unsigned(
@@ -102,7 +202,7 @@ def sign_record(
     fields = _unsigned(*head, body.to_json())
     sig = key.sign(RECORD_DOMAIN + canonical_json(fields))
     raw = canonical_json({**fields, "sig": b64encode(sig)})
-    return Envelope(*head, body, sig, raw)
+    return Envelope(*head, body, raw)
 
 
 @dataclass(slots=True)
@@ -140,27 +240,28 @@ def decode(
         issued_at = v.integer(o["issued_at"], "record.issued_at")
         ttl_s = v.integer(o["ttl_s"], "record.ttl_s", 1, limits.max_ttl_s)
         key = PublicKey.from_text(o["key"], "record.key", keys)
-        sig = b64decode(o["sig"], SIGNATURE_BYTES, "record.sig")
+        b64decode(o["sig"], SIGNATURE_BYTES, "record.sig")  # refuse it now, read it later
         cert = _parse_cert(o["cert"], cache)
-        body = parse_body(kind, o["body"])
+        parse_body(kind, o["body"])
     except v.Invalid as exc:
         raise RecordRejected(RejectReason.MALFORMED, str(exc)) from None
     except KeyFormatError as exc:
         raise RecordRejected(RejectReason.MALFORMED, str(exc)) from None
-    return Envelope(
-        kind, node_id, community, seq, issued_at, ttl_s, key, cert, body, sig, bytes(data)
-    )
+    # the body was checked; a reader parses it again from `raw`, so no envelope holds a parse
+    return Envelope(kind, node_id, community, seq, issued_at, ttl_s, key, cert, None, bytes(data))
 
 
 def _parse_cert(value: Any, cache: ParseCache | None) -> Enrollment:
     """A node's three records carry the same certificate: parse it once per store.
 
     The key is the certificate's canonical bytes (the record was canonical, so they re-encode
-    exactly), never the parsed value, whose `==` would let `true`, `1` and `1.0` meet.
+    exactly) or their digest, never the parsed value, whose `==` would let `true`, `1` and
+    `1.0` meet.
     """
     if cache is None or not isinstance(value, dict):
         return Enrollment.from_json(value, "record.cert")
-    exact = canonical_json(value)
+    # SHA-256 of the exact bytes is as exact a key as the bytes, and a fifth of their size
+    exact = hashlib.sha256(canonical_json(value)).digest()
     hit = cache.certs.get(exact)
     if hit is None:
         hit = Enrollment.from_json(value, "record.cert", cache.keys)
@@ -265,3 +366,19 @@ def signed_bytes(envelope: Envelope) -> bytes:
 
 def signature_valid(envelope: Envelope) -> bool:
     return envelope.key.verify(RECORD_DOMAIN + signed_bytes(envelope), envelope.sig)
+
+
+_HOSTNAME = b'"hostname":"'
+
+
+def node_hostname(envelope: Envelope) -> str:
+    """The body's hostname of a decoded node record, read out of `raw` without parsing it.
+
+    Canonical keys are sorted, so the body (first key) comes before the certificate's own
+    hostname; inside the body only `contact` precedes it, and a quote in a string is always
+    escaped, so the marker cannot start there; nested objects (config, location) have fixed
+    keys. A checked hostname holds no quote, backslash or control character: no escapes.
+    """
+    raw = envelope.raw
+    start = raw.index(_HOSTNAME) + len(_HOSTNAME)
+    return raw[start : raw.index(b'"', start)].decode("utf-8")

@@ -22,6 +22,7 @@ from meshd.codec import (
     ParseCache,
     decode,
     decode_revocation,
+    node_hostname,
     peek_header,
     signature_valid,
 )
@@ -122,6 +123,8 @@ class RecordStore:
         if held is None or header.seq > held.seq:
             return None
         if header.seq == held.seq:
+            if header.sig == held.sig_text():  # the flood's usual copy: no base64 decode
+                return RecordRejected(RejectReason.DUPLICATE, f"seq {header.seq} already held")
             try:
                 sig = b64decode(header.sig, SIGNATURE_BYTES, "record.sig")
             except KeyFormatError:
@@ -183,8 +186,7 @@ class RecordStore:
             if problem_text:
                 raise RecordRejected(RejectReason.UNENROLLED, problem_text)
             self._good_certs.put(cert, True)
-        body = envelope.body
-        if envelope.kind is Kind.NODE and getattr(body, "hostname", None) != envelope.cert.hostname:
+        if envelope.kind is Kind.NODE and node_hostname(envelope) != envelope.cert.hostname:
             raise RecordRejected(RejectReason.UNENROLLED, "hostname differs from the certificate")
 
     def offer_revocation(self, data: bytes) -> Revocation:
@@ -218,8 +220,12 @@ class RecordStore:
     def merge(self, envelope: Envelope) -> bool:
         """Keep `envelope` if it is newer than its slot's record; True when the store changed."""
         held = self.records.get(envelope.slot)
-        if held is not None and held.order_key() >= envelope.order_key():
+        # held.order_key() >= envelope.order_key(), reading signatures only on a tie of seq
+        if held is not None and (
+            held.seq > envelope.seq or (held.seq == envelope.seq and held.sig >= envelope.sig)
+        ):
             return False
+        envelope.release_body()
         self.records[envelope.slot] = envelope
         return True
 

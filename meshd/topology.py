@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from meshd.codec import Envelope
-from meshd.records import Kind, LinkEntry, LinksBody, NodeBody, TrafficBody
+from meshd.records import Body, Kind, LinkEntry, LinksBody, NodeBody, TrafficBody
 
 DEFAULT_COST = 256  # babel's cost of a perfect wired hop; used when no side reports a cost
 UNREACHABLE_COST = 0xFFFF
@@ -133,27 +133,40 @@ class NodeView:
     links: Envelope | None = None
     traffic: Envelope | None = None
     status: str | None = None  # retained online/offline from MQTT, when read from a broker
+    # A held envelope parses its body on each access (the store keeps bytes, not parses), so
+    # the view keeps the bodies it read, for as long as it lives, per envelope it holds.
+    _bodies: dict[Kind, tuple[Envelope, Body]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+
+    def _body(self, env: Envelope | None) -> Body | None:
+        if env is None:
+            return None
+        hit = self._bodies.get(env.kind)
+        if hit is None or hit[0] is not env:
+            hit = self._bodies[env.kind] = (env, env.body)
+        return hit[1]
 
     @property
     def info(self) -> NodeBody | None:
-        body = None if self.node is None else self.node.body
+        body = self._body(self.node)
         return body if isinstance(body, NodeBody) else None
 
     @property
     def link_entries(self) -> tuple[LinkEntry, ...]:
-        body = None if self.links is None else self.links.body
+        body = self._body(self.links)
         return body.links if isinstance(body, LinksBody) else ()
 
     @property
     def counters(self) -> TrafficBody | None:
-        body = None if self.traffic is None else self.traffic.body
+        body = self._body(self.traffic)
         return body if isinstance(body, TrafficBody) else None
 
     @property
     def hostname(self) -> str:
-        body = None if self.node is None else self.node.body
-        if isinstance(body, NodeBody):
-            return body.hostname
+        info = self.info
+        if info is not None:
+            return info.hostname
         for env in (self.links, self.traffic):
             if env is not None:
                 return env.cert.hostname

@@ -9,9 +9,9 @@ from functools import cache
 from hypothesis import given
 from hypothesis import strategies as st
 
-from meshd.codec import Envelope, decode, peek_header
+from meshd.codec import Envelope, decode, node_hostname, peek_header
 from meshd.errors import RecordRejected
-from meshd.records import LinkEntry, LinksBody, NodeBody, TrafficBody
+from meshd.records import LinkEntry, LinksBody, NodeBody, TrafficBody, parse_body
 from meshd.store import RecordStore
 from tests.corekit import NOW, CommunityKit, NodeKit, links_body, traffic_body
 
@@ -71,6 +71,13 @@ def test_decode_encode_round_trip(body: NodeBody | LinksBody | TrafficBody, seq:
     again = decode(env.raw)
     assert again == env
     assert again.body == body
+    head = ("kind", "node_id", "community", "seq", "issued_at", "ttl_s", "key", "cert", "sig")
+    assert [getattr(again, f) for f in head] == [getattr(env, f) for f in head]
+    # held, the body is parsed again from the verified bytes: the very same values and types
+    again.release_body()
+    assert repr(again.body) == repr(parse_body(env.kind, json.loads(env.raw)["body"]))
+    if isinstance(body, NodeBody):  # the store's hostname check reads it from the bytes
+        assert node_hostname(again) == body.hostname
 
 
 @given(st.data())
