@@ -8,7 +8,7 @@ from cli.read.options import Mesh
 from cli.read.verify import paused_gc
 from meshd.audit import AuditInput, AuditPolicy, AuditResult, audit
 from meshd.contrib import Contribution, contributions, regressions
-from meshd.records import TrafficBody
+from meshd.records import Kind, TrafficBody
 from meshd.topology import MeshView
 
 
@@ -70,7 +70,11 @@ def _run_audit(mesh: Mesh, policy: AuditPolicy | None) -> AuditResult:
         base = arch.baseline(mesh.community.name, before=current, at_or_before=mesh.now)
         if base is not None:
             old_store = arch.load(base, mesh.community.trust)
-            previous = {e.node_id: e.body for e in old_store if isinstance(e.body, TrafficBody)}
+            previous = {
+                e.node_id: b
+                for e in old_store
+                if e.kind is Kind.TRAFFIC and isinstance(b := e.body, TrafficBody)
+            }
             previous_adjacency = MeshView.build(old_store, base.taken_at).adjacency
     view = mesh.view(flaps)
     items = contributions(view, None, policy=mesh.community.contribution)

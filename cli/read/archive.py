@@ -99,7 +99,11 @@ class Archive:
 
     def traffic(self, snap: Snapshot, trust: Trust) -> dict[str, TrafficBody]:
         store = verify(trust, self._rows(snap, Kind.TRAFFIC), snap.taken_at)
-        return {e.node_id: e.body for e in store if isinstance(e.body, TrafficBody)}
+        return {
+            e.node_id: b
+            for e in store
+            if e.kind is Kind.TRAFFIC and isinstance(b := e.body, TrafficBody)
+        }
 
     def link_flaps(
         self, community: str, trust: Trust, limit: int = 50

@@ -17,7 +17,7 @@ from cli.read.source import default_broker, parse_broker, read_broker, read_snap
 from cli.read.verify import verify
 from meshd.community import Community
 from meshd.errors import RejectReason
-from meshd.records import TrafficBody
+from meshd.records import Kind, TrafficBody
 from meshd.store import RecordStore
 from meshd.topology import MeshView
 
@@ -45,7 +45,11 @@ class Mesh:
         return MeshView.build(self.store, self.now, statuses=self.statuses, flaps=flaps)
 
     def traffic(self) -> dict[str, TrafficBody]:
-        return {e.node_id: e.body for e in self.store if isinstance(e.body, TrafficBody)}
+        return {
+            e.node_id: b
+            for e in self.store
+            if e.kind is Kind.TRAFFIC and isinstance(b := e.body, TrafficBody)
+        }
 
 
 def mesh_options(func: Callable[..., Any]) -> Callable[..., Any]:
