@@ -54,6 +54,7 @@ class Config:
     static_neighbours: list[str] = field(default_factory=list)
     wifi_ifaces: list[str] = field(default_factory=list)
     routing: str = "babel"
+    replication: str = "flood"  # or "push" (docs/protocol.md §8.3)
     batman_iface: str = "bat0"
     log_level: str = "info"
 
@@ -154,6 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="routing protocol of the mesh (default babel); batman-adv adds `batctl` link data",
     )
     a("--batman-iface", help="batman-adv mesh interface (default bat0)")
+    a(
+        "--replication",
+        choices=["flood", "push"],
+        help="flood: read every neighbour's broker (default); push: eager/lazy push into "
+        "neighbours' brokers with digests on connect (docs/protocol.md §8.3)",
+    )
     a("--log-level", choices=["debug", "info", "warning", "error"], help="default info")
     return p
 
@@ -232,6 +239,8 @@ def _check(c: Config) -> None:
         raise ConfigError(
             f"--wifi-iface {', '.join(stray)}: not a --mesh-iface. Fix: name it as both"
         )
+    if c.replication not in ("flood", "push"):
+        raise ConfigError(f"replication {c.replication!r}: must be flood or push")
     if c.routing not in ("babel", "batman-adv"):
         raise ConfigError(f"routing {c.routing!r}: must be babel or batman-adv")
     if not c.mesh_ifaces and c.mdns:
