@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from meshd.codec import Envelope
+from meshd.codec import Envelope, peek_header
 from meshd.errors import RecordRejected, RejectReason
 from meshd.records import Kind
 from meshd.sync import (
@@ -94,7 +94,10 @@ class PushCore(RelayCore):
         except RecordRejected as exc:
             if exc.reason in (RejectReason.DUPLICATE, RejectReason.STALE):
                 self.counters["push_redundant"] += 1
-                if self.modes.prune(sender):
+                # a sender's own record also comes over our subscription to its topics: not a
+                # cycle in the eager tree, so no prune for it
+                own = exc.reason is RejectReason.DUPLICATE and self._sender_own(sender, payload)
+                if not own and self.modes.prune(sender):
                     self.counters["prunes_sent"] += 1
                     return [Control(sender, PRUNE)]
                 return []
@@ -105,6 +108,12 @@ class PushCore(RelayCore):
             Publish(record_topic(env.community, env.node_id, env.kind), env.raw),
             *self._spread(env, sender),
         ]
+
+    def _sender_own(self, sender: str, payload: bytes) -> bool:
+        """The very bytes held of the sender's own record (the header is only a lookup key)."""
+        h = peek_header(payload)
+        held = None if h is None else self.store.records.get((h.node_id, h.kind))
+        return held is not None and held.node_id == sender and held.raw == payload
 
     def _on_control(self, source: Source, sender: str, payload: bytes, now: float) -> list[Action]:
         parsed = decode_control(payload)

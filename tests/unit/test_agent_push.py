@@ -9,7 +9,16 @@ import pytest
 from meshd.records import Kind
 from meshd.sync import GRAFT_AFTER_S, HAVE_INTERVAL_S, MAX_HEADERS, Have, encode_headers
 from meshd.topics import control_topic, parse_topic, push_topic, record_topic
-from node_agent.relay_core import LOCAL, Control, Drop, Publish, Push, RelayCore, Stored
+from node_agent.relay_core import (
+    LOCAL,
+    Control,
+    Drop,
+    Publish,
+    Push,
+    RelayCore,
+    Source,
+    Stored,
+)
 from node_agent.relay_push import GRAFT, PRUNE, PushCore
 from tests.corekit import NOW, CommunityKit
 
@@ -70,6 +79,15 @@ def test_a_redundant_push_prunes_its_link_but_never_the_last_eager_one(seq: int)
     again = push(c, B.node_id, D.sign(D.node_body(), seq=seq).raw)
     assert again == []  # B is the last eager link: kept
     assert c.modes.eager == {B.node_id}
+
+
+def test_a_senders_own_record_seen_on_its_topics_first_does_not_prune():
+    c = core(B.node_id, C.node_id)
+    env = B.sign(B.node_body(), seq=1)
+    from_b = Source("fe80::b%mesh0", B.node_id, B.key.public.fingerprint)
+    c.on_message(from_b, record_topic(KIT.name, B.node_id, Kind.NODE), env.raw, NOW)
+    assert push(c, B.node_id, env.raw) == []
+    assert c.modes.eager == {B.node_id, C.node_id}
 
 
 def test_lazy_links_get_header_batches_from_tick():
