@@ -52,6 +52,7 @@ share_mqtt_property_tables()
 REPLAY_LIMIT_S = 3.0  # longest a neighbour holds the replay slot
 PACKET_OVERHEAD = 1024  # fixed header, topic and properties around a record of the cap
 OUTBOX = 5_000  # pushes/control queued for one neighbour; more are counted and dropped
+INFLIGHT = 20  # publishes to one neighbour awaiting PUBACK at once (paho's own default)
 TICK_S = 0.1  # how often the core's timed work (header batches, pulls) runs
 
 
@@ -320,10 +321,33 @@ class Relay:
             await asyncio.sleep(TICK_S)
 
     async def _drain(self, client: aiomqtt.Client, peer: str, box: asyncio.Queue[Any]) -> None:
-        while True:
-            topic, payload = await box.get()
-            await client.publish(topic, payload, qos=1, retain=False)
-            self._traffic(peer, "out", len(payload))
+        """Publish the outbox in order, up to INFLIGHT awaiting their PUBACK at once: one at a
+        time, a lossy link's retransmissions would let the queue (and every record's delay)
+        grow without bound."""
+        inflight = asyncio.Semaphore(INFLIGHT)
+        failed: list[BaseException] = []
+        pending: set[asyncio.Task[None]] = set()
+
+        async def one(topic: str, payload: bytes) -> None:
+            try:
+                await client.publish(topic, payload, qos=1, retain=False)
+                self._traffic(peer, "out", len(payload))
+            except aiomqtt.MqttError as exc:
+                failed.append(exc)
+            finally:
+                inflight.release()
+
+        try:
+            while not failed:
+                topic, payload = await box.get()
+                await inflight.acquire()
+                task = asyncio.create_task(one(topic, payload))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+            raise failed[0]
+        finally:
+            for task in pending:
+                task.cancel()
 
     async def _read(self, client: aiomqtt.Client, source: Source, turn: ReplayTurn) -> None:
         async for message in client.messages:
