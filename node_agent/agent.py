@@ -430,6 +430,8 @@ class Agent:
             "revoked": sorted(self.store.revoked),
             "rejections": {r.value: c for r, c in self.store.rejections.items()},
             "neighbour_rejections": {k: dict(v) for k, v in self.core.by_source.items()},
+            "relay_traffic": {k: dict(v) for k, v in self.relay.traffic.items()},
+            "replication": self.core.replication,
             "counters": dict(counters),
             "totals": {name: m.total for name, m in self.ledger.meters.items()},
             "events": [{"t": t, "node_id": nid, "event": e} for t, nid, e in self.events],

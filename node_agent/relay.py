@@ -33,6 +33,7 @@ from node_agent.lean import share_mqtt_property_tables
 from node_agent.neighbours import Event, Neighbour, NeighbourTable
 from node_agent.relay_core import (
     LOCAL,
+    MAX_SOURCES,
     Action,
     Control,
     Drop,
@@ -167,6 +168,10 @@ class Relay:
         self.traffic: dict[str, dict[str, int]] = {}  # neighbour -> msgs/bytes in/out
 
     def _traffic(self, peer: str, direction: str, size: int) -> None:
+        """Messages and bytes per neighbour and direction, to set against bench/relay_scale.py;
+        a claimed sender is anyone's to write, so past MAX_SOURCES entries they share `other`."""
+        if peer not in self.traffic and len(self.traffic) >= MAX_SOURCES:
+            peer = "other"
         t = self.traffic.setdefault(
             peer, {"msgs_in": 0, "bytes_in": 0, "msgs_out": 0, "bytes_out": 0}
         )

@@ -127,3 +127,21 @@ def test_a_cut_street_heals_within_5s_of_babel_routing_again(mesh: PushMesh):
     )
     assert [r for n in mesh.honest for r in mesh.watch[n].rewinds()] == []
     assert heal <= HEAL_LIMIT_S
+
+
+def test_each_agent_counts_its_relay_traffic_per_neighbour(mesh: PushMesh):
+    """The counters a lab run is set against bench/relay_scale.py with."""
+    rows = []
+    for n in mesh.honest:
+        status = mesh.status(n)
+        assert status.get("replication") == "push"
+        traffic = status.get("relay_traffic", {})
+        up = {mesh.ids[m] for m in mesh.lab.topology.neighbours(n)}
+        assert up <= set(traffic), f"{n}: {sorted(traffic)}"
+        rows.append(
+            f"{n}: " + ", ".join(f"{sum(t[k] for t in traffic.values())} {k}" for k in sorted(
+                {"msgs_in", "bytes_in", "msgs_out", "bytes_out"}
+            ))
+        )  # fmt: skip
+        assert all(t["msgs_out"] > 0 for p, t in traffic.items() if p in up)
+    print("\nrelay traffic since start:\n" + "\n".join(rows))
