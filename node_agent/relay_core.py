@@ -22,7 +22,9 @@ Actions: `Publish(topic, payload, retain)` on our own broker (neighbours read it
 `Stored(envelope)` (the store changed), `Drop(reason, ...)` (counted, nothing else happens),
 `NeighbourVerified(link, node_id)` (a record that verified came over `link` from the node that
 link claims to be: only then is the neighbour believed), `NeighbourGone(link, node_id)` (the
-neighbour said `offline`), `Revoked(revocation)` (persist it).
+neighbour said `offline`), `Revoked(revocation)` (persist it); with push replication
+(`relay_push.PushCore`) also `Push(neighbour, payload)` and `Control(neighbour, message)`,
+published into that neighbour's broker. `tick(now)`, `peer_up`, `peer_down` are no-ops here.
 
 Order of checks for a neighbour's message, cheapest first and verify before trust: rate limit
 per source link, size cap, topic and community, then `RecordStore.offer` (header triage, then
