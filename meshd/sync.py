@@ -151,6 +151,34 @@ def decode_headers(tag: str, data: bytes) -> list[Have] | None:
     return out
 
 
+CONTROL_TAGS = ("digest", "graft", "have", "prune", "want")
+CHUNK = 400  # headers per control message: 400 x ~30 B stays under the 16 KiB record cap
+
+
+def encode_chunks(tag: str, headers: Iterable[Have]) -> list[bytes]:
+    """`encode_headers` split so that no message outgrows the cap a receiver applies first."""
+    items = sorted(headers)
+    return [encode_headers(tag, items[i : i + CHUNK]) for i in range(0, len(items), CHUNK)]
+
+
+def decode_control(data: bytes) -> tuple[str, list[Have]] | None:
+    """(tag, headers) of one control message, or None: exactly one known tag holding a list of
+    at most MAX_HEADERS valid headers (hostile input: the caller counts and drops)."""
+    if len(data) > MAX_HEADERS * 64:
+        return None
+    try:
+        value = json.loads(data)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    if not isinstance(value, dict) or len(value) != 1:
+        return None
+    (tag,) = value
+    if tag not in CONTROL_TAGS:
+        return None
+    headers = decode_headers(tag, data)
+    return None if headers is None else (tag, headers)
+
+
 def held_headers(records: Iterable[Envelope]) -> list[Have]:
     return [Have(e.node_id, e.kind, e.seq) for e in records]
 

@@ -10,7 +10,7 @@ REVOCATIONS = "_revocations"
 STATUS = "status"
 #: Replication at scale (docs/protocol.md §8): a relay publishes, not retained, into its
 #: neighbour's broker: full records on `_push/<sender>`, header batches, digests, pulls and
-#: prune/graft on `_ctl/<sender>`. Not parsed by `parse_topic` (a v1 relay ignores them).
+#: prune/graft on `_ctl/<sender>`; `parse_topic` gives (community, `_push`|`_ctl`, sender).
 PUSH = "_push"
 CONTROL = "_ctl"
 
@@ -42,12 +42,13 @@ def community_filter(community: str) -> str:
 
 
 def parse_topic(topic: str) -> tuple[str, str, str] | None:
-    """(community, node_id or `_revocations`, kind or status or node_id) or None if foreign."""
+    """(community, node_id or `_revocations`/`_push`/`_ctl`, kind or status or node_id) or None
+    if foreign: anything else, or a sender that is not a node id, is refused."""
     parts = topic.split("/")
     if len(parts) != 5 or f"{parts[0]}/{parts[1]}" != ROOT:
         return None
     community, middle, last = parts[2], parts[3], parts[4]
-    if middle == REVOCATIONS:
+    if middle in (REVOCATIONS, PUSH, CONTROL):
         return (community, middle, last) if is_node_id(last) else None
     if not is_node_id(middle):
         return None

@@ -42,6 +42,7 @@ from node_agent.publisher import SOFTWARE, Publisher
 from node_agent.radio import RadioReader, Runner
 from node_agent.relay import Relay, ReplayTurn
 from node_agent.relay_core import RelayCore
+from node_agent.relay_push import PushCore
 from node_agent.runtime import Runtime
 from node_agent.state import STATE_FILE, StateFile
 from node_agent.status import StatusServer
@@ -69,7 +70,8 @@ class Agent:
         self.community = community
         self.node_id = key.node_id
         self.store = RecordStore(community.trust)
-        self.core = RelayCore(
+        core_type = PushCore if config.replication == "push" else RelayCore
+        self.core = core_type(
             self.store, self.node_id, config.neighbour_rate, config.neighbour_burst
         )
         self.neighbours = NeighbourTable(lost_after=config.lost_after)
@@ -177,6 +179,7 @@ class Agent:
             "babel": self._babel_reader,
             "housekeeping": self._housekeeping,
             "relay-supervisor": self.relay.supervise,
+            "relay-ticks": self.relay.run_ticks,
         }
         if self.config.mdns:
             spawn["discovery"] = self.discovery.run
@@ -427,6 +430,8 @@ class Agent:
             "revoked": sorted(self.store.revoked),
             "rejections": {r.value: c for r, c in self.store.rejections.items()},
             "neighbour_rejections": {k: dict(v) for k, v in self.core.by_source.items()},
+            "relay_traffic": {k: dict(v) for k, v in self.relay.traffic.items()},
+            "replication": self.core.replication,
             "counters": dict(counters),
             "totals": {name: m.total for name, m in self.ledger.meters.items()},
             "events": [{"t": t, "node_id": nid, "event": e} for t, nid, e in self.events],

@@ -102,6 +102,7 @@ class Config:
     static_neighbours: list[str] = field(default_factory=list)
     wifi_ifaces: list[str] = field(default_factory=list)
     routing: str = "babel"
+    replication: str = "flood"  # or "push" (docs/protocol.md §8.3)
     batman_iface: str = "bat0"
     log_level: str = "info"
 
@@ -207,6 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="routing protocol of the mesh (default babel); batman-adv adds `batctl` link data",
     )
     a("--batman-iface", help="batman-adv mesh interface (default bat0)")
+    a(
+        "--replication",
+        choices=["flood", "push"],
+        help="flood: read every neighbour's broker (default); push: eager/lazy push into "
+        "neighbours' brokers with digests on connect (docs/protocol.md §8.3)",
+    )
     a("--log-level", choices=["debug", "info", "warning", "error"], help="default info")
     return p
 
@@ -280,6 +287,8 @@ def _check(c: Config) -> None:
     stray = sorted(set(c.wifi_ifaces) - set(c.mesh_ifaces))
     if stray:
         raise bad("wifi_iface", ", ".join(stray), "not a --mesh-iface", "name it as both")
+    if c.replication not in ("flood", "push"):
+        raise bad("replication", c.replication, "unknown replication", "give flood or push")
     if c.routing not in ("babel", "batman-adv"):
         raise bad("routing", c.routing, "unknown routing", "give babel or batman-adv")
     if not c.mesh_ifaces and c.mdns:

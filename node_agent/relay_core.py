@@ -22,7 +22,9 @@ Actions: `Publish(topic, payload, retain)` on our own broker (neighbours read it
 `Stored(envelope)` (the store changed), `Drop(reason, ...)` (counted, nothing else happens),
 `NeighbourVerified(link, node_id)` (a record that verified came over `link` from the node that
 link claims to be: only then is the neighbour believed), `NeighbourGone(link, node_id)` (the
-neighbour said `offline`), `Revoked(revocation)` (persist it).
+neighbour said `offline`), `Revoked(revocation)` (persist it); with push replication
+(`relay_push.PushCore`) also `Push(neighbour, payload)` and `Control(neighbour, message)`,
+published into that neighbour's broker. `tick(now)`, `peer_up`, `peer_down` are no-ops here.
 
 Order of checks for a neighbour's message, cheapest first and verify before trust: rate limit
 per source link, size cap, topic and community, then `RecordStore.offer` (header triage, then
@@ -35,13 +37,21 @@ from __future__ import annotations
 
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from meshd.codec import Envelope
 from meshd.errors import RecordRejected, RejectReason
 from meshd.records import Kind
 from meshd.store import RecordStore
-from meshd.topics import REVOCATIONS, STATUS, parse_topic, record_topic, revocation_topic
+from meshd.topics import (
+    CONTROL,
+    PUSH,
+    REVOCATIONS,
+    STATUS,
+    parse_topic,
+    record_topic,
+    revocation_topic,
+)
 from meshd.topics import status_topic as _status_topic
 from meshd.trust import Revocation
 from node_agent.neighbours import TokenBucket
@@ -101,11 +111,28 @@ class Revoked:
     revocation: Revocation
 
 
-Action = Publish | Stored | Drop | NeighbourVerified | NeighbourGone | Revoked
+@dataclass(frozen=True, slots=True)
+class Push:
+    """One full record into `neighbour`'s broker on `_push/<us>` (push replication only)."""
+
+    neighbour: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Control:
+    """One control message into `neighbour`'s broker on `_ctl/<us>` (push replication only)."""
+
+    neighbour: str
+    message: bytes
+
+
+Action = Publish | Stored | Drop | NeighbourVerified | NeighbourGone | Revoked | Push | Control
 
 
 @dataclass
 class RelayCore:
+    replication: ClassVar[str] = "flood"  # what the shell subscribes to on a neighbour
     store: RecordStore
     node_id: str
     rate: float = 50.0
@@ -150,6 +177,8 @@ class RelayCore:
             return [Drop("other_community_topic", source.link, community[:64])]
         if middle == REVOCATIONS:
             return self._on_revocation(source, payload)
+        if middle in (PUSH, CONTROL):
+            return self._on_relay(source, middle, last, payload, now)
         if last == STATUS:
             claimed = remote and middle == source.claimed
             if claimed and payload == b"offline" and self.verified.get(source.link) == middle:
@@ -192,6 +221,23 @@ class RelayCore:
         self.counters["relayed" if remote else "accepted_local"] += 1
         actions.append(Publish(record_topic(env.community, env.node_id, env.kind), env.raw))
         return actions
+
+    def _on_relay(
+        self, source: Source, middle: str, sender: str, payload: bytes, now: float
+    ) -> list[Action]:
+        """`_push`/`_ctl` traffic: only the push core (`relay_push.PushCore`) speaks it."""
+        return [Drop("replication_unsupported", source.link, f"{middle}/{sender}")]
+
+    def tick(self, now: float) -> list[Action]:
+        """Timed work (header batches, pulls); flooding has none."""
+        return []
+
+    def peer_up(self, peer: str, now: float) -> list[Action]:
+        """Our client reached `peer`'s broker; flooding just subscribes there."""
+        return []
+
+    def peer_down(self, peer: str) -> list[Action]:
+        return []
 
     def _verify(self, source: Source, env: Envelope) -> list[Action]:
         if not source.claimed or env.node_id != source.claimed:

@@ -23,7 +23,7 @@ from cli.errors import Unreachable, UserError
 from cli.read.mqttcap import PacketCap, connect_properties
 from meshd import defaults
 from meshd.community import Community
-from meshd.topics import community_filter, parse_topic
+from meshd.topics import CONTROL, PUSH, community_filter, parse_topic
 
 SNAPSHOT_FORMAT = "mutualmesh-snapshot"
 SNAPSHOT_VERSION = 1
@@ -166,7 +166,9 @@ def _take(raw: Raw, records: dict[str, bytes], topic: str, payload: Any) -> None
         raw.dropped["not_a_record"] += 1
         return
     _, subject, leaf = parsed
-    if subject == "_revocations":
+    if subject in (PUSH, CONTROL):  # relay-to-relay traffic, never retained: not the store
+        raw.dropped["relay_traffic"] += 1
+    elif subject == "_revocations":
         raw.revocations.append(payload)
     elif leaf == "status":
         raw.statuses[subject] = payload.decode("utf-8", "replace")[:MAX_STATUS_CHARS]

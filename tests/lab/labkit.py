@@ -134,7 +134,10 @@ class Snapshot:
 
 # Fast timers so fault tests stay short: publish every 2 s, probes every 25 ms, a neighbour is
 # lost after 5 s without probe replies, mDNS answers without the RFC's random delays.
+#: which replication the lab agents run (node_agent --replication); push tests set their own
+REPLICATION = os.environ.get("MUTUALMESH_LAB_REPLICATION", "flood")
 FAST_AGENT = (
+    "--replication", REPLICATION,
     "--publish-interval", "2",
     "--probe-interval", "0.025",
     "--probe-window", "800",
@@ -235,7 +238,7 @@ class BrokerWatch:
         last: dict[str, int] = {}
         out = []
         for m in self.messages():
-            if m.seq is None:
+            if m.seq is None or "/_push/" in m.topic:  # a push topic carries every record
                 continue
             if m.seq < last.get(m.topic, m.seq):
                 out.append(f"{self.node}: {m.topic} {last[m.topic]} -> {m.seq} at {m.t:.2f}")

@@ -1,4 +1,5 @@
-"""The rendered broker config, run by the real mosquitto: neighbours can read, never write.
+"""The rendered broker config, run by the real mosquitto: neighbours read, and write only
+`_push/+` and `_ctl/+` (push replication).
 
 The node's mosquitto.conf and ACL files are used as rendered; only the listen addresses and
 ports are moved to loopback (127.0.0.1 for the agent's listener, 127.0.0.2 standing in for the
@@ -118,3 +119,35 @@ def test_neighbours_read_but_cannot_write(broker):
         for c in (watcher, neighbour, agent):
             c.loop_stop()
             c.disconnect()
+
+
+def test_neighbours_write_only_push_inboxes(broker):
+    """Push replication: a neighbour may publish to `_push/+` and `_ctl/+`, nothing else."""
+    local_port, mesh_port = broker
+    c = "mesh/v1/riverside"
+    forbidden = [
+        f"{c}/abcdefghijklmnop/links",
+        f"{c}/abcdefghijklmnop/status",
+        f"{c}/_revocations/abcdefghijklmnop",
+        f"{c}/_push/abcdefghijklmnop/extra",
+        f"{c}/_push",
+        "mesh/v1/other/_push/abcdefghijklmnop",
+    ]
+    allowed = [f"{c}/_push/abcdefghijklmnop", f"{c}/_ctl/abcdefghijklmnop"]
+    got: list[str] = []
+    subscribed: list[int] = []
+    watcher = _client("127.0.0.1", local_port)
+    neighbour = _client("127.0.0.2", mesh_port)
+    try:
+        watcher.on_message = lambda _c, _u, m: got.append(m.topic)
+        watcher.on_subscribe = lambda *_a: subscribed.append(1)
+        watcher.subscribe("mesh/v1/#")
+        _wait(lambda: subscribed, "subscription")
+        for topic in [*forbidden, *allowed]:  # one publisher: delivered in this order
+            neighbour.publish(topic, b"x", qos=1).wait_for_publish(5)
+        _wait(lambda: all(t in got for t in allowed), "the push inboxes")
+        assert [t for t in got if t in forbidden] == []
+    finally:
+        for client in (watcher, neighbour):
+            client.loop_stop()
+            client.disconnect()

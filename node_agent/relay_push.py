@@ -1,0 +1,194 @@
+"""Push replication (docs/protocol.md §8.3-8.4) on top of the flooding `RelayCore`, still pure.
+
+A neighbour publishes into *our* broker: a full record on `_push/<sender>`, a control message
+on `_ctl/<sender>`; our local subscription hands both to `on_message`. We answer with `Push`
+and `Control` actions that the shell publishes into the named neighbour's broker. The eager /
+lazy bookkeeping is `meshd.sync.PeerModes`; timed work (header batches to lazy links, pulls of
+announced records that did not arrive, anti-entropy digests) comes from `tick(now)`.
+
+The sender in a topic is only a claim (anyone on the mesh listener may write it): it chooses
+where answers go and which rate limit and counters apply, never whether a record is believed.
+Pushes never verify a neighbour either; the shell still reads each neighbour's own topics on
+its broker for that.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from meshd.codec import Envelope, peek_header
+from meshd.errors import RecordRejected, RejectReason
+from meshd.records import Kind
+from meshd.sync import (
+    ANTI_ENTROPY_S,
+    HAVE_INTERVAL_S,
+    Have,
+    PeerModes,
+    decode_control,
+    encode_chunks,
+    encode_headers,
+    held_headers,
+    newer_in,
+)
+from meshd.topics import CONTROL, PUSH, parse_topic, record_topic
+from node_agent.relay_core import (
+    LOCAL,
+    Action,
+    Control,
+    Drop,
+    Publish,
+    Push,
+    RelayCore,
+    Source,
+    Stored,
+)
+
+DIGEST_ECHO_S = 5.0  # a digest is answered with ours unless we sent this neighbour one since
+PRUNE = encode_headers("prune", [])
+GRAFT = encode_headers("graft", [])
+
+
+def _header(env: Envelope) -> Have:
+    return Have(env.node_id, env.kind, env.seq)
+
+
+@dataclass
+class PushCore(RelayCore):
+    replication: ClassVar[str] = "push"
+    modes: PeerModes = field(default_factory=PeerModes)
+    pending: dict[tuple[str, Kind], Have] = field(default_factory=dict)  # since last batch
+    digest_sent: dict[str, float] = field(default_factory=dict)
+    next_have: float = 0.0
+    next_anti_entropy: float = 0.0
+    turn: int = 0  # which neighbour gets the next anti-entropy digest
+
+    # -- the way in -------------------------------------------------------------------------
+
+    def on_message(self, source: Source, topic: str, payload: bytes, now: float) -> list[Action]:
+        if source.link == LOCAL.link:
+            parsed = parse_topic(topic)
+            if parsed is not None and parsed[1] in (PUSH, CONTROL):
+                # rate limit and count per claimed sender, like a neighbour link
+                source = Source(f"{parsed[1]}/{parsed[2]}")
+        actions = super().on_message(source, topic, payload, now)
+        if source.link.startswith((PUSH + "/", CONTROL + "/")):
+            return actions
+        # a record stored any other way (a neighbour's own topic, our broker): pass it on
+        exclude = source.claimed or None
+        out = list(actions)
+        for a in actions:
+            if isinstance(a, Stored):
+                out += self._spread(a.envelope, exclude)
+        return out
+
+    def _on_relay(
+        self, source: Source, middle: str, sender: str, payload: bytes, now: float
+    ) -> list[Action]:
+        if sender == self.node_id:
+            return [Drop("own_echo", source.link)]
+        if middle == CONTROL:
+            return self._on_control(source, sender, payload, now)
+        try:
+            env = self.store.offer(payload, now)
+        except RecordRejected as exc:
+            if exc.reason in (RejectReason.DUPLICATE, RejectReason.STALE):
+                self.counters["push_redundant"] += 1
+                # a sender's own record also comes over our subscription to its topics: not a
+                # cycle in the eager tree, so no prune for it
+                own = exc.reason is RejectReason.DUPLICATE and self._sender_own(sender, payload)
+                if not own and self.modes.prune(sender):
+                    self.counters["prunes_sent"] += 1
+                    return [Control(sender, PRUNE)]
+                return []
+            return [Drop(exc.reason.value, source.link, exc.detail)]
+        self.counters["relayed"] += 1
+        return [
+            Stored(env),
+            Publish(record_topic(env.community, env.node_id, env.kind), env.raw),
+            *self._spread(env, sender),
+        ]
+
+    def _sender_own(self, sender: str, payload: bytes) -> bool:
+        """The very bytes held of the sender's own record (the header is only a lookup key)."""
+        h = peek_header(payload)
+        held = None if h is None else self.store.records.get((h.node_id, h.kind))
+        return held is not None and held.node_id == sender and held.raw == payload
+
+    def _on_control(self, source: Source, sender: str, payload: bytes, now: float) -> list[Action]:
+        parsed = decode_control(payload)
+        if parsed is None:
+            return [Drop("control_malformed", source.link, payload[:64].hex())]
+        tag, headers = parsed
+        self.counters[f"control_{tag}_in"] += 1
+        records = self.store.records
+        if tag == "have":
+            for h in newer_in(headers, records):
+                self.modes.announced(sender, h, now)
+            return []
+        if tag == "want":
+            held = [records.get(h.slot) for h in headers]
+            return [Push(sender, e.raw) for e in held if e is not None]
+        if tag == "digest":
+            actions: list[Action] = [
+                Control(sender, m) for m in encode_chunks("want", newer_in(headers, records))
+            ]
+            sent = self.digest_sent.get(sender)
+            if sent is None or now - sent > DIGEST_ECHO_S:
+                actions += self._digest(sender, now)  # so it pulls what it lacks too
+            return actions
+        if tag == "prune":
+            other = self.modes.pruned_by(sender)
+            return [] if other is None else [Control(other, GRAFT)]
+        self.modes.graft(sender)  # "graft"
+        return []
+
+    # -- our own side -----------------------------------------------------------------------
+
+    def own(self, env: Envelope) -> list[Action]:
+        return [*super().own(env), *self._spread(env, None)]
+
+    def _spread(self, env: Envelope, exclude: str | None) -> list[Action]:
+        """A record newly held: in full to eager links, a header to lazy ones next batch."""
+        h = _header(env)
+        self.modes.arrived(h)
+        self.pending[h.slot] = h
+        return [Push(p, env.raw) for p in sorted(self.modes.eager) if p != exclude]
+
+    def _digest(self, peer: str, now: float) -> list[Action]:
+        self.digest_sent[peer] = now
+        headers = held_headers(self.store.records.values())
+        return [Control(peer, m) for m in encode_chunks("digest", headers)] or [
+            Control(peer, encode_headers("digest", []))
+        ]
+
+    def peer_up(self, peer: str, now: float) -> list[Action]:
+        """Connected to `peer`'s broker: an eager link, and our digest instead of a replay."""
+        self.modes.up(peer)
+        return self._digest(peer, now)
+
+    def peer_down(self, peer: str) -> list[Action]:
+        self.digest_sent.pop(peer, None)
+        return [Control(p, GRAFT) for p in self.modes.down(peer)]
+
+    def tick(self, now: float) -> list[Action]:
+        out: list[Action] = []
+        for peer, headers in sorted(self.modes.overdue(now).items()):
+            out += [Control(peer, m) for m in encode_chunks("want", headers)]
+            if self.modes.graft(peer):
+                out.append(Control(peer, GRAFT))
+        if now >= self.next_have:
+            self.next_have = now + HAVE_INTERVAL_S
+            if self.pending and self.modes.lazy:
+                batch = encode_chunks("have", self.pending.values())
+                out += [Control(p, m) for p in sorted(self.modes.lazy) for m in batch]
+            self.pending.clear()
+        peers = sorted(self.modes.eager | self.modes.lazy)
+        if not self.next_anti_entropy:  # every connect sent a digest already
+            self.next_anti_entropy = now + ANTI_ENTROPY_S
+        if now >= self.next_anti_entropy:
+            self.next_anti_entropy = now + ANTI_ENTROPY_S
+            if peers:
+                self.turn += 1
+                out += self._digest(peers[self.turn % len(peers)], now)
+        return out
