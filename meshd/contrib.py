@@ -359,7 +359,11 @@ def _contribution(
 
     # relayed: flow conservation, from the neighbours' counts, from our own, and optimistic
     b_n = flow_bound(ev.in_n, ev.out_n)
-    b_o = flow_bound(ev.in_o, ev.out_o)
+    # its own bound uses every counter it publishes, silent neighbours' too: a neighbour whose
+    # agent stopped must not shrink it (that made an honest relay "contradicted" at once)
+    b_o = flow_bound(
+        {n: rx for n, (rx, _) in me.per.items()}, {n: tx for n, (_, tx) in me.per.items()}
+    )
     b_x = flow_bound(*ev.opt(favour_high=True))
     what = "flow conservation from the neighbours' counters"
     relayed = _judge(

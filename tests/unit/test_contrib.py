@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from meshd.community import ContributionPolicy
 from meshd.contrib import LEGEND, Check, Contribution, contributions, cost_share, flow_bound
+from meshd.records import Kind
 from meshd.topology import MeshView
 from tests.meshgen import SyntheticMesh
 
@@ -196,3 +197,15 @@ def test_audit_flags_the_leaf_liar_and_the_under_reporter():
     codes = audit_codes(mesh)
     assert codes["unverified-relayed"] == {"n5"}
     assert codes["disputed-claim"] == {"n1"}
+
+
+def test_a_silent_neighbour_never_makes_an_honest_relay_contradicted():
+    """n4's agent stopped: its links record is still live, its traffic record is gone. n3's own
+    counters towards n4 still bound what n3 relayed (they used to drop out of that bound)."""
+    mesh = chain_with_traffic()
+    store = mesh.store()
+    del store.records[(mesh.nodes["n4"].node_id, Kind.TRAFFIC)]
+    view = MeshView.build(store, mesh.now)
+    n3 = {c.hostname: c for c in contributions(view)}["n3"].relayed
+    assert n3.check is not Check.CONTRADICTED, n3
+    assert n3.check is not Check.VERIFIED  # n4's side of the link is missing: not proven either
