@@ -159,7 +159,11 @@ class Counting:
         if self.radio is not None:
             await self._fold_radio(self.radio)
         if self.nft is not None:
-            for name, (nbytes, packets) in (await self.nft.counters()).items():
+            for name, (raw_bytes, packets) in (await self.nft.counters()).items():
+                # consumption as the mesh links count it (frames, Ethernet header included),
+                # so an honest node's claim meets what its neighbours delivered
+                extra = system.ETHER_HEADER * packets if name == "client" else 0
+                nbytes = raw_bytes + extra
                 self.ledger.update(f"nft/{name}/bytes", nbytes, self.nft_epoch)
                 self.ledger.update(f"nft/{name}/packets", packets, self.nft_epoch)
         if self.flow_epoch is not None:
