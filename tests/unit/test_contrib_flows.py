@@ -240,3 +240,26 @@ async def test_no_nft_switch_leaves_the_flow_table_out(tmp_path, monkeypatch):
     await agent._read_counters()
     await agent.counting.teardown()
     assert nft.calls == []
+
+
+@pytest.mark.asyncio
+async def test_consumption_is_counted_like_the_links_count_it(tmp_path, monkeypatch):
+    """The client counter (L3, as nftables sees packets) gets each packet's Ethernet header, so
+    an honest claim meets what the neighbours' link counters delivered."""
+    monkeypatch.setattr(system, "iface_stats", lambda iface: None)
+    agent, _, _ = agent_with_peer(tmp_path)
+    now = {"client": (0, 0), "forwarded": (0, 0)}
+
+    async def nft_run(*argv: str, stdin: bytes | None = None) -> tuple[int, str]:
+        items = [
+            {"counter": {"name": name, "bytes": b, "packets": p}} for name, (b, p) in now.items()
+        ]
+        return 0, json.dumps({"nftables": items})
+
+    monkeypatch.setattr(system, "run", nft_run)
+    agent.counting.nft = system.Nft("meshd_acct", ["eth1"], None, [])
+    await agent._read_counters()  # baseline
+    now.update(client=(150_000, 100), forwarded=(150_000, 100))
+    await agent._read_counters()
+    assert agent.ledger.total("nft/client/bytes") == 150_000 + 100 * system.ETHER_HEADER
+    assert agent.ledger.total("nft/forwarded/bytes") == 150_000  # relay: as the flows count it
