@@ -217,8 +217,12 @@ def test_under_reporting_consumer_is_flagged_by_audit(lab: Lab):
     sent = lab.traffic("n1", "n2", seconds=3).sent_bytes
     assert sent > 1_000_000
 
+    states: list[str] = []  # what n1's consumption was at each poll, for a failure message
+
     def flagged() -> tuple[int, dict[str, Any], dict[str, Any]] | None:
         now = contrib(lab)
+        if now is not None:
+            states.append(f"{now['n1']['consumed_bytes']['check']}")
         if now is None or now["n1"]["consumed_bytes"]["check"] not in ("disputed", "contradicted"):
             return None
         code, data = cli_json(lab, READER, "audit")
@@ -229,7 +233,10 @@ def test_under_reporting_consumer_is_flagged_by_audit(lab: Lab):
         ]
         return (code, hits[0], now["n1"]["consumed_bytes"]) if hits else None
 
-    code, finding, fig = wait_for("the under-reporter flagged", flagged, 60)
+    try:
+        code, finding, fig = wait_for("the under-reporter flagged", flagged, 90)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; n1's consumption at each poll: {states}") from None
     low = max(b["limit"] - b["tolerance"] for b in fig["bounds"] if b["what"].startswith("lower"))
     print(
         f"\nn1 sent {sent:,} B to n2 uncounted; claims {fig['value']:,} B consumed "
