@@ -17,6 +17,9 @@ BROKER_PORT = 1883
 HTTP_PORT = 9105
 #: The agent's UDP link probes (echo requests and replies between neighbours).
 PROBE_PORT = 4243
+#: The Babel routing protocol (babeld, UDP) and multicast DNS (discovery, UDP).
+BABEL_PORT = 6696
+MDNS_PORT = 5353
 #: The mDNS service every agent announces and browses for.
 SERVICE_TYPE = "_mutualmesh._tcp.local."
 #: A node whose newest record is older than this is shown as offline; yanic uses 10 minutes too.

@@ -313,7 +313,9 @@ class TrafficBody:
     forwarded_bytes: int = 0  # transit: carried for others, neither from nor to this node
     forwarded_packets: int = 0
     gateway_bytes: int = 0  # from the mesh to the uplink, on behalf of other nodes
-    client_bytes: int = 0  # to and from this node's own clients
+    # to and from this node's clients, plus the router's own traffic on its mesh links (control
+    # plane aside: broker, probes, babel, mDNS): everything this node consumes, both directions
+    client_bytes: int = 0
     endpoints: tuple[EndpointFlow, ...] = ()  # optional; omitted from the wire when empty
 
     _FIELDS: ClassVar[frozenset[str]] = frozenset(

@@ -306,6 +306,7 @@ class Agent:
             self.save_state()
 
     async def _read_counters(self) -> None:
+        await self.counting.refresh_flows(self.store, self.node_id)  # when peers' addresses change
         await self.counting.read()
 
     def p2p_owner(self, iface: str) -> str | None:

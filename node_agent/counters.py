@@ -7,7 +7,9 @@ import logging
 from collections.abc import Callable
 
 from meshd.accounting import Ledger, LinkMeters
-from node_agent import system
+from meshd.records import Kind, NodeBody
+from meshd.store import RecordStore
+from node_agent import flows, system
 from node_agent.config import Config
 from node_agent.neighbours import Neighbour, NeighbourTable
 from node_agent.radio import RadioReader, RadioView, neighbour_macs, parse_ip_neigh
@@ -37,6 +39,10 @@ class Counting:
         self.stations_seen: dict[str, set[str]] = {}  # iface -> MACs in its last station dump
         self.nft: system.Nft | None = None
         self.nft_epoch = ""
+        self.flow_table = f"{config.nft_table}_flows"
+        self.flow_epoch: int | None = None  # the flow table's handle while it is up
+        self.flow_peers: dict[str, tuple[str, ...]] | None = None  # what it was built for
+        self.flow_totals: flows.Flows = {}  # cumulative per peer, for the traffic record
         self.on_change: Callable[[], None] = lambda: None  # a new meter or owner: save now
 
     def radio_reader(self) -> RadioReader | None:
@@ -153,9 +159,41 @@ class Counting:
         if self.radio is not None:
             await self._fold_radio(self.radio)
         if self.nft is not None:
-            for name, (nbytes, packets) in (await self.nft.counters()).items():
+            for name, (raw_bytes, packets) in (await self.nft.counters()).items():
+                # consumption as the mesh links count it (frames, Ethernet header included),
+                # so an honest node's claim meets what its neighbours delivered
+                extra = system.ETHER_HEADER * packets if name == "client" else 0
+                nbytes = raw_bytes + extra
                 self.ledger.update(f"nft/{name}/bytes", nbytes, self.nft_epoch)
                 self.ledger.update(f"nft/{name}/packets", packets, self.nft_epoch)
+        if self.flow_epoch is not None:
+            raw = await flows.read(self.rt.sys.run, self.flow_table)
+            epoch = f"{self.boot_id}/flows{self.flow_epoch}"
+            self.flow_totals = flows.fold(self.ledger, raw, epoch)
+
+    async def refresh_flows(self, store: RecordStore, own_id: str) -> None:
+        """(Re)build the per-destination flow table when other nodes' addresses changed (their
+        node records): at start, then whenever a node appears or renumbers. Counters survive
+        a rebuild (named per peer); a refused script leaves the flows uncounted, not fatal."""
+        if not self.config.nft:
+            return
+        peers: dict[str, tuple[str, ...]] = {}
+        for node_id in store.node_ids():
+            env = store.get(node_id, Kind.NODE)
+            if node_id != own_id and env is not None and isinstance(env.body, NodeBody):
+                peers[node_id] = env.body.addresses
+        if peers == self.flow_peers:
+            return
+        script = flows.flows_nft_script(
+            peers, self.config.mesh_ifaces, self.config.client_ifaces, self.flow_table
+        )
+        epoch = await flows.apply(self.rt.sys.run, script, self.flow_table)
+        if epoch is None:
+            if self.flow_peers is None:
+                log.warning("per-destination flow counters unavailable; endpoints not attested")
+            self.flow_peers = peers  # not again until the peers change
+            return
+        self.flow_epoch, self.flow_peers = epoch, peers
 
     async def setup(self) -> None:
         """nftables accounting and per-MAC counters on wired links, if enabled and possible."""
@@ -183,6 +221,11 @@ class Counting:
                 self.macs = None
 
     async def teardown(self) -> None:
+        if self.flow_epoch is not None:
+            rc, out = await self.rt.sys.run("nft", "delete", "table", "inet", self.flow_table)
+            if rc:
+                log.warning("could not delete nftables table %s: %s", self.flow_table, out)
+            self.flow_epoch = None
         if self.nft is not None:
             await self.nft.remove()
         if self.macs is not None:

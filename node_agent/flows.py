@@ -1,8 +1,10 @@
-"""End-to-end byte counts per mesh destination: what this node's clients sent to and received from
-every other node, which the admin side checks relays' claims against (`meshd.contrib`).
+"""End-to-end byte counts per mesh destination: what this node's clients and the router itself
+sent to and received from every other node, which the admin side checks relays' claims against
+(`meshd.contrib`).
 
 The address plan gives every node its own prefixes, so one nftables table in the forward hook
-maps a packet's mesh address to that node's named counter (an object map, one lookup per packet
+(clients' traffic) and the output and input hooks (the router's own, control plane aside) maps
+a packet's mesh address to that node's named counter (an object map, one lookup per packet
 whatever the mesh size); addresses outside every known prefix land in the "other" counters.
 Counters are named after the peer's node id, so they keep their values when peers come and go
 and the table is re-applied (`add` keeps existing counters). The record carries only the top
@@ -19,6 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from meshd.accounting import Ledger
 from meshd.records import MAX_ENDPOINTS, OTHER_PEER, EndpointFlow
+from node_agent.system import own_chains
 
 Runner = Callable[..., Awaitable[tuple[int, str]]]
 Flows = dict[str, tuple[int, int]]  # peer node id (or OTHER_PEER) -> (sent, received)
@@ -78,7 +81,19 @@ def flows_nft_script(
         f"add chain inet {table} flows "
         "{ type filter hook forward priority -140; policy accept; }",
         f"flush chain inet {table} flows",
+        *own_chains(table, -140),
     ]
+    if mesh:  # the router's own traffic (an iperf end, a service it hosts), control plane aside
+        m = _names(mesh)
+        for fam, ip in (("4", "ip"), ("6", "ip6")):
+            out = f"add rule inet {table} own_out oifname {m} meta nfproto ipv{fam}"
+            back = f"add rule inet {table} own_in iifname {m} meta nfproto ipv{fam}"
+            lines += [
+                f"{out} {ip} daddr @known{fam} counter name {ip} daddr map @orig{fam}",
+                f'{out} {ip} daddr != @known{fam} counter name "o_{_OTHER}"',
+                f"{back} {ip} saddr @known{fam} counter name {ip} saddr map @term{fam}",
+                f'{back} {ip} saddr != @known{fam} counter name "t_{_OTHER}"',
+            ]
     if mesh and clients:
         m, c = _names(mesh), _names(clients)
         for fam, ip in (("4", "ip"), ("6", "ip6")):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -15,7 +16,7 @@ from meshd.community import Community
 from meshd.ids import SigningKey
 from meshd.records import Kind
 from meshd.trust import Enrollment
-from node_agent import build
+from node_agent import build, flows
 from node_agent.config import Config
 from node_agent.counters import Counting
 from node_agent.neighbours import NeighbourTable
@@ -100,6 +101,10 @@ class Publisher:
                 boot_id=boot_id,
                 uptime_s=self.rt.sys.uptime_s(),
                 since=since,
+            )
+            # what this node's clients and the router itself exchanged with each destination
+            traffic = dataclasses.replace(
+                traffic, endpoints=flows.endpoint_flows(counting.flow_totals)
             )
             out.append(self.sign(traffic, policy[Kind.TRAFFIC].ttl_s))
         return out

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from meshd import defaults
+
 log = logging.getLogger("meshd.system")
 SYS_NET = Path("/sys/class/net")
 
@@ -149,9 +151,39 @@ def _set(names: list[str]) -> str:
     return "{ " + ", ".join(f'"{n}"' for n in names) + " }"
 
 
+def control_plane_skip(table: str, chain: str) -> list[str]:
+    """Rules that let the mesh's own control plane through uncounted: record replication
+    (broker), link probes, babel and mDNS go one hop to a neighbour, are nobody's consumption
+    and no endpoint's flow (the contribution checks allow for them as `control`)."""
+    udp = ", ".join(
+        str(p) for p in sorted((defaults.PROBE_PORT, defaults.BABEL_PORT, defaults.MDNS_PORT))
+    )
+    return [
+        f"add rule inet {table} {chain} {proto} {way} {ports} return"
+        for proto, ports in (("udp", f"{{ {udp} }}"), ("tcp", str(defaults.BROKER_PORT)))
+        for way in ("dport", "sport")
+    ]
+
+
+def own_chains(table: str, priority: int) -> list[str]:
+    """The output and input hooks of `table`, for the router's own traffic (flushed like the
+    forward chain), each starting with the control-plane exceptions."""
+    lines: list[str] = []
+    for chain, hook in (("own_out", "output"), ("own_in", "input")):
+        lines += [
+            f"add chain inet {table} {chain} "
+            f"{{ type filter hook {hook} priority {priority}; policy accept; }}",
+            f"flush chain inet {table} {chain}",
+            *control_plane_skip(table, chain),
+        ]
+    return lines
+
+
 def nft_script(table: str, mesh: list[str], gateway: str | None, clients: list[str]) -> str:
-    """Our own table: named counters in the forward hook. `add` keeps existing counters (a
-    restart after kill -9 resumes them); the chain is flushed so rules match today's interfaces."""
+    """Our own table: named counters in the forward hook, and in the output and input hooks for
+    the router's own mesh traffic, which counts as consumption like its clients' ("client").
+    `add` keeps existing counters (a restart after kill -9 resumes them); the chains are flushed
+    so rules match today's interfaces."""
     lines = [
         f"add table inet {table}",
         f"add counter inet {table} forwarded",
@@ -171,6 +203,10 @@ def nft_script(table: str, mesh: list[str], gateway: str | None, clients: list[s
         c = _set(clients)
         lines.append(f'add rule inet {table} acct iifname {c} counter name "client"')
         lines.append(f'add rule inet {table} acct oifname {c} counter name "client"')
+    lines += own_chains(table, -150)
+    if mesh:
+        lines.append(f'add rule inet {table} own_out oifname {m} counter name "client"')
+        lines.append(f'add rule inet {table} own_in iifname {m} counter name "client"')
     return "\n".join(lines) + "\n"
 
 

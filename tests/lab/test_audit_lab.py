@@ -94,24 +94,28 @@ def test_cut_only_link_reports_partition_and_restoring_clears_it(lab: Lab, tmp_p
 
 
 def test_inflated_relay_claim_is_flagged(lab: Lab, tmp_path: Path):
-    snap = tmp_path / "snap.json"
-    code, _ = cli(lab, "n1", "snapshot", "save", str(snap))
-    assert code == 0
-    records = [decode(r.encode()) for r in json.loads(snap.read_text())["records"]]
-    by = {(e.node_id, e.kind): e for e in records}
     files = {n: lab_agent.AgentFiles.of(lab.run_dir, n) for n in ("n2", "n3", "n4")}
     key = load_private_key(files["n3"].key)
     cert = load_certificate(files["n3"].cert)
     ids = {n: load_private_key(f.key).node_id for n, f in files.items()}
+
+    def counted() -> tuple[dict, int] | None:
+        """The held records once n3's neighbours publish what they saw it send."""
+        snap = tmp_path / "snap.json"
+        code, _ = cli(lab, "n1", "snapshot", "save", str(snap))
+        assert code == 0
+        records = [decode(r.encode()) for r in json.loads(snap.read_text())["records"]]
+        by = {(e.node_id, e.kind): e for e in records}
+        seen = 0
+        for n in ("n2", "n4"):
+            env = by.get((ids[n], Kind.TRAFFIC))
+            if env is not None and isinstance(env.body, TrafficBody):
+                seen += sum(c.rx_bytes for c in env.body.neighbours if c.neighbour == ids["n3"])
+        return (by, seen) if seen > 0 and (ids["n3"], Kind.TRAFFIC) in by else None
+
+    by, seen = wait_for("n3's neighbours count what it sent", counted, 60)
     real = by[(ids["n3"], Kind.TRAFFIC)]
     assert isinstance(real.body, TrafficBody)
-    # what n3's neighbours saw it send
-    seen = 0
-    for n in ("n2", "n4"):
-        body = by[(ids[n], Kind.TRAFFIC)].body
-        assert isinstance(body, TrafficBody)
-        seen += sum(c.rx_bytes for c in body.neighbours if c.neighbour == ids["n3"])
-    assert seen > 0
     claim = 10 * seen
 
     lab.kill("n3", "agent")  # the liar's agent would otherwise publish its true counters again
@@ -131,8 +135,9 @@ def test_inflated_relay_claim_is_flagged(lab: Lab, tmp_path: Path):
     payload = tmp_path / "forged.bin"
     payload.write_bytes(forged.raw)
     topic = record_topic(lab_agent.COMMUNITY, ids["n3"], Kind.TRAFFIC)
+    # onto the CLI's broker: n3's own has no agent left to replicate the record from it
     proc = lab.popen(
-        "n3", [sys.executable, "-c", PUBLISH, topic, str(payload), str(broker.BROKER_PORT)]
+        "n1", [sys.executable, "-c", PUBLISH, topic, str(payload), str(broker.BROKER_PORT)]
     )
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out
