@@ -267,7 +267,7 @@ def test_relay_claim_from_a_leaf_is_not_verified(lab: Lab, tmp_path: Path):
     assert by["n5"]["share"]["relayed"] == 0
     # n5's agent is stopped, so n4 drops the link and routes to n5 are gone: the relays'
     # figures may be disputed (attested flows to n5 route nowhere), never contradicted. n1:
-    # the under-reporter above; n4: the stopped neighbour's relay (see the xfail below).
+    # the under-reporter above; n4: the stopped neighbour's own relay.
     for name in ("n2", "n3"):
         for f in FIGURES:
             assert by[name][f]["check"] != "contradicted", (name, f, by[name][f])
@@ -276,12 +276,6 @@ def test_relay_claim_from_a_leaf_is_not_verified(lab: Lab, tmp_path: Path):
     assert "n5" in out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="meshd/contrib.py: a relay's own-counter bound covers only neighbours over links both "
-    "ends list now; the framer's agent is stopped (a running one overtakes the forged record), "
-    "n3 drops the link at once, and n3's real relaying is then called contradicted",
-)
 def test_framing_report_does_not_make_the_framed_node_contradicted(lab: Lab, tmp_path: Path):
     n3 = node_id(lab, "n3")
     held = records(lab, tmp_path)[(node_id(lab, "n4"), Kind.TRAFFIC)].body
