@@ -345,6 +345,11 @@ def _contribution(
             r = Figure(me.forwarded, Check.CONTRADICTED, text, (limit,))
         return Contribution(x, nv.hostname, r, g, c, u, window_s, phantoms=phantoms)
     ev = _evidence(x, sides, linked, tol, record_bytes)
+    # bytes its own counters put on links that are not two-sided now (a neighbour that went, a
+    # phantom): no evidence there either way, so such a figure is unchecked, never contradicted
+    unseen = sorted(
+        set(silent) | {n for n, (rx, tx) in me.per.items() if n not in linked and rx + tx}
+    )
     pair = {n: _link_name(names, x, n) for n in linked}
     disputes = [pair[n] for n in ev.disputed]
     slack = tol.slack_bytes * (1 + len(linked))
@@ -374,7 +379,7 @@ def _contribution(
         Bound("flow conservation, disputed links at its own counts", b_x, tolerance_for(b_x)),
         pending=ev.older,
         disputes=disputes,
-        missing=silent,
+        missing=unseen,
         names=names,
     )
     relayed = attest_relayed(relayed, attested.get(x), names, tol)
@@ -395,7 +400,7 @@ def _contribution(
             Bound("what arrived, disputed links at its own counts", g_x, tolerance_for(g_x)),
             pending=ev.older,
             disputes=disputes,
-            missing=silent,
+            missing=unseen,
             names=names,
         )
     consumed, basis = _consumption(nv.is_gateway, me, ev, credited, b_o, disputes, tol, slack)

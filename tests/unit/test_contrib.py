@@ -209,3 +209,15 @@ def test_a_silent_neighbour_never_makes_an_honest_relay_contradicted():
     n3 = {c.hostname: c for c in contributions(view)}["n3"].relayed
     assert n3.check is not Check.CONTRADICTED, n3
     assert n3.check is not Check.VERIFIED  # n4's side of the link is missing: not proven either
+
+
+def test_a_neighbour_that_went_leaves_the_honest_relay_unchecked_not_contradicted():
+    """n4 is gone altogether (no links, no traffic record): n3's counters towards it now sit on
+    a link that is not two-sided, so there is no evidence either way about those bytes."""
+    mesh = chain_with_traffic()
+    store = mesh.store()
+    for kind in (Kind.LINKS, Kind.TRAFFIC):
+        del store.records[(mesh.nodes["n4"].node_id, kind)]
+    view = MeshView.build(store, mesh.now)
+    n3 = {c.hostname: c for c in contributions(view)}["n3"].relayed
+    assert n3.check is Check.UNCHECKED, n3
