@@ -30,6 +30,10 @@ from io import BytesIO
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.benchkit import run_child  # noqa: E402
+
 NOW = 1_800_000_000
 BEFORE_TRIAGE = "ff91be7"  # the core before the header triage and store-owned caches (issue 9)
 
@@ -125,19 +129,6 @@ def build_records(nodes: int) -> dict[str, object]:
     }
 
 
-def run_child(meshd_parent: Path, spec_file: Path) -> dict[str, float]:
-    out = subprocess.run(
-        [sys.executable, "-c", CHILD, str(spec_file)],
-        env={"PYTHONPATH": str(meshd_parent), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=meshd_parent,
-    ).stdout
-    result: dict[str, float] = json.loads(out)
-    return result
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -166,7 +157,7 @@ def main() -> int:
         after: dict[str, float] = {}
         for _ in range(args.rounds):  # alternate, so load from elsewhere hits both alike
             for best, where in ((before, base), (after, ROOT)):
-                for name, us in run_child(where, spec_file).items():
+                for name, us in run_child(CHILD, where, spec_file).items():
                     best[name] = min(us, best.get(name, us))
     n = len(spec["records"])
     runs = args.repeats * args.rounds

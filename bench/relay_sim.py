@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from bench.benchkit import measured_link
 from bench.relay_counting import COUNTER, Stats
 from bench.relay_topology import Graph
 from meshd import sync
@@ -30,7 +31,6 @@ from meshd.codec import Envelope, sign_record
 from meshd.ids import SigningKey
 from meshd.records import (
     Kind,
-    LinkEntry,
     LinksBody,
     MeshConfig,
     NeighbourCounters,
@@ -280,27 +280,7 @@ class Sim:
                 config=MeshConfig("sim-mesh", "babel", {"2g": 1, "5g": 36}),
             )
         if kind is Kind.LINKS:
-            return LinksBody(
-                tuple(
-                    LinkEntry(
-                        p,
-                        "mesh0",
-                        "wifi",
-                        True,
-                        256,
-                        256 + r.randrange(64),
-                        round(r.uniform(1, 30), 4),
-                        round(r.uniform(0.8, 1), 4),
-                        round(r.uniform(0.8, 1), 4),
-                        round(r.uniform(0, 0.2), 4),
-                        round(r.uniform(1, 1.5), 4),
-                        -r.randrange(40, 90),
-                        round(r.uniform(6, 300), 1),
-                        round(r.uniform(3, 150), 2),
-                    )
-                    for p in ids
-                )
-            )
+            return LinksBody(tuple(measured_link(p, r) for p in ids))
         up = int(self.now) + 10**6
         return TrafficBody(
             f"boot-{node.index:08x}-{EPOCH:x}",

@@ -31,6 +31,10 @@ from io import BytesIO
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.benchkit import measured_link, run_child  # noqa: E402
+
 NOW = 1_800_000_000
 
 CHILD = r"""
@@ -106,7 +110,6 @@ def build_records(nodes: int) -> dict[str, object]:
     from meshd.ids import SigningKey
     from meshd.records import (
         Body,
-        LinkEntry,
         LinksBody,
         MeshConfig,
         NeighbourCounters,
@@ -124,25 +127,7 @@ def build_records(nodes: int) -> dict[str, object]:
             admin, community="bench", hostname=f"n{i}", key=key.public, expires=NOW + 86400
         )
         peers = sorted(keys[(i + d) % nodes].node_id for d in (-2, -1, 1, 2, 3))
-        links = tuple(
-            LinkEntry(
-                p,
-                "mesh0",
-                "wifi",
-                True,
-                256,
-                256 + rng.randrange(64),
-                round(rng.uniform(1, 30), 4),
-                round(rng.uniform(0.8, 1), 4),
-                round(rng.uniform(0.8, 1), 4),
-                round(rng.uniform(0, 0.2), 4),
-                round(rng.uniform(1, 1.5), 4),
-                -rng.randrange(40, 90),
-                round(rng.uniform(6, 300), 1),
-                round(rng.uniform(3, 150), 2),
-            )
-            for p in peers
-        )
+        links = tuple(measured_link(p, rng) for p in peers)
         up = 10**6 + i
         counters = tuple(
             NeighbourCounters(p, "mesh0", up * 9_000, up * 7_000, up * 9, up * 7) for p in peers
@@ -164,19 +149,6 @@ def build_records(nodes: int) -> dict[str, object]:
             env = sign_record(key, cert, body, seq=seq, issued_at=NOW, ttl_s=3600)
             records.append(env.raw.decode())
     return {"community": "bench", "admin": admin.public.text, "now": NOW, "records": records}
-
-
-def run_child(meshd_parent: Path, spec_file: Path) -> dict[str, float]:
-    out = subprocess.run(
-        [sys.executable, "-c", CHILD, str(spec_file)],
-        env={"PYTHONPATH": str(meshd_parent), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=meshd_parent,
-    ).stdout
-    result: dict[str, float] = json.loads(out)
-    return result
 
 
 def main() -> int:
@@ -202,7 +174,7 @@ def main() -> int:
         after: dict[str, float] = {}
         for _ in range(args.rounds):  # alternate, so load from elsewhere hits both alike
             for best, where in ((before, base), (after, ROOT)):
-                for name, value in run_child(where, spec_file).items():
+                for name, value in run_child(CHILD, where, spec_file).items():
                     best[name] = min(value, best.get(name, value))
     n = len(spec["records"])  # type: ignore[arg-type]
     print(f"{n} records of {args.nodes} nodes; per record (best of {args.rounds} children each)")
