@@ -7,6 +7,9 @@ import json
 import random
 import subprocess
 import sys
+import tarfile
+import tempfile
+from io import BytesIO
 from pathlib import Path
 
 from meshd.records import LinkEntry
@@ -44,3 +47,29 @@ def run_child(child: str, meshd_parent: Path, spec_file: Path) -> dict[str, floa
     ).stdout
     result: dict[str, float] = json.loads(out)
     return result
+
+
+def best_of_both(
+    child: str, root: Path, baseline: str, spec: dict[str, object], rounds: int
+) -> tuple[dict[str, float], dict[str, float]]:
+    """The lowest figure of `rounds` children each, for `baseline`'s meshd (from git) and this
+    tree's, alternated so load from elsewhere hits both alike."""
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp) / "baseline"
+        base.mkdir()
+        archive = subprocess.run(
+            ["git", "-C", str(root), "archive", "--format=tar", baseline, "meshd"],
+            capture_output=True,
+            check=True,
+        ).stdout
+        with tarfile.open(fileobj=BytesIO(archive)) as tar:
+            tar.extractall(base, filter="data")
+        spec_file = Path(tmp) / "spec.json"
+        spec_file.write_text(json.dumps(spec))
+        before: dict[str, float] = {}
+        after: dict[str, float] = {}
+        for _ in range(rounds):
+            for best, where in ((before, base), (after, root)):
+                for name, value in run_child(child, where, spec_file).items():
+                    best[name] = min(value, best.get(name, value))
+    return before, after

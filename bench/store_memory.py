@@ -21,19 +21,14 @@ Run: .venv/bin/python bench/store_memory.py [--baseline REF] [--nodes 1000]
 from __future__ import annotations
 
 import argparse
-import json
 import random
-import subprocess
 import sys
-import tarfile
-import tempfile
-from io import BytesIO
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.benchkit import measured_link, run_child  # noqa: E402
+from bench.benchkit import best_of_both, measured_link  # noqa: E402
 
 NOW = 1_800_000_000
 
@@ -157,25 +152,8 @@ def main() -> int:
     parser.add_argument("--nodes", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=2, help="children per version, alternating")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        base = Path(tmp) / "baseline"
-        base.mkdir()
-        archive = subprocess.run(
-            ["git", "-C", str(ROOT), "archive", "--format=tar", args.baseline, "meshd"],
-            capture_output=True,
-            check=True,
-        ).stdout
-        with tarfile.open(fileobj=BytesIO(archive)) as tar:
-            tar.extractall(base, filter="data")
-        spec = build_records(args.nodes)
-        spec_file = Path(tmp) / "spec.json"
-        spec_file.write_text(json.dumps(spec))
-        before: dict[str, float] = {}
-        after: dict[str, float] = {}
-        for _ in range(args.rounds):  # alternate, so load from elsewhere hits both alike
-            for best, where in ((before, base), (after, ROOT)):
-                for name, value in run_child(CHILD, where, spec_file).items():
-                    best[name] = min(value, best.get(name, value))
+    spec = build_records(args.nodes)
+    before, after = best_of_both(CHILD, ROOT, args.baseline, spec, args.rounds)
     n = len(spec["records"])  # type: ignore[arg-type]
     print(f"{n} records of {args.nodes} nodes; per record (best of {args.rounds} children each)")
     print(f"{'':<10}{args.baseline:>12}{'this tree':>12}{'ratio':>8}")
