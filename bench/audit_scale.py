@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from click.testing import CliRunner
 
 from cli.main import app
-from tests.meshgen import SyntheticMesh
+from devkit.meshgen import SyntheticMesh
 
 
 def build(n: int, workdir: Path) -> tuple[Path, Path, SyntheticMesh]:

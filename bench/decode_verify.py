@@ -21,15 +21,14 @@ Run: .venv/bin/python bench/decode_verify.py [--baseline REF] [--nodes 300] [--r
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
-import tarfile
-import tempfile
-from io import BytesIO
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.benchkit import best_of_both  # noqa: E402
+
 NOW = 1_800_000_000
 BEFORE_TRIAGE = "ff91be7"  # the core before the header triage and store-owned caches (issue 9)
 
@@ -125,19 +124,6 @@ def build_records(nodes: int) -> dict[str, object]:
     }
 
 
-def run_child(meshd_parent: Path, spec_file: Path) -> dict[str, float]:
-    out = subprocess.run(
-        [sys.executable, "-c", CHILD, str(spec_file)],
-        env={"PYTHONPATH": str(meshd_parent), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=meshd_parent,
-    ).stdout
-    result: dict[str, float] = json.loads(out)
-    return result
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -149,25 +135,8 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=5, help="timed passes per child")
     parser.add_argument("--rounds", type=int, default=3, help="children per version, alternating")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        base = Path(tmp) / "baseline"
-        base.mkdir()
-        archive = subprocess.run(
-            ["git", "-C", str(ROOT), "archive", "--format=tar", args.baseline, "meshd"],
-            capture_output=True,
-            check=True,
-        ).stdout
-        with tarfile.open(fileobj=BytesIO(archive)) as tar:
-            tar.extractall(base, filter="data")
-        spec = {**build_records(args.nodes), "repeats": args.repeats}
-        spec_file = Path(tmp) / "spec.json"
-        spec_file.write_text(json.dumps(spec))
-        before: dict[str, float] = {}
-        after: dict[str, float] = {}
-        for _ in range(args.rounds):  # alternate, so load from elsewhere hits both alike
-            for best, where in ((before, base), (after, ROOT)):
-                for name, us in run_child(where, spec_file).items():
-                    best[name] = min(us, best.get(name, us))
+    spec = {**build_records(args.nodes), "repeats": args.repeats}
+    before, after = best_of_both(CHILD, ROOT, args.baseline, spec, args.rounds)
     n = len(spec["records"])
     runs = args.repeats * args.rounds
     print(f"{n} records; microseconds per offered message (best of {runs})")

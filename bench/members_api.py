@@ -36,8 +36,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--nodes", type=int, default=300)
     n = ap.parse_args().nodes
+    from devkit.meshgen import SyntheticMesh
     from meshd.community import parse_community
-    from tests.meshgen import SyntheticMesh
 
     mesh = SyntheticMesh.random(n, int(n * 1.6))
     store = mesh.store()

@@ -1,7 +1,8 @@
 """N relays over an in-memory bus in simulated time: the same store and relay code as the agent.
 
-Used by `bench/relay_scale.py` (the numbers) and `tests/unit/test_relay_sim.py` (correctness at
-N = 100). Two protocols run on the same topology, keys and bodies:
+Each node runs the relay of `bench/relay_under_test.py`. Used by `bench/relay_scale.py` (the
+numbers) and `tests/unit/test_relay_sim.py` (correctness at N = 100). Two protocols run on the
+same topology, keys and bodies:
 
 - `old`: today's agent. Every node signs all three kinds every 60 s; every accepted record goes
   into the node's broker, so every neighbour (each subscribed to it) receives it, including the
@@ -18,19 +19,19 @@ from __future__ import annotations
 
 import heapq
 import random
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
+from bench.benchkit import measured_link
 from bench.relay_counting import COUNTER, Stats
 from bench.relay_topology import Graph
+from bench.relay_under_test import EPOCH, Relay, RelayFactory, core_relay
 from meshd import sync
 from meshd.codec import Envelope, sign_record
 from meshd.ids import SigningKey
 from meshd.records import (
     Kind,
-    LinkEntry,
     LinksBody,
     MeshConfig,
     NeighbourCounters,
@@ -40,56 +41,9 @@ from meshd.records import (
 from meshd.store import RecordStore
 from meshd.topics import record_topic
 from meshd.trust import Enrollment, Trust
-from node_agent.relay_core import Drop, RelayCore, Source, Stored
 
-EPOCH = 1_800_000_000  # sim time 0 as unix time
 MQTT_OVERHEAD = 8  # fixed header, packet id, properties length: bytes per PUBLISH besides topic
 Slot = tuple[str, Kind]
-
-
-# -- the relay under test -----------------------------------------------------------------------
-
-
-class Relay(Protocol):
-    """What the simulation needs of a node's relay: the agent's message path, minus MQTT."""
-
-    @property
-    def store(self) -> RecordStore: ...
-
-    def offer(self, source: str, topic: str, raw: bytes, now: float) -> Envelope | None: ...
-
-    def own(self, env: Envelope) -> None: ...
-
-
-@dataclass
-class CoreRelay:
-    """The agent's own `RelayCore`, fed as the agent's relay shells feed it."""
-
-    core: RelayCore
-    drops: Counter[str] = field(default_factory=Counter)
-
-    @property
-    def store(self) -> RecordStore:
-        return self.core.store
-
-    def offer(self, source: str, topic: str, raw: bytes, now: float) -> Envelope | None:
-        got = None
-        for action in self.core.on_message(Source(source, source), topic, raw, EPOCH + now):
-            if isinstance(action, Stored):
-                got = action.envelope
-            elif isinstance(action, Drop) and action.reason not in ("duplicate", "stale"):
-                self.drops[action.reason] += 1
-        return got
-
-    def own(self, env: Envelope) -> None:
-        self.core.own(env)
-
-
-RelayFactory = Callable[[RecordStore, str], Relay]
-
-
-def core_relay(store: RecordStore, node_id: str) -> Relay:
-    return CoreRelay(RelayCore(store, node_id))
 
 
 # -- nodes --------------------------------------------------------------------------------------
@@ -280,27 +234,7 @@ class Sim:
                 config=MeshConfig("sim-mesh", "babel", {"2g": 1, "5g": 36}),
             )
         if kind is Kind.LINKS:
-            return LinksBody(
-                tuple(
-                    LinkEntry(
-                        p,
-                        "mesh0",
-                        "wifi",
-                        True,
-                        256,
-                        256 + r.randrange(64),
-                        round(r.uniform(1, 30), 4),
-                        round(r.uniform(0.8, 1), 4),
-                        round(r.uniform(0.8, 1), 4),
-                        round(r.uniform(0, 0.2), 4),
-                        round(r.uniform(1, 1.5), 4),
-                        -r.randrange(40, 90),
-                        round(r.uniform(6, 300), 1),
-                        round(r.uniform(3, 150), 2),
-                    )
-                    for p in ids
-                )
-            )
+            return LinksBody(tuple(measured_link(p, r) for p in ids))
         up = int(self.now) + 10**6
         return TrafficBody(
             f"boot-{node.index:08x}-{EPOCH:x}",

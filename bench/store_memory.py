@@ -21,16 +21,15 @@ Run: .venv/bin/python bench/store_memory.py [--baseline REF] [--nodes 1000]
 from __future__ import annotations
 
 import argparse
-import json
 import random
-import subprocess
 import sys
-import tarfile
-import tempfile
-from io import BytesIO
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.benchkit import best_of_both, measured_link  # noqa: E402
+
 NOW = 1_800_000_000
 
 CHILD = r"""
@@ -106,7 +105,6 @@ def build_records(nodes: int) -> dict[str, object]:
     from meshd.ids import SigningKey
     from meshd.records import (
         Body,
-        LinkEntry,
         LinksBody,
         MeshConfig,
         NeighbourCounters,
@@ -124,25 +122,7 @@ def build_records(nodes: int) -> dict[str, object]:
             admin, community="bench", hostname=f"n{i}", key=key.public, expires=NOW + 86400
         )
         peers = sorted(keys[(i + d) % nodes].node_id for d in (-2, -1, 1, 2, 3))
-        links = tuple(
-            LinkEntry(
-                p,
-                "mesh0",
-                "wifi",
-                True,
-                256,
-                256 + rng.randrange(64),
-                round(rng.uniform(1, 30), 4),
-                round(rng.uniform(0.8, 1), 4),
-                round(rng.uniform(0.8, 1), 4),
-                round(rng.uniform(0, 0.2), 4),
-                round(rng.uniform(1, 1.5), 4),
-                -rng.randrange(40, 90),
-                round(rng.uniform(6, 300), 1),
-                round(rng.uniform(3, 150), 2),
-            )
-            for p in peers
-        )
+        links = tuple(measured_link(p, rng) for p in peers)
         up = 10**6 + i
         counters = tuple(
             NeighbourCounters(p, "mesh0", up * 9_000, up * 7_000, up * 9, up * 7) for p in peers
@@ -166,44 +146,14 @@ def build_records(nodes: int) -> dict[str, object]:
     return {"community": "bench", "admin": admin.public.text, "now": NOW, "records": records}
 
 
-def run_child(meshd_parent: Path, spec_file: Path) -> dict[str, float]:
-    out = subprocess.run(
-        [sys.executable, "-c", CHILD, str(spec_file)],
-        env={"PYTHONPATH": str(meshd_parent), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=meshd_parent,
-    ).stdout
-    result: dict[str, float] = json.loads(out)
-    return result
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--baseline", default="main", help="git ref of the baseline core")
     parser.add_argument("--nodes", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=2, help="children per version, alternating")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        base = Path(tmp) / "baseline"
-        base.mkdir()
-        archive = subprocess.run(
-            ["git", "-C", str(ROOT), "archive", "--format=tar", args.baseline, "meshd"],
-            capture_output=True,
-            check=True,
-        ).stdout
-        with tarfile.open(fileobj=BytesIO(archive)) as tar:
-            tar.extractall(base, filter="data")
-        spec = build_records(args.nodes)
-        spec_file = Path(tmp) / "spec.json"
-        spec_file.write_text(json.dumps(spec))
-        before: dict[str, float] = {}
-        after: dict[str, float] = {}
-        for _ in range(args.rounds):  # alternate, so load from elsewhere hits both alike
-            for best, where in ((before, base), (after, ROOT)):
-                for name, value in run_child(where, spec_file).items():
-                    best[name] = min(value, best.get(name, value))
+    spec = build_records(args.nodes)
+    before, after = best_of_both(CHILD, ROOT, args.baseline, spec, args.rounds)
     n = len(spec["records"])  # type: ignore[arg-type]
     print(f"{n} records of {args.nodes} nodes; per record (best of {args.rounds} children each)")
     print(f"{'':<10}{args.baseline:>12}{'this tree':>12}{'ratio':>8}")

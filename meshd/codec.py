@@ -170,17 +170,11 @@ class Envelope:
         return (Envelope, (*head, self.key, self.cert, None, self.raw))
 
 
-def _unsigned(
-    kind: Kind,
-    node_id: str,
-    community: str,
-    seq: int,
-    issued_at: int,
-    ttl_s: int,
-    key: PublicKey,
-    cert: Enrollment,
-    body: dict[str, Any],
-) -> dict[str, Any]:
+_Head = tuple[Kind, str, str, int, int, int, PublicKey, Enrollment]  # Envelope's leading fields
+
+
+def _unsigned(head: _Head, body: dict[str, Any]) -> dict[str, Any]:
+    kind, node_id, community, seq, issued_at, ttl_s, key, cert = head
     return {
         "kind": kind.value,
         "node_id": node_id,
@@ -198,8 +192,8 @@ def sign_record(
     key: SigningKey, cert: Enrollment, body: Body, *, seq: int, issued_at: int, ttl_s: int
 ) -> Envelope:
     """Build and sign a record of this node; the caller supplies seq and time (no clock here)."""
-    head = (body.kind, key.node_id, cert.community, seq, issued_at, ttl_s, key.public, cert)
-    fields = _unsigned(*head, body.to_json())
+    head: _Head = (body.kind, key.node_id, cert.community, seq, issued_at, ttl_s, key.public, cert)
+    fields = _unsigned(head, body.to_json())
     sig = key.sign(RECORD_DOMAIN + canonical_json(fields))
     raw = canonical_json({**fields, "sig": b64encode(sig)})
     return Envelope(*head, body, raw)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from meshd.attest import attest_consumption, attest_relayed, attested_through, received_from
 from meshd.community import ContributionPolicy
+from meshd.costshare import CostShare, cost_share
 from meshd.evidence import (
     LEGEND,
     SEVERITY,
@@ -33,9 +34,9 @@ from meshd.evidence import (
     Tolerance,
     describe,
     side_of,
-    sum_counters,
 )
 from meshd.records import TrafficBody
+from meshd.regression import Regression, regressions
 from meshd.topology import MeshView
 
 DEFAULT_TOLERANCE = Tolerance()
@@ -82,40 +83,6 @@ class Contribution:
     @property
     def verified(self) -> bool:
         return all(f.check is Check.VERIFIED for f in (self.relayed, self.gateway, self.consumed))
-
-
-@dataclass(frozen=True, slots=True)
-class Regression:
-    """A cumulative counter went down although the node did not restart its counting."""
-
-    node_id: str
-    counter: str
-    before: int
-    after: int
-
-
-def regressions(
-    now: Mapping[str, TrafficBody], before: Mapping[str, TrafficBody]
-) -> list[Regression]:
-    """Counters that shrank between two snapshots without a restart of the count."""
-    out: list[Regression] = []
-    for node_id, cur in sorted(now.items()):
-        old = before.get(node_id)
-        if old is None or old.since != cur.since or old.boot_id != cur.boot_id:
-            continue
-        pairs = [
-            ("forwarded_bytes", old.forwarded_bytes, cur.forwarded_bytes),
-            ("gateway_bytes", old.gateway_bytes, cur.gateway_bytes),
-            ("client_bytes", old.client_bytes, cur.client_bytes),
-            ("uptime_s", old.uptime_s, cur.uptime_s),
-        ]
-        old_n = sum_counters(old.neighbours)
-        for n, (rx, tx) in sorted(sum_counters(cur.neighbours).items()):
-            if n in old_n:
-                pairs.append((f"rx_bytes from {n}", old_n[n][0], rx))
-                pairs.append((f"tx_bytes to {n}", old_n[n][1], tx))
-        out.extend(Regression(node_id, name, a, b) for name, a, b in pairs if b < a)
-    return out
 
 
 def flow_bound(ins: Mapping[str, int], outs: Mapping[str, int]) -> int:
@@ -513,36 +480,3 @@ def _shares(items: list[Contribution], policy: ContributionPolicy) -> None:
     for c, figs in zip(items, all_figs, strict=True):
         c.share = {k: (_credited(figs[k]) / totals[k] if totals[k] else 0.0) for k in names}
         c.score = sum(weights[k] * c.share[k] for k in weights) / wsum
-
-
-@dataclass(frozen=True, slots=True)
-class CostShare:
-    node_id: str
-    hostname: str
-    base: float
-    consumption: float
-    basis: int = 0  # the consumption figure used
-    basis_kind: str = "lower bound"  # "verified", or "lower bound" for any other state
-
-    @property
-    def total(self) -> float:
-        return self.base + self.consumption
-
-
-def cost_share(
-    items: list[Contribution], amount: float, policy: ContributionPolicy
-) -> list[CostShare]:
-    """Guifi.net-style split: an equal base part plus a part proportional to consumption, where
-    consumption is the verified figure or, for any other state, its lower bound."""
-    members = list(items)
-    if not members:
-        return []
-    base = amount * policy.base_share / len(members)
-    consumed_total = sum(c.basis for c in members)
-    variable = amount * policy.consumption_share
-    out = []
-    for c in members:
-        # nobody consumed: split it equally
-        part = variable * c.basis / consumed_total if consumed_total else variable / len(members)
-        out.append(CostShare(c.node_id, c.hostname, base, part, c.basis, c.basis_kind))
-    return out

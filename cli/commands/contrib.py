@@ -23,7 +23,7 @@ from cli.output import (
     parse_duration,
     say,
 )
-from cli.read.options import MeshArgs, mesh_options, open_mesh
+from cli.read.options import MeshArgs, cost_share_option, mesh_options, open_mesh
 from meshd.contrib import LEGEND, Check, Contribution, CostShare, Figure, cost_share
 
 SORT: dict[str, Callable[[Contribution], float]] = {
@@ -167,14 +167,7 @@ def _cost_view(consumed: dict[str, Figure]) -> View[CostShare]:
     help="Sort order.",
 )
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")
-@click.option(
-    "--cost-share",
-    "amount",
-    type=click.FloatRange(min=0),
-    default=None,
-    metavar="AMOUNT",
-    help="Split AMOUNT of community costs: equal base + share by consumption.",
-)
+@cost_share_option("Split AMOUNT of community costs: equal base + share by consumption.")
 @mesh_options
 def contrib(since: str | None, by: str, as_csv: bool, amount: float | None, **kw: Any) -> None:
     """Per node: bytes relayed for others, uplink bytes served to others, bytes consumed,

@@ -21,7 +21,7 @@ from cli.analysis.pipeline import contributions_for, run_audit
 from cli.errors import UserError
 from cli.output import human_bytes
 from cli.read.archive import Snapshot
-from cli.read.options import Mesh, MeshArgs, mesh_options, open_mesh
+from cli.read.options import Mesh, MeshArgs, cost_share_option, mesh_options, open_mesh
 from meshd.contrib import Contribution, cost_share
 from meshd.records import TrafficBody
 from meshd.topology import MeshView
@@ -242,14 +242,7 @@ def render(data: Any, extra_sections: str) -> str:
     required=True,
     help="The HTML file to write.",
 )
-@click.option(
-    "--cost-share",
-    "amount",
-    type=click.FloatRange(min=0),
-    default=None,
-    metavar="AMOUNT",
-    help="Split AMOUNT of costs (default: show percentages).",
-)
+@cost_share_option("Split AMOUNT of costs (default: show percentages).")
 @mesh_options
 def report(output: str, amount: float | None, **kw: Any) -> None:
     """Write one self-contained HTML report for a community meeting: map, contribution table

@@ -162,3 +162,15 @@ def _refuse_garbage(path: str, total: int, rejections: Counter[RejectReason]) ->
             fix="the file is damaged or was not written by `mutualmesh snapshot save`; "
             "take a new snapshot",
         )
+
+
+def cost_share_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """--cost-share AMOUNT (into `amount`), shared by the views that split community costs."""
+    return click.option(
+        "--cost-share",
+        "amount",
+        type=click.FloatRange(min=0),
+        default=None,
+        metavar="AMOUNT",
+        help=help,
+    )

@@ -329,6 +329,59 @@ class AgentMesh:
             w.stop()
 
 
+@dataclass(frozen=True)
+class Healed:
+    """How long a partition took to heal: babel's routes, then every newest record everywhere."""
+
+    routed_s: float
+    heal_s: float
+    records: int
+
+
+def partition_and_heal(
+    mesh: AgentMesh, half_a: tuple[str, ...], partition: tuple[tuple[str, str], ...]
+) -> Healed:
+    """Cut `partition` (separating `half_a` from the rest), check no record crosses the cut while
+    both halves keep publishing, restore it and time the heal."""
+    lab = mesh.lab
+    half_b = [n for n in mesh.honest if n not in half_a]
+    for a, b in partition:
+        lab.cut(a, b)
+    try:
+        wait_for(
+            "babel has no route across the cut",
+            lambda: all(
+                f"{lab.addr(b)}/32" not in (d.installed() if (d := lab.dumps()[a]) else {})
+                for a in half_a
+                for b in half_b
+            ),
+            60,
+        )
+        cut_at = mesh.own_newest()
+        # both halves keep publishing: each node's own broker gets two rounds of new records
+        wait_for(
+            "both halves publish during the cut",
+            lambda: all(s >= cut_at[t] + 2 for t, s in mesh.own_newest().items()),
+            30,
+        )
+        during = mesh.own_newest()
+        apart = [
+            (holder, origin)
+            for holder, others in ((half_a[0], half_b), (half_b[0], list(half_a)))
+            for origin in others
+            if mesh.watch[holder].newest().get(mesh.topic(origin, Kind.NODE), -1)
+            >= during[mesh.topic(origin, Kind.NODE)]
+        ]
+        assert apart == [], "records crossed a cut that babel does not route"
+    finally:
+        for a, b in partition:
+            lab.restore(a, b, wait=False)
+    routed = wait_for("babel routes again", lambda: not lab.missing_routes(), 60)
+    target = mesh.own_newest()
+    heal = wait_for("every newest record on every broker", lambda: not mesh.lacking(target), 60)
+    return Healed(routed, heal, len(target))
+
+
 @contextmanager
 def agent_mesh(suffix: str, topo: Topology, honest: list[str] | None = None) -> Iterator[AgentMesh]:
     """A lab of `topo` with meshd on the `honest` nodes (default: all), removed afterwards."""

@@ -23,19 +23,17 @@ from cli.lab.lab import Lab
 from cli.lab.topology import Topology, neighbourhood
 from meshd.codec import decode
 from meshd.records import Kind
-from tests.lab.labkit import REPLICATION, lab_name, skip_reason, wait_listening, wait_subscribed
+from tests.lab.labkit import (
+    FAST_AGENT,
+    REPLICATION,
+    lab_name,
+    skip_reason,
+    wait_listening,
+    wait_subscribed,
+)
 
 pytestmark = pytest.mark.lab
 
-FAST = [
-    "--replication", REPLICATION,
-    "--publish-interval", "2",
-    "--probe-interval", "0.025",
-    "--probe-window", "800",
-    "--lost-after", "5",
-    "--mdns-fast",
-    "--log-level", "info",
-]  # fmt: skip
 
 # Runs inside a node: prints one line per message on the node's broker (retained or live).
 SUBSCRIBER = r"""
@@ -116,7 +114,7 @@ class AgentLab:
         return load_private_key(self.files[node].key).node_id
 
     def start(self, node: str) -> None:
-        self.lab.start_agent(node, extra_args=FAST)
+        self.lab.start_agent(node, extra_args=FAST_AGENT)
 
     def status(self, node: str) -> dict[str, Any]:
         try:

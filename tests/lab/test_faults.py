@@ -17,7 +17,7 @@ import pytest
 from cli.lab import procs
 from cli.lab.topology import from_yaml_text, neighbourhood
 from meshd.records import Kind
-from tests.lab.labkit import AgentMesh, agent_mesh, wait_for
+from tests.lab.labkit import AgentMesh, agent_mesh, partition_and_heal, wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -118,48 +118,13 @@ def test_boot_storm_converges_without_rewinding_seq_or_double_counting(mesh: Age
 
 
 def test_partition_and_heal_every_broker_holds_every_newest_record(mesh: AgentMesh):
-    lab = mesh.lab
     wait_for("a whole picture", mesh.whole, 30, step=0.2)
-    half_b = [n for n in mesh.honest if n not in HALF_A]
-    for a, b in PARTITION:
-        lab.cut(a, b)
-    try:
-        wait_for(
-            "babel has no route across the cut",
-            lambda: all(
-                f"{lab.addr(b)}/32" not in (d.installed() if (d := lab.dumps()[a]) else {})
-                for a in HALF_A
-                for b in half_b
-            ),
-            60,
-        )
-        cut_at = mesh.own_newest()
-        # both halves keep publishing: each node's own broker gets two rounds of new records
-        wait_for(
-            "both halves publish during the cut",
-            lambda: all(s >= cut_at[t] + 2 for t, s in mesh.own_newest().items()),
-            30,
-        )
-        during = mesh.own_newest()
-        apart = [
-            (holder, origin)
-            for holder, others in ((HALF_A[0], half_b), (half_b[0], HALF_A))
-            for origin in others
-            if mesh.watch[holder].newest().get(mesh.topic(origin, Kind.NODE), -1)
-            >= during[mesh.topic(origin, Kind.NODE)]
-        ]
-        assert apart == [], "records crossed a cut that babel does not route"
-    finally:
-        for a, b in PARTITION:
-            lab.restore(a, b, wait=False)
-    routed = wait_for("babel routes again", lambda: not lab.missing_routes(), 60)
-    target = mesh.own_newest()
-    heal = wait_for("every newest record on every broker", lambda: not mesh.lacking(target), 60)
+    healed = partition_and_heal(mesh, HALF_A, PARTITION)
     print(
-        f"\npartition of {len(PARTITION)} links healed: babel routes after {routed:.2f}s,"
-        f" every broker holds all {len(target)} newest records {heal:.2f}s later"
+        f"\npartition of {len(PARTITION)} links healed: babel routes after {healed.routed_s:.2f}s,"
+        f" every broker holds all {healed.records} newest records {healed.heal_s:.2f}s later"
     )
-    assert heal <= HEAL_LIMIT_S
+    assert healed.heal_s <= HEAL_LIMIT_S
 
 
 HOSTILE_STREET = """

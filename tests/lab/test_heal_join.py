@@ -14,7 +14,14 @@ import pytest
 from cli.lab.lab import Lab
 from cli.lab.topology import neighbourhood
 from meshd.records import Kind
-from tests.lab.labkit import FAST_AGENT, AgentMesh, lab_name, skip_reason, wait_for
+from tests.lab.labkit import (
+    FAST_AGENT,
+    AgentMesh,
+    lab_name,
+    partition_and_heal,
+    skip_reason,
+    wait_for,
+)
 
 pytestmark = pytest.mark.lab
 
@@ -85,48 +92,15 @@ def test_a_new_node_reaches_every_broker_then_the_street_converges(mesh: PushMes
 
 
 def test_a_cut_street_heals_within_5s_of_babel_routing_again(mesh: PushMesh):
-    lab = mesh.lab
     wait_for("a whole picture", mesh.whole, 60, step=0.2)
-    half_b = [n for n in mesh.honest if n not in HALF_A]
-    for a, b in PARTITION:
-        lab.cut(a, b)
-    try:
-        wait_for(
-            "babel has no route across the cut",
-            lambda: all(
-                f"{lab.addr(b)}/32" not in (d.installed() if (d := lab.dumps()[a]) else {})
-                for a in HALF_A
-                for b in half_b
-            ),
-            60,
-        )
-        cut_at = mesh.own_newest()
-        wait_for(
-            "both halves publish during the cut",
-            lambda: all(s >= cut_at[t] + 2 for t, s in mesh.own_newest().items()),
-            30,
-        )
-        during = mesh.own_newest()
-        apart = [
-            (holder, origin)
-            for holder, others in ((HALF_A[0], half_b), (half_b[0], HALF_A))
-            for origin in others
-            if mesh.watch[holder].newest().get(mesh.topic(origin, Kind.NODE), -1)
-            >= during[mesh.topic(origin, Kind.NODE)]
-        ]
-        assert apart == [], "records crossed a cut that babel does not route"
-    finally:
-        for a, b in PARTITION:
-            lab.restore(a, b, wait=False)
-    routed = wait_for("babel routes again", lambda: not lab.missing_routes(), 60)
-    target = mesh.own_newest()
-    heal = wait_for("every newest record on every broker", lambda: not mesh.lacking(target), 60)
+    healed = partition_and_heal(mesh, HALF_A, PARTITION)
     print(
-        f"\npush: partition of {len(PARTITION)} links healed: babel routes after {routed:.2f}s,"
-        f" every broker holds all {len(target)} newest records {heal:.2f}s later"
+        f"\npush: partition of {len(PARTITION)} links healed: babel routes after"
+        f" {healed.routed_s:.2f}s, every broker holds all {healed.records} newest records"
+        f" {healed.heal_s:.2f}s later"
     )
     assert [r for n in mesh.honest for r in mesh.watch[n].rewinds()] == []
-    assert heal <= HEAL_LIMIT_S
+    assert healed.heal_s <= HEAL_LIMIT_S
 
 
 def test_each_agent_counts_its_relay_traffic_per_neighbour(mesh: PushMesh):

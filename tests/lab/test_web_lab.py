@@ -21,6 +21,7 @@ import pytest
 from cli.lab.lab import Lab
 from cli.lab.topology import chain
 from meshd import defaults
+from tests.chromium import headless_chromium
 from tests.lab.cliview import agent_lab, cli, cli_json, wait_for
 
 pytestmark = pytest.mark.lab
@@ -29,10 +30,8 @@ SHOTS = Path("/tmp/mm-shots")
 NODES = ("n1", "n2", "n3", "n4")
 DESKTOP, PHONE = (1280, 900), (390, 844)
 
-# Inside a node: a unix socket (visible across namespaces) forwarded to the agent's HTTP port.
-BRIDGE_IN = r"""
-import asyncio, sys
-path, port = sys.argv[1], int(sys.argv[2])
+# Both bridges copy bytes each way until either side closes.
+PIPE = r"""
 async def pipe(r, w):
     try:
         while (data := await r.read(65536)):
@@ -42,6 +41,15 @@ async def pipe(r, w):
         pass
     finally:
         w.close()
+"""
+# Inside a node: a unix socket (visible across namespaces) forwarded to the agent's HTTP port.
+BRIDGE_IN = (
+    r"""
+import asyncio, sys
+path, port = sys.argv[1], int(sys.argv[2])
+"""
+    + PIPE
+    + r"""
 async def handle(r, w):
     try:
         r2, w2 = await asyncio.open_connection("127.0.0.1", port)
@@ -55,19 +63,15 @@ async def main():
     await server.serve_forever()
 asyncio.run(main())
 """
+)
 # On this machine: 127.0.0.1:<free port> forwarded to that unix socket, for the browser.
-BRIDGE_OUT = r"""
+BRIDGE_OUT = (
+    r"""
 import asyncio, sys
 path = sys.argv[1]
-async def pipe(r, w):
-    try:
-        while (data := await r.read(65536)):
-            w.write(data)
-            await w.drain()
-    except OSError:
-        pass
-    finally:
-        w.close()
+"""
+    + PIPE
+    + r"""
 async def handle(r, w):
     r2, w2 = await asyncio.open_unix_connection(path)
     await asyncio.gather(pipe(r, w2), pipe(r2, w))
@@ -77,6 +81,7 @@ async def main():
     await server.serve_forever()
 asyncio.run(main())
 """
+)
 # Inside a node: a respondd query, multicast on one interface, answers printed decoded.
 RESPONDD_CLIENT = r"""
 import json, socket, sys, time, zlib
@@ -104,22 +109,9 @@ def lab() -> Iterator[Lab]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    exe = shutil.which("chromedriver")
-    if exe is None or shutil.which("chromium") is None:
-        pytest.skip("needs Debian's chromium and chromium-driver")
-    opts = Options()
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
-        opts.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(exe), options=opts)
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    try:
+    with headless_chromium() as driver:
+        SHOTS.mkdir(parents=True, exist_ok=True)
         yield driver
-    finally:
-        driver.quit()
 
 
 @contextmanager

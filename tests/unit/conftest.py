@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.clikit import invoke
+from tests.corekit import CommunityKit, NodeKit
 
 
 @pytest.fixture(autouse=True)
@@ -22,3 +23,14 @@ def comm(tmp_path: Path) -> tuple[Path, Path]:
     result = invoke("community", "init", "riverside", "--dir", tmp_path / "c", "--admin-key", key)
     assert result.exit_code == 0, result.output
     return tmp_path / "c", key
+
+
+@pytest.fixture
+def community() -> CommunityKit:
+    """A community of the real core (one admin), for the core tests."""
+    return CommunityKit()
+
+
+@pytest.fixture
+def alpha(community: CommunityKit) -> NodeKit:
+    return community.enroll("alpha")

@@ -23,16 +23,6 @@ from meshd.trust import Revocation, community_message
 from tests.corekit import NOW, CommunityKit, NodeKit
 
 
-@pytest.fixture
-def community() -> CommunityKit:
-    return CommunityKit()
-
-
-@pytest.fixture
-def alpha(community: CommunityKit) -> NodeKit:
-    return community.enroll("alpha")
-
-
 def revocation_fields(community: CommunityKit, node: NodeKit, reason: str) -> dict[str, Any]:
     good = Revocation.issue(
         community.admins, community=community.name, key=node.key.public, issued_at=NOW, reason="x"

@@ -13,11 +13,6 @@ from meshd.records import Kind, LinkEntry, LinksBody, parse_body
 from tests.corekit import NOW, CommunityKit, NodeKit, links_body, traffic_body
 
 
-@pytest.fixture
-def community() -> CommunityKit:
-    return CommunityKit()
-
-
 def test_a_held_record_does_not_keep_its_parsed_body(community: CommunityKit) -> None:
     alpha, beta = community.enroll("alpha"), community.enroll("beta")
     store = community.store()

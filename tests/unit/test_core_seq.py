@@ -12,16 +12,6 @@ from meshd.store import MAX_FUTURE_S, SEQ_EPOCH, seq_ceiling
 from tests.corekit import NOW, CommunityKit, NodeKit
 
 
-@pytest.fixture
-def community() -> CommunityKit:
-    return CommunityKit()
-
-
-@pytest.fixture
-def alpha(community: CommunityKit) -> NodeKit:
-    return community.enroll("alpha")
-
-
 def test_the_largest_seq_is_refused(community: CommunityKit, alpha: NodeKit) -> None:
     store = community.store()
     with pytest.raises(RecordRejected) as info:

@@ -23,16 +23,6 @@ def resign(fields: dict[str, object], key: SigningKey) -> bytes:
     return canonical_json({**unsigned, "sig": b64encode(sig)})
 
 
-@pytest.fixture
-def community() -> CommunityKit:
-    return CommunityKit()
-
-
-@pytest.fixture
-def alpha(community: CommunityKit) -> NodeKit:
-    return community.enroll("alpha")
-
-
 def refused(store: RecordStore, data: bytes, reason: RejectReason, now: float = NOW) -> None:
     before = store.rejections[reason]
     with pytest.raises(RecordRejected) as info:

@@ -15,16 +15,6 @@ from meshd.trust import Revocation
 from tests.corekit import NOW, CommunityKit, NodeKit, links_body, traffic_body
 
 
-@pytest.fixture
-def community() -> CommunityKit:
-    return CommunityKit()
-
-
-@pytest.fixture
-def alpha(community: CommunityKit) -> NodeKit:
-    return community.enroll("alpha")
-
-
 def test_peek_reads_the_envelope_fields_of_every_kind(alpha: NodeKit) -> None:
     for body in (alpha.node_body(), links_body(alpha.node_id), traffic_body(alpha.node_id)):
         env = alpha.sign(body, issued_at=NOW - 7, ttl_s=900)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -13,26 +12,14 @@ from typing import Any
 import pytest
 
 from node_agent.site import Site
+from tests.chromium import headless_chromium
 from tests.unit.test_webapi import site, street
 
 
 @pytest.fixture(scope="module")
 def driver() -> Iterator[Any]:
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    exe = shutil.which("chromedriver")
-    if exe is None or shutil.which("chromium") is None:
-        pytest.skip("needs Debian's chromium and chromium-driver")
-    opts = Options()
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
-        opts.add_argument(arg)
-    d = webdriver.Chrome(service=Service(exe), options=opts)
-    try:
+    with headless_chromium() as d:
         yield d
-    finally:
-        d.quit()
 
 
 def serve(s: Site, now: float) -> ThreadingHTTPServer:
