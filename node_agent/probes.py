@@ -136,6 +136,7 @@ class Prober:
         while True:
             await asyncio.sleep(self.rt.jitter(self.config.probe_interval, 0.05))
             self.seq += 1
+            self._count("probe_rounds")  # lets a reader wait for a fresh window, not a clock
             packet = Packet(
                 PROBE, self.session, self.seq, self.rt.clock.monotonic(), 0, 0, self.node_id
             )

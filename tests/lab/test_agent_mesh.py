@@ -253,12 +253,15 @@ def test_loss_20_shows_in_links_records_and_clean_links_stay_clean(mesh: AgentLa
     lab.impair("n4", "n5", loss=20)
     try:
         # 800-probe windows (loss sigma ~1.4 %) refill at 40 probes/s: wait until both agents
-        # have worked a full window (and some) since the change, 12 publishes at 2 s
-        def published(n: str) -> int:
-            return int(mesh.status(n).get("counters", {}).get("own_publishes", 0))
+        # have sent a full window (and some) since the change, then two more publishes (links
+        # records now also go out at once on a change, so counting publishes ended too early)
+        def counted(n: str, what: str) -> int:
+            return int(mesh.status(n).get("counters", {}).get(what, 0))
 
-        start = {n: published(n) for n in ("n4", "n5")}
-        wait_for(lambda: all(published(n) >= start[n] + 12 for n in start), 90)
+        rounds = {n: counted(n, "probe_rounds") for n in ("n4", "n5")}
+        wait_for(lambda: all(counted(n, "probe_rounds") >= rounds[n] + 900 for n in rounds), 90)
+        published = {n: counted(n, "own_publishes") for n in ("n4", "n5")}
+        wait_for(lambda: all(counted(n, "own_publishes") >= published[n] + 2 for n in rounds), 30)
 
         def measured():
             a, b = mesh.link("n1", "n4", "n5"), mesh.link("n1", "n5", "n4")
