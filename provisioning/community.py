@@ -43,6 +43,7 @@ from meshd.errors import CommunityError, FixableError
 from meshd.ids import SigningKey
 from meshd.trust import admin_signature, community_message
 from meshd.validate import Invalid
+from node_agent.fsutil import atomic_write
 from provisioning.trustchain import ChainError, Pin, Version, check_pin, match_content, verify_chain
 
 COMMUNITY_FILE = "community.yaml"
@@ -120,11 +121,7 @@ def random_ula() -> ipaddress.IPv6Network:
 def write_secret(path: Path, text: str) -> None:
     """Write a secret file 0600 from the first byte (its folder 0700), atomically."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
+    atomic_write(path, text.encode("utf-8"), 0o600)
 
 
 def load_passphrase(directory: Path, community: Community) -> str:
@@ -272,15 +269,7 @@ def dump_yaml(data: Any) -> str:
 
 def write_text_atomic(path: Path, text: str, mode: int = 0o644) -> None:
     """Write a file completely or not at all."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write(path, text.encode("utf-8"), mode)
 
 
 def config_dir() -> Path:

@@ -6,12 +6,12 @@ The loaders are re-exported so admin code has one import path; the router import
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from meshd.ids import SigningKey
 from meshd.keyfile import KEY_HEADER, KeyFileError, key_text, load_certificate, load_private_key
 from meshd.trust import Enrollment
+from node_agent.fsutil import atomic_write
 
 __all__ = [
     "KEY_HEADER",
@@ -29,23 +29,9 @@ def write_private_key(path: Path, key: SigningKey, *, overwrite: bool = False) -
         raise KeyFileError(
             path, "a key file already exists", "move it away first, or pick another path"
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(key_text(key))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write(path, key_text(key).encode("ascii"), 0o600)
 
 
 def write_certificate(path: Path, cert: Enrollment) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(cert.to_json(), indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    text = json.dumps(cert.to_json(), indent=2, sort_keys=True) + "\n"
+    atomic_write(path, text.encode("utf-8"), 0o644)

@@ -35,6 +35,7 @@ from cli.lab.topology import (
     Topology,
     pair_key,
 )
+from node_agent.fsutil import atomic_write
 
 RUN_BASE = Path(os.environ.get("MUTUALMESH_LAB_RUN", "/run/mutualmesh-lab"))
 LAB_NAME_RE = re.compile(r"^[a-z0-9]{1,8}$")
@@ -372,9 +373,7 @@ class LabState:
             "owner": list(self.owner) if self.owner else None,
             "writer": [os.getpid(), procs.start_time(os.getpid())],
         }
-        tmp = self.state_file.with_name(f".state.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-        os.replace(tmp, self.state_file)
+        atomic_write(self.state_file, json.dumps(data, indent=1, sort_keys=True).encode(), 0o644)
 
     @classmethod
     def load(cls, name: str, *, echo: Echo | None = None, run_base: Path = RUN_BASE) -> Self:
