@@ -18,8 +18,8 @@ from cli.lab import agent as lab_agent
 from cli.lab.lab import Lab
 from cli.lab.topology import chain
 from tests.clikit import invoke
-from tests.lab.labkit import lab_name, skip_reason, wait_subscribed
-from tests.lab.test_agent_mesh import FAST, Watch
+from tests.lab.labkit import FAST_AGENT, lab_name, skip_reason, wait_subscribed
+from tests.lab.test_agent_mesh import Watch
 
 pytestmark = pytest.mark.lab
 
@@ -73,7 +73,7 @@ def test_node_add_joins_and_revocation_removes_it(tmp_path, monkeypatch):
         watches = {n: Watch(lab, n) for n in nodes}
         wait_subscribed(lab, nodes)
         for n in nodes:
-            lab.start_agent(n, FAST)
+            lab.start_agent(n, FAST_AGENT)
 
         node_topic = f"mesh/v1/{lab_agent.COMMUNITY}/{joiner_id}/node"
 
