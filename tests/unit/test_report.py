@@ -6,16 +6,10 @@ import json
 import re
 from pathlib import Path
 
-from click.testing import CliRunner
-
 from cli.commands import report as rep
-from cli.main import app
 from meshd.records import TrafficBody
+from tests.clikit import invoke
 from tests.meshgen import SyntheticMesh
-
-
-def invoke(*args: str):
-    return CliRunner().invoke(app, list(args), catch_exceptions=False)
 
 
 def _mesh() -> SyntheticMesh:

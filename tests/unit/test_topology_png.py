@@ -9,16 +9,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from cli.analysis import export
-from cli.main import app
 from meshd.topology import MeshView
+from tests.clikit import invoke
 from tests.meshgen import SyntheticMesh
-
-
-def invoke(*args: str):
-    return CliRunner().invoke(app, list(args), catch_exceptions=False)
 
 
 def mesh() -> SyntheticMesh:
