@@ -17,7 +17,18 @@ import pytest
 BIG = 50 * 1024 * 1024
 
 CHILD = r"""
-import asyncio, json, resource, sys, types
+import asyncio, json, sys, types
+
+
+def peak_kb():
+    # VmHWM: this address space's peak, reset by exec (ru_maxrss is inherited across exec, so a
+    # big parent, a full pytest run, hid the child's growth)
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmHWM")
+
+
 from meshd.community import Community
 from meshd.store import RecordStore
 from meshd.trust import Trust
@@ -34,7 +45,7 @@ core = RelayCore(RecordStore(Trust("looptest", frozenset(), 1)), "a" * 16)
 table = NeighbourTable()
 table.seen("b" * 16, "lo", "127.0.0.1", port, 0.0)
 r = Relay(types.SimpleNamespace(), Runtime(), core, table, lambda *a: None, lambda: None)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = peak_kb()
 
 async def main():
     task = asyncio.create_task(r.run_neighbour(table.entries["b" * 16]))
@@ -46,7 +57,7 @@ async def main():
     task.cancel()
 
 asyncio.run(main())
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+after = peak_kb()
 print(json.dumps({"grew_kb": after - before, "by_source": core.by_source,
                   "too_large": core.store.rejections.get("too_large", 0)}))
 """
