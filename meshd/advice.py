@@ -49,11 +49,15 @@ class Hop:
 
     @property
     def medium(self) -> str:
-        """What the link runs over (wifi, ethernet, tap...) as its ends report it."""
-        for entry in (self.out.entry, self.back.entry):
-            if entry is not None:
-                return entry.medium
-        return "other"
+        return medium_of(self.out, self.back)
+
+
+def medium_of(*directions: Direction) -> str:
+    """What a link runs over (wifi, veth, tap...) as the first end that reports it says."""
+    for d in directions:
+        if d.entry is not None:
+            return d.entry.medium
+    return "other"
 
 
 @dataclass(frozen=True)

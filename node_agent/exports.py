@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from meshd import defaults
+from meshd.advice import medium_of
 from meshd.graph import dijkstra
 from meshd.nodestate import node_state
 from meshd.topology import Link, MeshView, NodeView
@@ -31,10 +32,7 @@ def is_online(view: MeshView, nv: NodeView) -> bool:
 
 
 def link_medium(link: Link) -> str:
-    for entry in (link.ab.entry, link.ba.entry):
-        if entry is not None:
-            return entry.medium
-    return "other"
+    return medium_of(link.ab, link.ba)
 
 
 def firmware(software: str) -> dict[str, str]:
