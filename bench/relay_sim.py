@@ -1,15 +1,18 @@
-"""N relays over an in-memory bus in simulated time: the same store and relay code as the agent.
+"""N relays over an in-memory bus in simulated time: the agent's own relay cores, unchanged.
 
-Each node runs the relay of `bench/relay_under_test.py`. Used by `bench/relay_scale.py` (the
-numbers) and `tests/unit/test_relay_sim.py` (correctness at N = 100). Two protocols run on the
-same topology, keys and bodies:
+Used by `bench/relay_scale.py` (the numbers) and `tests/unit/test_relay_sim.py` (correctness at
+N = 100). Each node runs the class the agent runs and the simulation performs its actions the
+way the agent's MQTT shell (`node_agent/relay.py`) does. Two protocols run on the same
+topology, keys and bodies:
 
-- `old`: today's agent. Every node signs all three kinds every 60 s; every accepted record goes
-  into the node's broker, so every neighbour (each subscribed to it) receives it, including the
-  one it came from; every copy is fully decoded and verified; a (re)connect replays the whole
-  retained store.
-- `new`: docs/protocol.md §8. Header triage before decode, per-kind publish policy, eager push
-  on a self-pruning tree with header batches to lazy neighbours, digests on (re)connect.
+- `old`: the agent before docs/protocol.md §8. `RelayCore` flooding, every kind signed every
+  60 s, no header triage (every copy decoded and verified); every record a node accepts goes
+  into its broker, so every neighbour (each subscribed to the whole community there) receives
+  it, including the one it came from; a (re)connect replays the whole retained store.
+- `new`: §8 as the agent runs it with `--replication push`: `PushCore` (header triage, eager
+  pushes into the neighbour's broker on a self-pruning tree, header batches to lazy links,
+  pulls, digests on connect and anti-entropy, `tick` every `TICK_S`), per-kind publish policy;
+  a neighbour still reads each node's *own* topics on its broker, as the shell subscribes.
 
 Signatures are real; decode and verify calls are counted per node and run once per distinct
 record (`bench/relay_counting.py`), their cost measured in the same run.
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import heapq
 import random
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,9 +30,8 @@ from typing import Any
 from bench.benchkit import measured_link
 from bench.relay_counting import COUNTER, Stats
 from bench.relay_topology import Graph
-from bench.relay_under_test import EPOCH, Relay, RelayFactory, core_relay
 from meshd import sync
-from meshd.codec import Envelope, sign_record
+from meshd.codec import Envelope, peek_header, sign_record
 from meshd.ids import SigningKey
 from meshd.records import (
     Kind,
@@ -39,8 +42,22 @@ from meshd.records import (
     TrafficBody,
 )
 from meshd.store import RecordStore
-from meshd.topics import record_topic
+from meshd.topics import control_topic, push_topic
 from meshd.trust import Enrollment, Trust
+from node_agent.relay_core import (
+    LOCAL,
+    Action,
+    Control,
+    Drop,
+    Publish,
+    Push,
+    RelayCore,
+    Source,
+    Stored,
+)
+from node_agent.relay_push import TICK_S, PushCore
+
+EPOCH = 1_800_000_000  # sim time 0 as unix time
 
 MQTT_OVERHEAD = 8  # fixed header, packet id, properties length: bytes per PUBLISH besides topic
 Slot = tuple[str, Kind]
@@ -54,14 +71,12 @@ class SimNode:
     index: int
     key: SigningKey
     cert: Enrollment
-    relay: Relay
+    relay: RelayCore  # or PushCore: the agent's own class
     peers: set[int]
     seq: int = 0
     stats: Stats = field(default_factory=Stats)
     schedule: sync.PublishSchedule = field(default_factory=sync.PublishSchedule)
-    modes: sync.PeerModes = field(default_factory=sync.PeerModes)
-    have: list[sync.Have] = field(default_factory=list)
-    have_armed: bool = False
+    drops: Counter[str] = field(default_factory=Counter)  # other than duplicate / stale
     armed: int = 0
     node_id: str = ""
 
@@ -115,7 +130,6 @@ class Sim:
         *,
         seed: int = 1,
         loss: float = 0.0,
-        relay: RelayFactory = core_relay,
         links_changes_per_hour: float = 1.0,
     ) -> None:
         assert protocol in ("old", "new")
@@ -138,9 +152,8 @@ class Sim:
             cert = Enrollment.issue(
                 admin, community="sim", hostname=f"n{i}", key=key.public, expires=EPOCH + 10**8
             )
-            self.nodes.append(
-                SimNode(i, key, cert, relay(RecordStore(trust), key.node_id), graph[i])
-            )
+            core = (PushCore if self.new else RelayCore)(RecordStore(trust), key.node_id)
+            self.nodes.append(SimNode(i, key, cert, core, graph[i]))
         self.by_id = {n.node_id: n for n in self.nodes}
         self.tracker = Tracker(len(self.nodes))
         self.publishing = True  # False: nodes stop signing, so the mesh goes quiet
@@ -163,16 +176,10 @@ class Sim:
     def link_up(self, a: int, b: int) -> bool:
         return (min(a, b), max(a, b)) not in self.down
 
-    def send(
-        self,
-        src: SimNode,
-        dst: int,
-        kind: str,
-        payload: bytes,
-        slot: tuple[str, Kind] | None = None,
-    ) -> None:
-        """`slot` names a record's topic, as MQTT would; control messages have none."""
-        size = len(payload) + MQTT_OVERHEAD + 40  # topic: mesh/v1/<c>/<id>/<kind>
+    def send(self, src: SimNode, dst: int, topic: str, payload: bytes, inbox: bool) -> None:
+        """One MQTT publish from `src` to `dst`: into dst's broker (`inbox`: a push or control
+        message, which dst reads from its own broker) or read by dst from src's broker."""
+        size = len(payload) + MQTT_OVERHEAD + len(topic)
         src.stats.msgs_out += 1
         src.stats.bytes_out += size
         if not self.link_up(src.index, dst):
@@ -182,19 +189,46 @@ class Sim:
         while self.loss and self.rng.random() < self.loss:
             delay += rto
             rto *= 2
-        self.at(self.now + delay, self._deliver, src.index, dst, kind, payload, size, slot)
+        self.at(self.now + delay, self._deliver, src.index, dst, topic, payload, size, inbox)
 
-    def _deliver(self, src: int, dst: int, kind: str, payload: bytes, size: int, slot: Any) -> None:
+    def _deliver(
+        self, src: int, dst: int, topic: str, payload: bytes, size: int, inbox: bool
+    ) -> None:
         if not self.link_up(src, dst):
             return  # the connection broke while it was in flight
         node = self.nodes[dst]
         node.stats.msgs_in += 1
         node.stats.bytes_in += size
+        sender = self.nodes[src].node_id
+        source = LOCAL if inbox else Source(sender, sender)
         COUNTER.current = node.stats
-        if kind in ("rec", "pull"):
-            self._receive(node, src, payload, kind == "rec", slot)
-        else:
-            self._control(node, src, kind, payload)
+        head = peek_header(payload)
+        held = None if head is None else node.relay.store.records.get((head.node_id, head.kind))
+        actions = node.relay.on_message(source, topic, payload, EPOCH + self.now)
+        self._perform(node, actions, -1 if held is None else held.seq)
+
+    def _perform(self, node: SimNode, actions: list[Action], prev_seq: int = -1) -> None:
+        """What the agent's shell does with the core's actions, on the simulated bus."""
+        for a in actions:
+            if isinstance(a, Publish):
+                # into our own broker; neighbours read it there: all of it when flooding, only
+                # our own records (and revocations) with push replication
+                if a.payload and (not self.new or a.topic.split("/")[3] == node.node_id):
+                    for peer in sorted(node.peers):
+                        self.send(node, peer, a.topic, a.payload, inbox=False)
+            elif isinstance(a, Push):
+                peer = self.by_id[a.neighbour]
+                self.send(node, peer.index, push_topic("sim", node.node_id), a.payload, True)
+            elif isinstance(a, Control):
+                peer = self.by_id[a.neighbour]
+                self.send(node, peer.index, control_topic("sim", node.node_id), a.message, True)
+            elif isinstance(a, Drop):
+                if a.reason not in ("duplicate", "stale"):
+                    node.drops[a.reason] += 1
+            elif isinstance(a, Stored):
+                env = a.envelope
+                if env.node_id != node.node_id:
+                    self.tracker.accepted(node.index, env, prev_seq, self.now)
 
     # -- start, publish -------------------------------------------------------------------------
 
@@ -210,13 +244,14 @@ class Sim:
                 store.merge(env)
                 # steady state: each certificate was verified when its node was first heard
                 store._good_certs.put(env.cert, True)
-            for peer in node.peers:
-                node.modes.up(self.nodes[peer].node_id)
-            if self.new:
+            if isinstance(node.relay, PushCore):
+                for peer in sorted(node.peers):  # connected: the digests find nothing to send
+                    node.relay.modes.up(self.nodes[peer].node_id)
+                self.at(self.rng.uniform(0, TICK_S), self._core_tick, node)
                 for kind, p in node.schedule.policy.items():
                     node.schedule.published(kind, -self.rng.uniform(0, p.refresh_s))
+                node.relay.next_anti_entropy = EPOCH + self.rng.uniform(0, sync.ANTI_ENTROPY_S)
                 self._arm_publish(node)
-                self.at(self.rng.uniform(0, sync.ANTI_ENTROPY_S), self._anti_entropy, node)
                 if self.link_change_rate:
                     self.at(self.rng.expovariate(self.link_change_rate), self._links_change, node)
             else:
@@ -263,10 +298,14 @@ class Sim:
 
     def _publish(self, node: SimNode, env: Envelope) -> None:
         held = node.relay.store.records.get(env.slot)
-        node.relay.own(env)
         self.tracker.published(env, self.now)
         self.tracker.accepted(node.index, env, held.seq if held else -1, self.now)
-        self._forward(node, env, None)
+        self._perform(node, node.relay.own(env))
+
+    def _core_tick(self, node: SimNode) -> None:
+        COUNTER.current = node.stats
+        self._perform(node, node.relay.tick(EPOCH + self.now))
+        self.at(self.now + TICK_S, self._core_tick, node)
 
     def _publish_all(self, node: SimNode) -> None:
         if not self.publishing:
@@ -307,118 +346,31 @@ class Sim:
         self.change_links(node)
         self.at(self.now + self.rng.expovariate(self.link_change_rate), self._links_change, node)
 
-    # -- relaying -------------------------------------------------------------------------------
-
-    def _receive(
-        self, node: SimNode, src: int, raw: bytes, eager: bool, slot: tuple[str, Kind]
-    ) -> None:
-        held = node.relay.store.records.get(slot)
-        topic = record_topic("sim", slot[0], slot[1])
-        env = node.relay.offer(self.nodes[src].node_id, topic, raw, self.now)
-        if env is None:
-            if self.new and eager and node.modes.prune(self.nodes[src].node_id):
-                self.send(node, src, "prune", b"{}")
-            return
-        self.tracker.accepted(node.index, env, held.seq if held else -1, self.now)
-        self._forward(node, env, src)
-
-    def _forward(self, node: SimNode, env: Envelope, src: int | None) -> None:
-        if not self.new:
-            for peer in node.peers:  # the broker fans out to every subscribed neighbour
-                self.send(node, peer, "rec", env.raw, env.slot)
-            return
-        node.modes.arrived(sync.Have(env.node_id, env.kind, env.seq))
-        eager = node.modes.eager
-        for peer in node.peers:
-            if peer != src and self.nodes[peer].node_id in eager:
-                self.send(node, peer, "rec", env.raw, env.slot)
-        node.have.append(sync.Have(env.node_id, env.kind, env.seq))
-        if not node.have_armed:
-            node.have_armed = True
-            self.at(self.now + sync.HAVE_INTERVAL_S, self._send_have, node)
-
-    def _send_have(self, node: SimNode) -> None:
-        node.have_armed = False
-        payload = sync.encode_headers("have", node.have)
-        node.have = []
-        COUNTER.current = node.stats
-        for peer in node.peers:
-            if self.nodes[peer].node_id in node.modes.lazy:
-                self.send(node, peer, "have", payload)
-
-    def _control(self, node: SimNode, src: int, kind: str, payload: bytes) -> None:
-        peer_id = self.nodes[src].node_id
-        records = node.relay.store.records
-        if kind == "prune":
-            other = node.modes.pruned_by(peer_id)
-            if other is not None:
-                self.send(node, self.by_id[other].index, "graft", b"{}")
-        elif kind == "graft":
-            node.modes.graft(peer_id)
-        elif kind in ("have", "digest"):
-            headers = sync.decode_headers(kind, payload) or []
-            wanted = sync.newer_in(headers, records)
-            if kind == "digest":
-                if wanted:
-                    self.send(node, src, "want", sync.encode_headers("want", wanted))
-                return
-            for h in wanted:
-                node.modes.announced(peer_id, h, self.now)
-            if wanted:
-                self.at(self.now + sync.GRAFT_AFTER_S + 1e-6, self._graft_check, node)
-        elif kind == "want":
-            for h in sync.decode_headers("want", payload) or []:
-                env = records.get(h.slot)
-                if env is not None and env.seq >= h.seq:
-                    self.send(node, src, "pull", env.raw, env.slot)
-
-    def _graft_check(self, node: SimNode) -> None:
-        COUNTER.current = node.stats
-        for peer_id, headers in node.modes.overdue(self.now).items():
-            peer = self.by_id[peer_id].index
-            if not self.link_up(node.index, peer):
-                continue
-            self.send(node, peer, "want", sync.encode_headers("want", headers))
-            if node.modes.graft(peer_id):
-                self.send(node, peer, "graft", b"{}")
-
-    def _anti_entropy(self, node: SimNode) -> None:
-        live = [p for p in node.peers if self.link_up(node.index, p)]
-        if live:
-            COUNTER.current = node.stats
-            self._send_digest(node, self.rng.choice(sorted(live)))
-        self.at(
-            self.now + sync.ANTI_ENTROPY_S * self.rng.uniform(0.9, 1.1), self._anti_entropy, node
-        )
-
-    def _send_digest(self, node: SimNode, peer: int) -> None:
-        digest = sync.encode_headers("digest", sync.held_headers(node.relay.store.records.values()))
-        self.send(node, peer, "digest", digest)
-
     # -- link cuts ------------------------------------------------------------------------------
 
     def cut(self, edges: list[tuple[int, int]]) -> None:
+        """The links go down: each end's connection to the other's broker breaks."""
         for a, b in edges:
             self.down.add((min(a, b), max(a, b)))
             for x, y in ((a, b), (b, a)):
                 node = self.nodes[x]
                 COUNTER.current = node.stats
-                for peer_id in node.modes.down(self.nodes[y].node_id):
-                    self.send(node, self.by_id[peer_id].index, "graft", b"{}")
+                self._perform(node, node.relay.peer_down(self.nodes[y].node_id))
 
     def restore(self, edges: list[tuple[int, int]]) -> None:
+        """The links are back: each end reconnects to the other's broker."""
         for a, b in edges:
             self.down.discard((min(a, b), max(a, b)))
         for a, b in edges:
             for x, y in ((a, b), (b, a)):
                 node = self.nodes[x]
                 COUNTER.current = node.stats
-                if self.new:
-                    node.modes.up(self.nodes[y].node_id)
-                    self._send_digest(node, y)
+                if self.new:  # the core sends its digest instead of a replay
+                    self._perform(node, node.relay.peer_up(self.nodes[y].node_id, EPOCH + self.now))
                 else:  # subscribing replays the neighbour's whole retained store to us
-                    for env in self.nodes[y].relay.store.records.values():
-                        self.send(self.nodes[y], x, "rec", env.raw, env.slot)
+                    peer = self.nodes[y]
+                    for p in peer.relay.held():
+                        self.send(peer, x, p.topic, p.payload, inbox=False)
 
     def expect_heal(self) -> None:
         """From now on, track when every node holds every newest record of this moment."""

@@ -46,6 +46,7 @@ from node_agent.relay_core import (
     Source,
     Stored,
 )
+from node_agent.relay_push import TICK_S
 from node_agent.runtime import Runtime
 
 log = logging.getLogger("meshd")
@@ -54,7 +55,6 @@ REPLAY_LIMIT_S = 3.0  # longest a neighbour holds the replay slot
 PACKET_OVERHEAD = 1024  # fixed header, topic and properties around a record of the cap
 OUTBOX = 5_000  # pushes/control queued for one neighbour; more are counted and dropped
 INFLIGHT = 20  # publishes to one neighbour awaiting PUBACK at once (paho's own default)
-TICK_S = 0.1  # how often the core's timed work (header batches, pulls) runs
 
 
 class PacketTooLarge(OSError):

@@ -44,6 +44,7 @@ from node_agent.relay_core import (
     Stored,
 )
 
+TICK_S = 0.1  # how often the shell (or a simulation) calls `tick`: header batches, pulls
 DIGEST_ECHO_S = 5.0  # a digest is answered with ours unless we sent this neighbour one since
 PRUNE = encode_headers("prune", [])
 GRAFT = encode_headers("graft", [])
@@ -57,7 +58,9 @@ def _header(env: Envelope) -> Have:
 class PushCore(RelayCore):
     replication: ClassVar[str] = "push"
     modes: PeerModes = field(default_factory=PeerModes)
-    pending: dict[tuple[str, Kind], Have] = field(default_factory=dict)  # since last batch
+    # per lazy neighbour, the headers to announce in the next batch: fixed when the record
+    # arrives, so a link grafted before the batch still hears of it (it got no full copy)
+    pending: dict[str, dict[tuple[str, Kind], Have]] = field(default_factory=dict)
     digest_sent: dict[str, float] = field(default_factory=dict)
     next_have: float = 0.0
     next_anti_entropy: float = 0.0
@@ -152,7 +155,9 @@ class PushCore(RelayCore):
         """A record newly held: in full to eager links, a header to lazy ones next batch."""
         h = _header(env)
         self.modes.arrived(h)
-        self.pending[h.slot] = h
+        for p in self.modes.lazy:
+            if p != exclude:
+                self.pending.setdefault(p, {})[h.slot] = h
         return [Push(p, env.raw) for p in sorted(self.modes.eager) if p != exclude]
 
     def _digest(self, peer: str, now: float) -> list[Action]:
@@ -179,9 +184,10 @@ class PushCore(RelayCore):
                 out.append(Control(peer, GRAFT))
         if now >= self.next_have:
             self.next_have = now + HAVE_INTERVAL_S
-            if self.pending and self.modes.lazy:
-                batch = encode_chunks("have", self.pending.values())
-                out += [Control(p, m) for p in sorted(self.modes.lazy) for m in batch]
+            live = self.modes.eager | self.modes.lazy
+            for p, heads in sorted(self.pending.items()):
+                if p in live:
+                    out += [Control(p, m) for m in encode_chunks("have", heads.values())]
             self.pending.clear()
         peers = sorted(self.modes.eager | self.modes.lazy)
         if not self.next_anti_entropy:  # every connect sent a digest already

@@ -103,6 +103,20 @@ def test_lazy_links_get_header_batches_from_tick():
     assert controls(c.tick(NOW + 2 * HAVE_INTERVAL_S)) == []  # sent once
 
 
+def test_a_link_grafted_before_the_batch_still_hears_of_a_record_it_was_lazy_for():
+    """Found by bench/relay_sim.py on the real core: a record arrives while C is lazy (no full
+    copy), C grafts before the next batch, and the batch then went to lazy links only."""
+    c = core(B.node_id, C.node_id)
+    c.modes.prune(C.node_id)
+    c.tick(NOW)
+    env = D.sign(D.node_body(), seq=4)
+    assert pushes(push(c, B.node_id, env.raw, NOW + 0.1)) == []
+    ctl(c, C.node_id, GRAFT, NOW + 0.2)
+    assert c.modes.eager == {B.node_id, C.node_id}
+    batch = controls(c.tick(NOW + HAVE_INTERVAL_S))
+    assert batch == [(C.node_id, {"have": [[D.node_id, "node", 4]]})]
+
+
 def test_a_have_not_followed_by_the_record_is_wanted_and_its_link_grafted():
     c = core(B.node_id, C.node_id)
     c.modes.prune(C.node_id)

@@ -12,7 +12,7 @@ import random
 import pytest
 
 from bench.relay_counting import COUNTER, Stats, counting
-from bench.relay_sim import Sim, core_relay
+from bench.relay_sim import EPOCH, Sim
 from bench.relay_topology import chain, geometric
 from meshd import sync
 from meshd.codec import sign_record
@@ -21,6 +21,7 @@ from meshd.records import Kind, LinksBody
 from meshd.store import RecordStore
 from meshd.topics import record_topic
 from meshd.trust import Enrollment, Trust
+from node_agent.relay_core import RelayCore, Source, Stored
 
 
 def converged(sim: Sim) -> bool:
@@ -79,16 +80,24 @@ def test_relay_core_never_takes_an_older_record_and_triages_copies() -> None:
     cert = Enrollment.issue(
         admin, community="sim", hostname="n1", key=key.public, expires=2_000_000_000
     )
-    relay = core_relay(RecordStore(Trust("sim", frozenset({admin.public}))), "x" * 16)
+    relay = RelayCore(RecordStore(Trust("sim", frozenset({admin.public}))), "x" * 16)
     records = [
         sign_record(key, cert, LinksBody(()), seq=s, issued_at=1_800_000_000, ttl_s=600)
         for s in (5, 3, 9, 9)
     ]
     topic = record_topic("sim", key.node_id, Kind.LINKS)
+    peer = Source("peer", "peer")
     with counting():
         COUNTER.current = stats = Stats()
-        got = [relay.offer("peer", topic, env.raw, 10.0) for env in records]
-    assert [e.seq if e else None for e in got] == [5, None, 9, None]
+        got = [
+            [
+                a.envelope.seq
+                for a in relay.on_message(peer, topic, env.raw, EPOCH + 10.0)
+                if isinstance(a, Stored)
+            ]
+            for env in records
+        ]
+    assert got == [[5], [], [9], []]
     assert relay.store.get(key.node_id, Kind.LINKS) == records[2]
     # the older and the repeated copy were refused from their headers: two decodes, not four
     assert stats.decodes == 2
