@@ -10,7 +10,8 @@ topology, keys and bodies:
   into its broker, so every neighbour (each subscribed to the whole community there) receives
   it, including the one it came from; a (re)connect replays the whole retained store.
 - `new`: §8 as the agent runs it with `--replication push`: `PushCore` (header triage, eager
-  pushes into the neighbour's broker on a self-pruning tree, header batches to lazy links,
+  pushes on a self-pruning tree (each relay writes them into its own broker for the
+  neighbour to read), header batches to lazy links,
   pulls, digests on connect and anti-entropy, `tick` every `TICK_S`), per-kind publish policy;
   a neighbour still reads each node's *own* topics on its broker, as the shell subscribes.
 
@@ -45,7 +46,6 @@ from meshd.store import RecordStore
 from meshd.topics import control_topic, push_topic
 from meshd.trust import Enrollment, Trust
 from node_agent.relay_core import (
-    LOCAL,
     Action,
     Control,
     Drop,
@@ -176,9 +176,8 @@ class Sim:
     def link_up(self, a: int, b: int) -> bool:
         return (min(a, b), max(a, b)) not in self.down
 
-    def send(self, src: SimNode, dst: int, topic: str, payload: bytes, inbox: bool) -> None:
-        """One MQTT publish from `src` to `dst`: into dst's broker (`inbox`: a push or control
-        message, which dst reads from its own broker) or read by dst from src's broker."""
+    def send(self, src: SimNode, dst: int, topic: str, payload: bytes) -> None:
+        """One MQTT message from `src`'s broker to `dst`, which reads it over its connection."""
         size = len(payload) + MQTT_OVERHEAD + len(topic)
         src.stats.msgs_out += 1
         src.stats.bytes_out += size
@@ -189,18 +188,16 @@ class Sim:
         while self.loss and self.rng.random() < self.loss:
             delay += rto
             rto *= 2
-        self.at(self.now + delay, self._deliver, src.index, dst, topic, payload, size, inbox)
+        self.at(self.now + delay, self._deliver, src.index, dst, topic, payload, size)
 
-    def _deliver(
-        self, src: int, dst: int, topic: str, payload: bytes, size: int, inbox: bool
-    ) -> None:
+    def _deliver(self, src: int, dst: int, topic: str, payload: bytes, size: int) -> None:
         if not self.link_up(src, dst):
             return  # the connection broke while it was in flight
         node = self.nodes[dst]
         node.stats.msgs_in += 1
         node.stats.bytes_in += size
         sender = self.nodes[src].node_id
-        source = LOCAL if inbox else Source(sender, sender)
+        source = Source(sender, sender)  # the link, and the neighbour verified on it
         COUNTER.current = node.stats
         head = peek_header(payload)
         held = None if head is None else node.relay.store.records.get((head.node_id, head.kind))
@@ -215,13 +212,13 @@ class Sim:
                 # our own records (and revocations) with push replication
                 if a.payload and (not self.new or a.topic.split("/")[3] == node.node_id):
                     for peer in sorted(node.peers):
-                        self.send(node, peer, a.topic, a.payload, inbox=False)
-            elif isinstance(a, Push):
+                        self.send(node, peer, a.topic, a.payload)
+            elif isinstance(a, Push):  # on _push/<neighbour> of our broker, where it reads
                 peer = self.by_id[a.neighbour]
-                self.send(node, peer.index, push_topic("sim", node.node_id), a.payload, True)
+                self.send(node, peer.index, push_topic("sim", peer.node_id), a.payload)
             elif isinstance(a, Control):
                 peer = self.by_id[a.neighbour]
-                self.send(node, peer.index, control_topic("sim", node.node_id), a.message, True)
+                self.send(node, peer.index, control_topic("sim", peer.node_id), a.message)
             elif isinstance(a, Drop):
                 if a.reason not in ("duplicate", "stale"):
                     node.drops[a.reason] += 1
@@ -370,7 +367,7 @@ class Sim:
                 else:  # subscribing replays the neighbour's whole retained store to us
                     peer = self.nodes[y]
                     for p in peer.relay.held():
-                        self.send(peer, x, p.topic, p.payload, inbox=False)
+                        self.send(peer, x, p.topic, p.payload)
 
     def expect_heal(self) -> None:
         """From now on, track when every node holds every newest record of this moment."""

@@ -151,7 +151,7 @@ def decode_headers(tag: str, data: bytes) -> list[Have] | None:
     return out
 
 
-CONTROL_TAGS = ("digest", "graft", "have", "prune", "want")
+CONTROL_TAGS = ("digest", "echo", "graft", "have", "prune", "want")
 CHUNK = 400  # headers per control message: 400 x ~30 B stays under the 16 KiB record cap
 
 
@@ -198,6 +198,9 @@ def newer_in(theirs: Iterable[Have], ours: Mapping[tuple[str, Kind], Envelope]) 
 HAVE_INTERVAL_S = 1.0  # header batches to lazy neighbours
 GRAFT_AFTER_S = 0.5  # a header's record not seen by then is pulled and its link made eager
 ANTI_ENTROPY_S = 600.0  # digest to one neighbour, repairs anything lost (a digest is ~28 B a slot)
+#: Below this many nodes every link stays eager (no prune): flooding a small mesh costs a few
+#: messages a second, while a spanning tree would add hops (and lazy repairs) to every record.
+TREE_FROM_NODES = 50
 
 
 @dataclass

@@ -53,8 +53,7 @@ log = logging.getLogger("meshd")
 share_mqtt_property_tables()
 REPLAY_LIMIT_S = 3.0  # longest a neighbour holds the replay slot
 PACKET_OVERHEAD = 1024  # fixed header, topic and properties around a record of the cap
-OUTBOX = 5_000  # pushes/control queued for one neighbour; more are counted and dropped
-INFLIGHT = 20  # publishes to one neighbour awaiting PUBACK at once (paho's own default)
+VERIFY_WAIT_S = 0.1  # how often a new push link checks whether its neighbour is verified yet
 
 
 class PacketTooLarge(OSError):
@@ -163,8 +162,7 @@ class Relay:
         # One neighbour's retained replay at a time: 8 neighbours replaying 600 records at once
         # queue ~5,000 messages (~10 MB) that pymalloc never hands back to the system.
         self.replay_slot = asyncio.Semaphore(1)
-        # push replication: what goes into each connected neighbour's broker, and the totals
-        self.outboxes: dict[str, asyncio.Queue[tuple[str, bytes]]] = {}
+        # push replication: messages and bytes per neighbour and direction
         self.traffic: dict[str, dict[str, int]] = {}  # neighbour -> msgs/bytes in/out
 
     def _traffic(self, peer: str, direction: str, size: int) -> None:
@@ -177,16 +175,6 @@ class Relay:
         )
         t[f"msgs_{direction}"] += 1
         t[f"bytes_{direction}"] += size
-
-    def send(self, peer: str, topic: str, payload: bytes) -> None:
-        """Queue one publish into `peer`'s broker (not retained); counted when not connected."""
-        box = self.outboxes.get(peer)
-        if box is None:
-            self.core.counters["push_unsent"] += 1
-        elif box.full():
-            self.core.counters["push_overflow"] += 1
-        else:
-            box.put_nowait((topic, payload))
 
     # -- performing the core's actions ------------------------------------------------------
 
@@ -203,10 +191,17 @@ class Relay:
         for a in actions:
             if isinstance(a, Publish):
                 await self.publish_local(a.topic, a.payload, a.retain)
-            elif isinstance(a, Push):
-                self.send(a.neighbour, push_topic(self.community, self.node_id), a.payload)
-            elif isinstance(a, Control):
-                self.send(a.neighbour, control_topic(self.community, self.node_id), a.message)
+            elif isinstance(a, Push | Control):
+                # into our own broker, where only that neighbour reads it (not retained)
+                topic = (push_topic if isinstance(a, Push) else control_topic)(
+                    self.community, a.neighbour
+                )
+                data = a.payload if isinstance(a, Push) else a.message
+                if self.local is None:
+                    self.core.counters["push_unsent"] += 1
+                    continue
+                self._traffic(a.neighbour[:32], "out", len(data))
+                await self.publish_local(topic, data, retain=False)
             elif isinstance(a, Drop):
                 if a.error is not None and a.reason == "internal_error":
                     log.error("message from %s dropped: %s", a.link, a.detail, exc_info=a.error)
@@ -231,10 +226,7 @@ class Relay:
         try:
             payload = message.payload
             data = bytes(payload) if isinstance(payload, (bytes, bytearray)) else b""
-            parts = message.topic.value.split("/")
-            if source is LOCAL and len(parts) == 5 and parts[3] in ("_push", "_ctl"):
-                self._traffic(parts[4][:32], "in", len(data))
-            elif source is not LOCAL:
+            if source is not LOCAL:
                 self._traffic(source.claimed[:32], "in", len(data))
             actions = self.core.on_message(source, message.topic.value, data, self.rt.clock.now())
             await self.perform(actions)
@@ -325,35 +317,6 @@ class Relay:
                 log.exception("relay tick failed")
             await asyncio.sleep(TICK_S)
 
-    async def _drain(self, client: aiomqtt.Client, peer: str, box: asyncio.Queue[Any]) -> None:
-        """Publish the outbox in order, up to INFLIGHT awaiting their PUBACK at once: one at a
-        time, a lossy link's retransmissions would let the queue (and every record's delay)
-        grow without bound."""
-        inflight = asyncio.Semaphore(INFLIGHT)
-        failed: list[BaseException] = []
-        pending: set[asyncio.Task[None]] = set()
-
-        async def one(topic: str, payload: bytes) -> None:
-            try:
-                await client.publish(topic, payload, qos=1, retain=False)
-                self._traffic(peer, "out", len(payload))
-            except aiomqtt.MqttError as exc:
-                failed.append(exc)
-            finally:
-                inflight.release()
-
-        try:
-            while not failed:
-                topic, payload = await box.get()
-                await inflight.acquire()
-                task = asyncio.create_task(one(topic, payload))
-                pending.add(task)
-                task.add_done_callback(pending.discard)
-            raise failed[0]
-        finally:
-            for task in pending:
-                task.cancel()
-
     async def _read(self, client: aiomqtt.Client, source: Source, turn: ReplayTurn) -> None:
         async for message in client.messages:
             if turn.held and not len(client.messages):
@@ -363,13 +326,28 @@ class Relay:
 
     async def _subscribe(self, client: aiomqtt.Client, n: Neighbour) -> None:
         """Flooding reads the neighbour's whole community; push only the neighbour's own topics
-        (its records verify it, its status says offline) and revocations, then sends a digest."""
+        (its records verify it, its status says offline), revocations, and what it addresses
+        to us: `_push/<us>` and `_ctl/<us>`."""
         c = self.community
         if self.core.replication != "push":
             await client.subscribe(community_filter(c), qos=1)
             return
         await client.subscribe(f"mesh/v1/{c}/{n.node_id}/+", qos=1)
         await client.subscribe(f"mesh/v1/{c}/{REVOCATIONS}/+", qos=1)
+        await client.subscribe(push_topic(c, self.node_id), qos=1)
+        await client.subscribe(control_topic(c, self.node_id), qos=1)
+
+    async def _verified(self, n: Neighbour, reader: asyncio.Task[None]) -> None:
+        """Until a valid record of `n` has come over this link (the shell believes no announced
+        identity before that); a reader that ends first ends this connection."""
+        while True:
+            entry = self.neighbours.entries.get(n.node_id)
+            if entry is not None and entry.verified and entry.link == n.link:
+                return
+            done, _ = await asyncio.wait({reader}, timeout=VERIFY_WAIT_S)
+            if done:
+                reader.result()
+                raise aiomqtt.MqttError("neighbour connection closed")
 
     async def run_neighbour(self, n: Neighbour) -> None:
         attempt = 0
@@ -394,22 +372,18 @@ class Relay:
                     self.core.counters["relay_connects"] += 1
                     log.info("relay: connected to %s at %s", n.node_id, n.address)
                     await self._subscribe(client, n)
-                    box: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(OUTBOX)
-                    drain = asyncio.create_task(self._drain(client, n.node_id, box))
-                    self.outboxes[n.node_id] = box
                     reader = asyncio.create_task(self._read(client, source, turn))
+                    joined = False
                     try:
-                        await self.perform(self.core.peer_up(n.node_id, self.rt.clock.now()))
-                        done, _ = await asyncio.wait(
-                            {reader, drain}, return_when=asyncio.FIRST_COMPLETED
-                        )
-                        for task in done:
-                            task.result()  # a broken connection or failed publish: reconnect
+                        if self.core.replication == "push":
+                            await self._verified(n, reader)
+                            joined = True
+                            await self.perform(self.core.peer_up(n.node_id, self.rt.clock.now()))
+                        await reader
                     finally:
-                        self.outboxes.pop(n.node_id, None)
                         reader.cancel()
-                        drain.cancel()
-                        await self.perform(self.core.peer_down(n.node_id))
+                        if joined:
+                            await self.perform(self.core.peer_down(n.node_id))
             except (aiomqtt.MqttError, OSError) as exc:
                 delay = self.rt.backoff(attempt := attempt + 1)
                 log.info("relay %s: %s; retrying in %.1f s", n.node_id, exc, delay)

@@ -24,7 +24,8 @@ Actions: `Publish(topic, payload, retain)` on our own broker (neighbours read it
 link claims to be: only then is the neighbour believed), `NeighbourGone(link, node_id)` (the
 neighbour said `offline`), `Revoked(revocation)` (persist it); with push replication
 (`relay_push.PushCore`) also `Push(neighbour, payload)` and `Control(neighbour, message)`,
-published into that neighbour's broker. `tick(now)`, `peer_up`, `peer_down` are no-ops here.
+published (not retained) into our own broker on `_push/<neighbour>` / `_ctl/<neighbour>`, where
+that neighbour reads them. `tick(now)`, `peer_up`, `peer_down` are no-ops here.
 
 Order of checks for a neighbour's message, cheapest first and verify before trust: rate limit
 per source link, size cap, topic and community, then `RecordStore.offer` (header triage, then
@@ -113,7 +114,7 @@ class Revoked:
 
 @dataclass(frozen=True, slots=True)
 class Push:
-    """One full record into `neighbour`'s broker on `_push/<us>` (push replication only)."""
+    """One full record for `neighbour`, on `_push/<neighbour>` of our broker (push only)."""
 
     neighbour: str
     payload: bytes
@@ -121,7 +122,7 @@ class Push:
 
 @dataclass(frozen=True, slots=True)
 class Control:
-    """One control message into `neighbour`'s broker on `_ctl/<us>` (push replication only)."""
+    """One control message for `neighbour`, on `_ctl/<neighbour>` of our broker (push only)."""
 
     neighbour: str
     message: bytes

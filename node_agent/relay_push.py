@@ -1,15 +1,17 @@
 """Push replication (docs/protocol.md §8.3-8.4) on top of the flooding `RelayCore`, still pure.
 
-A neighbour publishes into *our* broker: a full record on `_push/<sender>`, a control message
-on `_ctl/<sender>`; our local subscription hands both to `on_message`. We answer with `Push`
-and `Control` actions that the shell publishes into the named neighbour's broker. The eager /
-lazy bookkeeping is `meshd.sync.PeerModes`; timed work (header batches to lazy links, pulls of
-announced records that did not arrive, anti-entropy digests) comes from `tick(now)`.
+A relay writes only into its *own* broker, never into a neighbour's: a full record for
+neighbour X on `_push/<X>`, a control message on `_ctl/<X>`, not retained. X reads both over its
+connection to our broker (it subscribes to exactly those two topics and to our own records), so
+whatever arrives on `_push/<us>`/`_ctl/<us>` over a link comes from the node that link belongs
+to, rate-limited and counted per link like everything else: nobody can speak for a neighbour,
+and a router's mesh listener needs no write access at all. The eager / lazy bookkeeping is
+`meshd.sync.PeerModes`; timed work (header batches to lazy links, pulls of announced records that
+did not arrive, anti-entropy digests) comes from `tick(now)`.
 
-The sender in a topic is only a claim (anyone on the mesh listener may write it): it chooses
-where answers go and which rate limit and counters apply, never whether a record is believed.
-Pushes never verify a neighbour either; the shell still reads each neighbour's own topics on
-its broker for that.
+A neighbour takes part (`peer_up`) only once the shell has verified it (a valid record of its
+own arrived over that link): pushes are never spent on an identity someone merely announced.
+Records pushed over a link still verify themselves like any other.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from meshd.records import Kind
 from meshd.sync import (
     ANTI_ENTROPY_S,
     HAVE_INTERVAL_S,
+    TREE_FROM_NODES,
     Have,
     PeerModes,
     decode_control,
@@ -45,7 +48,6 @@ from node_agent.relay_core import (
 )
 
 TICK_S = 0.1  # how often the shell (or a simulation) calls `tick`: header batches, pulls
-DIGEST_ECHO_S = 5.0  # a digest is answered with ours unless we sent this neighbour one since
 PRUNE = encode_headers("prune", [])
 GRAFT = encode_headers("graft", [])
 
@@ -58,10 +60,10 @@ def _header(env: Envelope) -> Have:
 class PushCore(RelayCore):
     replication: ClassVar[str] = "push"
     modes: PeerModes = field(default_factory=PeerModes)
+    tree_from_nodes: int = TREE_FROM_NODES
     # per lazy neighbour, the headers to announce in the next batch: fixed when the record
     # arrives, so a link grafted before the batch still hears of it (it got no full copy)
     pending: dict[str, dict[tuple[str, Kind], Have]] = field(default_factory=dict)
-    digest_sent: dict[str, float] = field(default_factory=dict)
     next_have: float = 0.0
     next_anti_entropy: float = 0.0
     turn: int = 0  # which neighbour gets the next anti-entropy digest
@@ -69,13 +71,9 @@ class PushCore(RelayCore):
     # -- the way in -------------------------------------------------------------------------
 
     def on_message(self, source: Source, topic: str, payload: bytes, now: float) -> list[Action]:
-        if source.link == LOCAL.link:
-            parsed = parse_topic(topic)
-            if parsed is not None and parsed[1] in (PUSH, CONTROL):
-                # rate limit and count per claimed sender, like a neighbour link
-                source = Source(f"{parsed[1]}/{parsed[2]}")
         actions = super().on_message(source, topic, payload, now)
-        if source.link.startswith((PUSH + "/", CONTROL + "/")):
+        parsed = parse_topic(topic)
+        if parsed is not None and parsed[1] in (PUSH, CONTROL):
             return actions
         # a record stored any other way (a neighbour's own topic, our broker): pass it on
         exclude = source.claimed or None
@@ -86,11 +84,20 @@ class PushCore(RelayCore):
         return out
 
     def _on_relay(
-        self, source: Source, middle: str, sender: str, payload: bytes, now: float
+        self, source: Source, middle: str, addressee: str, payload: bytes, now: float
     ) -> list[Action]:
+        if source.link == LOCAL.link:
+            # our own broker: only we write pushes there, for neighbours to read (no-local
+            # keeps our own from coming back), so this is someone else's write
+            return [Drop("push_on_own_broker", source.link, f"{middle}/{addressee}")]
+        if addressee != self.node_id:
+            return [Drop("push_not_for_us", source.link, f"{middle}/{addressee}")]
+        sender = source.claimed
         if sender == self.node_id:
             return [Drop("own_echo", source.link)]
         if middle == CONTROL:
+            if sender not in self.modes.eager and sender not in self.modes.lazy:
+                return [Drop("control_unverified", source.link, sender[:32])]
             return self._on_control(source, sender, payload, now)
         try:
             env = self.store.offer(payload, now)
@@ -100,7 +107,7 @@ class PushCore(RelayCore):
                 # a sender's own record also comes over our subscription to its topics: not a
                 # cycle in the eager tree, so no prune for it
                 own = exc.reason is RejectReason.DUPLICATE and self._sender_own(sender, payload)
-                if not own and self.modes.prune(sender):
+                if not own and self._may_prune() and self.modes.prune(sender):
                     self.counters["prunes_sent"] += 1
                     return [Control(sender, PRUNE)]
                 return []
@@ -111,6 +118,10 @@ class PushCore(RelayCore):
             Publish(record_topic(env.community, env.node_id, env.kind), env.raw),
             *self._spread(env, sender),
         ]
+
+    def _may_prune(self) -> bool:
+        """Below `tree_from_nodes` every link stays eager: a small mesh floods for latency."""
+        return len(self.store.records) >= self.tree_from_nodes * len(Kind)
 
     def _sender_own(self, sender: str, payload: bytes) -> bool:
         """The very bytes held of the sender's own record (the header is only a lookup key)."""
@@ -132,13 +143,12 @@ class PushCore(RelayCore):
         if tag == "want":
             held = [records.get(h.slot) for h in headers]
             return [Push(sender, e.raw) for e in held if e is not None]
-        if tag == "digest":
+        if tag in ("digest", "echo"):
             actions: list[Action] = [
                 Control(sender, m) for m in encode_chunks("want", newer_in(headers, records))
             ]
-            sent = self.digest_sent.get(sender)
-            if sent is None or now - sent > DIGEST_ECHO_S:
-                actions += self._digest(sender, now)  # so it pulls what it lacks too
+            if tag == "digest":  # answered with ours, so it pulls what it lacks too
+                actions += self._digest(sender, "echo")
             return actions
         if tag == "prune":
             other = self.modes.pruned_by(sender)
@@ -160,20 +170,20 @@ class PushCore(RelayCore):
                 self.pending.setdefault(p, {})[h.slot] = h
         return [Push(p, env.raw) for p in sorted(self.modes.eager) if p != exclude]
 
-    def _digest(self, peer: str, now: float) -> list[Action]:
-        self.digest_sent[peer] = now
+    def _digest(self, peer: str, tag: str = "digest") -> list[Action]:
         headers = held_headers(self.store.records.values())
-        return [Control(peer, m) for m in encode_chunks("digest", headers)] or [
-            Control(peer, encode_headers("digest", []))
+        return [Control(peer, m) for m in encode_chunks(tag, headers)] or [
+            Control(peer, encode_headers(tag, []))
         ]
 
     def peer_up(self, peer: str, now: float) -> list[Action]:
-        """Connected to `peer`'s broker: an eager link, and our digest instead of a replay."""
+        """Reading `peer`'s broker, and `peer` verified there: an eager link, and our digest
+        instead of a replay."""
         self.modes.up(peer)
-        return self._digest(peer, now)
+        return self._digest(peer)
 
     def peer_down(self, peer: str) -> list[Action]:
-        self.digest_sent.pop(peer, None)
+        self.pending.pop(peer, None)
         return [Control(p, GRAFT) for p in self.modes.down(peer)]
 
     def tick(self, now: float) -> list[Action]:
@@ -196,5 +206,5 @@ class PushCore(RelayCore):
             self.next_anti_entropy = now + ANTI_ENTROPY_S
             if peers:
                 self.turn += 1
-                out += self._digest(peers[self.turn % len(peers)], now)
+                out += self._digest(peers[self.turn % len(peers)])
         return out

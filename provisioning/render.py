@@ -320,7 +320,7 @@ def _mosquitto(community: Community, node: NodeEntry) -> str:
     for address in (node.addresses.ipv4, node.addresses.ipv6):
         lines += [
             "",
-            "# Neighbours' agents: read, and write only _push/+ and _ctl/+ (meshd-mesh.acl).",
+            "# Neighbours' agents: read only (meshd-mesh.acl).",
             f"listener {port} {address}",
             "allow_anonymous true",
             "acl_file /etc/mosquitto/meshd-mesh.acl",
@@ -413,14 +413,10 @@ def render_node(
     )
     files["etc/mosquitto/mosquitto.conf"] = BundleFile(_mosquitto(community, node).encode())
     files["etc/mosquitto/meshd-local.acl"] = BundleFile(b"topic readwrite mesh/v1/#\n")
-    # Neighbours read everything of the community and write only push replication's inboxes
-    # (docs/protocol.md §8.3); the sender segment is a claim the agent never trusts.
+    # Neighbours only read: records, and the pushes the agent addresses to each of them on
+    # `_push/<id>`/`_ctl/<id>` (docs/protocol.md §8.3); nobody on the mesh writes here.
     c = community.name
-    files["etc/mosquitto/meshd-mesh.acl"] = BundleFile(
-        f"topic read mesh/v1/{c}/#\n"
-        f"topic write mesh/v1/{c}/_push/+\n"
-        f"topic write mesh/v1/{c}/_ctl/+\n".encode()
-    )
+    files["etc/mosquitto/meshd-mesh.acl"] = BundleFile(f"topic read mesh/v1/{c}/#\n".encode())
     # mosquitto binds to the router address before Wi-Fi is up.
     files["etc/sysctl.d/90-meshd.conf"] = BundleFile(
         b"net.ipv4.ip_nonlocal_bind=1\nnet.ipv6.ip_nonlocal_bind=1\n"

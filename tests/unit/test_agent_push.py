@@ -7,7 +7,14 @@ import json
 import pytest
 
 from meshd.records import Kind
-from meshd.sync import GRAFT_AFTER_S, HAVE_INTERVAL_S, MAX_HEADERS, Have, encode_headers
+from meshd.sync import (
+    GRAFT_AFTER_S,
+    HAVE_INTERVAL_S,
+    MAX_HEADERS,
+    TREE_FROM_NODES,
+    Have,
+    encode_headers,
+)
 from meshd.topics import control_topic, parse_topic, push_topic, record_topic
 from node_agent.relay_core import (
     LOCAL,
@@ -30,18 +37,24 @@ D = KIT.enroll("d")  # a node further away
 
 
 def core(*peers: str) -> PushCore:
-    c = PushCore(KIT.store(), A.node_id)
+    """A core whose links form a tree at any size (the default waits for TREE_FROM_NODES)."""
+    c = PushCore(KIT.store(), A.node_id, tree_from_nodes=0)
     for p in peers:
         c.peer_up(p, NOW)
     return c
 
 
+def link(sender: str) -> Source:
+    """Our connection to `sender`'s broker: pushes for us are read there."""
+    return Source(f"fe80::{sender[:4]}%mesh0", sender)
+
+
 def push(c: PushCore, sender: str, raw: bytes, now: float = NOW) -> list[object]:
-    return list(c.on_message(LOCAL, push_topic(KIT.name, sender), raw, now))
+    return list(c.on_message(link(sender), push_topic(KIT.name, A.node_id), raw, now))
 
 
 def ctl(c: PushCore, sender: str, message: bytes, now: float = NOW) -> list[object]:
-    return list(c.on_message(LOCAL, control_topic(KIT.name, sender), message, now))
+    return list(c.on_message(link(sender), control_topic(KIT.name, A.node_id), message, now))
 
 
 def controls(actions: list[object]) -> list[tuple[str, dict[str, object]]]:
@@ -136,7 +149,7 @@ def test_a_have_for_a_record_that_arrives_in_time_pulls_nothing():
 
 
 def test_want_is_answered_with_the_records_held():
-    c = core(B.node_id)
+    c = core(B.node_id, C.node_id)
     env = D.sign(D.node_body(), seq=2)
     push(c, B.node_id, env.raw)
     wanted = [Have(D.node_id, Kind.NODE, 2), Have(C.node_id, Kind.LINKS, 1)]
@@ -144,17 +157,19 @@ def test_want_is_answered_with_the_records_held():
     assert out == [Push(C.node_id, env.raw)]
 
 
-def test_digest_pulls_what_is_newer_there_and_offers_ours_once():
-    c = PushCore(KIT.store(), A.node_id)
+def test_digest_pulls_what_is_newer_there_and_offers_ours_as_an_echo():
+    c = core(B.node_id)
     c.own(A.sign(A.node_body(), seq=1))
     c.own(D.sign(D.node_body(), seq=5))  # (any record held)
     theirs = [Have(D.node_id, Kind.NODE, 7), Have(C.node_id, Kind.NODE, 1)]
     out = controls(ctl(c, B.node_id, encode_headers("digest", theirs)))
     assert out[0] == (B.node_id, {"want": sorted([[C.node_id, "node", 1], [D.node_id, "node", 7]])})
     ours = sorted([[A.node_id, "node", 1], [D.node_id, "node", 5]])
-    assert out[1] == (B.node_id, {"digest": ours})
-    again = controls(ctl(c, B.node_id, encode_headers("digest", theirs), NOW + 1))
-    assert [m for _, m in again if "digest" in m] == []  # no digest ping-pong
+    assert out[1] == (B.node_id, {"echo": ours})
+    # an echo is answered with wants only: no digest ping-pong
+    again = controls(ctl(c, B.node_id, encode_headers("echo", theirs), NOW + 1))
+    assert [m for _, m in again if "want" not in m] == []
+    assert len(again) == 1
 
 
 def test_connecting_sends_a_digest_and_losing_an_eager_link_grafts_the_lazy_ones():
@@ -205,7 +220,7 @@ def test_hostile_control_messages_are_counted_and_dropped(payload: bytes):
     reasons = [a.reason for a in out if isinstance(a, Drop)]
     assert len(reasons) == 1
     assert reasons[0] in ("control_malformed", "too_large")
-    assert c.by_source[f"_ctl/{B.node_id}"][reasons[0]] == 1
+    assert c.by_source[link(B.node_id).link][reasons[0]] == 1
     assert c.modes.eager == {B.node_id}  # nothing changed
 
 
@@ -218,7 +233,7 @@ def test_a_push_that_does_not_verify_is_dropped_and_not_passed_on():
     assert c.store.get(D.node_id, Kind.NODE) is None
 
 
-def test_our_own_id_as_sender_is_an_echo_and_dropped():
+def test_a_link_claiming_our_own_id_is_an_echo_and_dropped():
     c = core(B.node_id)
     out = push(c, A.node_id, D.sign(D.node_body(), seq=1).raw)
     assert [a.reason for a in out if isinstance(a, Drop)] == ["own_echo"]
@@ -228,3 +243,38 @@ def test_the_flooding_core_refuses_push_traffic():
     c = RelayCore(KIT.store(), A.node_id)
     out = c.on_message(LOCAL, push_topic(KIT.name, B.node_id), D.sign(D.node_body()).raw, NOW)
     assert [a.reason for a in out if isinstance(a, Drop)] == ["replication_unsupported"]
+
+
+def test_pushes_are_read_only_over_links_and_only_when_addressed_to_us():
+    """Nobody writes into a neighbour's broker: a push on our own broker is someone else's
+    write, and one addressed to another node was not meant for us."""
+    c = core(B.node_id)
+    raw = D.sign(D.node_body(), seq=1).raw
+    on_ours = c.on_message(LOCAL, push_topic(KIT.name, A.node_id), raw, NOW)
+    assert [a.reason for a in on_ours if isinstance(a, Drop)] == ["push_on_own_broker"]
+    elsewhere = c.on_message(link(B.node_id), push_topic(KIT.name, C.node_id), raw, NOW)
+    assert [a.reason for a in elsewhere if isinstance(a, Drop)] == ["push_not_for_us"]
+    assert c.store.get(D.node_id, Kind.NODE) is None
+
+
+def test_control_from_a_neighbour_not_yet_verified_changes_nothing():
+    c = core(B.node_id)
+    out = ctl(c, C.node_id, PRUNE)  # C's link is up but the shell has not verified C yet
+    assert [a.reason for a in out if isinstance(a, Drop)] == ["control_unverified"]
+    out = ctl(c, C.node_id, encode_headers("want", [Have(A.node_id, Kind.NODE, 1)]))
+    assert pushes(out) == []
+    # a record pushed over it still counts: it verifies itself
+    env = D.sign(D.node_body(), seq=2)
+    assert Stored(env) in push(c, C.node_id, env.raw)
+
+
+def test_a_small_mesh_keeps_every_link_eager():
+    """Below TREE_FROM_NODES a duplicate prunes nothing: flooding a few nodes is cheap, and a
+    tree would add hops to every record."""
+    c = PushCore(KIT.store(), A.node_id)
+    for p in (B.node_id, C.node_id):
+        c.peer_up(p, NOW)
+    push(c, B.node_id, D.sign(D.node_body(), seq=3).raw)
+    assert push(c, C.node_id, D.sign(D.node_body(), seq=3).raw) == []
+    assert c.modes.eager == {B.node_id, C.node_id}
+    assert c.tree_from_nodes == TREE_FROM_NODES > len(c.store.records)

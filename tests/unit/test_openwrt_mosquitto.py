@@ -1,5 +1,5 @@
-"""The rendered broker config, run by the real mosquitto: neighbours read, and write only
-`_push/+` and `_ctl/+` (push replication).
+"""The rendered broker config, run by the real mosquitto: neighbours read and write nothing;
+push replication's messages are written by the agent and read by the neighbour they name.
 
 The node's mosquitto.conf and ACL files are used as rendered; only the listen addresses and
 ports are moved to loopback (127.0.0.1 for the agent's listener, 127.0.0.2 standing in for the
@@ -121,33 +121,43 @@ def test_neighbours_read_but_cannot_write(broker):
             c.disconnect()
 
 
-def test_neighbours_write_only_push_inboxes(broker):
-    """Push replication: a neighbour may publish to `_push/+` and `_ctl/+`, nothing else."""
+def test_neighbours_write_nothing_and_read_the_pushes_addressed_to_them(broker):
+    """Push replication (docs/protocol.md §8.3): the agent writes `_push/<id>` on its own
+    broker, the neighbour with that id reads it there; nothing a neighbour writes arrives."""
     local_port, mesh_port = broker
     c = "mesh/v1/riverside"
+    me = "abcdefghijklmnop"
     forbidden = [
-        f"{c}/abcdefghijklmnop/links",
-        f"{c}/abcdefghijklmnop/status",
-        f"{c}/_revocations/abcdefghijklmnop",
-        f"{c}/_push/abcdefghijklmnop/extra",
+        f"{c}/{me}/links",
+        f"{c}/{me}/status",
+        f"{c}/_revocations/{me}",
+        f"{c}/_push/{me}",
+        f"{c}/_ctl/{me}",
         f"{c}/_push",
         "mesh/v1/other/_push/abcdefghijklmnop",
     ]
-    allowed = [f"{c}/_push/abcdefghijklmnop", f"{c}/_ctl/abcdefghijklmnop"]
     got: list[str] = []
+    neighbour_got: list[str] = []
     subscribed: list[int] = []
     watcher = _client("127.0.0.1", local_port)
+    agent = _client("127.0.0.1", local_port)
     neighbour = _client("127.0.0.2", mesh_port)
     try:
         watcher.on_message = lambda _c, _u, m: got.append(m.topic)
         watcher.on_subscribe = lambda *_a: subscribed.append(1)
         watcher.subscribe("mesh/v1/#")
-        _wait(lambda: subscribed, "subscription")
-        for topic in [*forbidden, *allowed]:  # one publisher: delivered in this order
+        neighbour.on_message = lambda _c, _u, m: neighbour_got.append(m.topic)
+        neighbour.on_subscribe = lambda *_a: subscribed.append(2)
+        neighbour.subscribe(f"{c}/_push/{me}")
+        _wait(lambda: len(subscribed) == 2, "subscriptions")
+        for topic in forbidden:  # one publisher: delivered in this order
             neighbour.publish(topic, b"x", qos=1).wait_for_publish(5)
-        _wait(lambda: all(t in got for t in allowed), "the push inboxes")
-        assert [t for t in got if t in forbidden] == []
+        neighbour.publish(f"{c}/_push/sentinel", b"x", qos=1).wait_for_publish(5)
+        agent.publish(f"{c}/_push/{me}", b"for you", qos=1).wait_for_publish(5)
+        _wait(lambda: f"{c}/_push/{me}" in neighbour_got, "the neighbour reading its push")
+        _wait(lambda: f"{c}/_push/{me}" in got, "the agent's push on its broker")
+        assert [t for t in got if t in forbidden or t.endswith("sentinel")] == [f"{c}/_push/{me}"]
     finally:
-        for client in (watcher, neighbour):
+        for client in (watcher, agent, neighbour):
             client.loop_stop()
             client.disconnect()

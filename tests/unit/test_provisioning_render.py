@@ -154,11 +154,7 @@ def test_mosquitto_listens_on_mesh_addresses_and_only_local_writes():
     assert f"listener 1883 {entry.addresses.ipv4}" in conf
     assert f"listener 1883 {entry.addresses.ipv6}" in conf
     assert "listener 1883 127.0.0.1" in conf
-    assert files["etc/mosquitto/meshd-mesh.acl"].data == (
-        b"topic read mesh/v1/riverside/#\n"
-        b"topic write mesh/v1/riverside/_push/+\n"
-        b"topic write mesh/v1/riverside/_ctl/+\n"
-    )
+    assert files["etc/mosquitto/meshd-mesh.acl"].data == b"topic read mesh/v1/riverside/#\n"
     assert b"readwrite" in files["etc/mosquitto/meshd-local.acl"].data
 
 

@@ -116,12 +116,12 @@ def test_the_apply_script_installs_our_dropbear_config():
 
 
 @pytest.mark.parametrize("case", ["gateway", "ordinary"])
-def test_mesh_listener_writes_only_push_inboxes(case):
+def test_mesh_listener_is_read_only(case):
     files = render(case)
     lines = files["etc/mosquitto/meshd-mesh.acl"].data.decode().splitlines()
     assert "readwrite" not in " ".join(lines)
-    writes = sorted(line.split()[2] for line in lines if line.split()[1] == "write")
-    assert writes == ["mesh/v1/riverside/_ctl/+", "mesh/v1/riverside/_push/+"]
+    assert [line.split()[1] for line in lines if line.strip()] == ["read"]
+    assert lines == ["topic read mesh/v1/riverside/#"]
     conf = files["etc/mosquitto/mosquitto.conf"].data.decode()
     # Each non-loopback listener is followed by the read-only ACL before the next listener.
     blocks = conf.split("listener ")[1:]
