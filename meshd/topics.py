@@ -19,8 +19,14 @@ def record_topic(community: str, node_id: str, kind: Kind) -> str:
     return f"{ROOT}/{community}/{node_id}/{kind.value}"
 
 
+#: The retained status a push-replication agent publishes instead of `online`: a neighbour that
+#: reads plain `online` (or nothing) there runs v1 flooding and is read as a flooding link.
+ONLINE_PUSH = b"online push"
+
+
 def status_topic(community: str, node_id: str) -> str:
-    """Retained `online`/`offline` status; `offline` is also the MQTT last will."""
+    """Retained `online` (or `online push`) / `offline` status; `offline` is also the MQTT
+    last will."""
     return f"{ROOT}/{community}/{node_id}/{STATUS}"
 
 

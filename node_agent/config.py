@@ -102,7 +102,7 @@ class Config:
     static_neighbours: list[str] = field(default_factory=list)
     wifi_ifaces: list[str] = field(default_factory=list)
     routing: str = "babel"
-    replication: str = "flood"  # or "push" (docs/protocol.md §8.3)
+    replication: str = "push"  # or "flood", v1 (docs/protocol.md §8.3, §8.6)
     batman_iface: str = "bat0"
     log_level: str = "info"
 
@@ -211,8 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     a(
         "--replication",
         choices=["flood", "push"],
-        help="flood: read every neighbour's broker (default); push: eager/lazy push into "
-        "neighbours' brokers with digests on connect (docs/protocol.md §8.3)",
+        help="push (default): eager/lazy pushes on a self-pruning tree, read from each "
+        "neighbour's broker, digests on connect (docs/protocol.md §8.3); flood: v1, read "
+        "every neighbour's whole broker",
     )
     a("--log-level", choices=["debug", "info", "warning", "error"], help="default info")
     return p

@@ -22,6 +22,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from meshd.errors import RejectReason
 from meshd.topics import (
+    ONLINE_PUSH,
     REVOCATIONS,
     community_filter,
     control_topic,
@@ -54,6 +55,7 @@ share_mqtt_property_tables()
 REPLAY_LIMIT_S = 3.0  # longest a neighbour holds the replay slot
 PACKET_OVERHEAD = 1024  # fixed header, topic and properties around a record of the cap
 VERIFY_WAIT_S = 0.1  # how often a new push link checks whether its neighbour is verified yet
+STATUS_WAIT_S = 2.0  # longest a verified neighbour's retained status may take to arrive
 
 
 class PacketTooLarge(OSError):
@@ -162,7 +164,9 @@ class Relay:
         # One neighbour's retained replay at a time: 8 neighbours replaying 600 records at once
         # queue ~5,000 messages (~10 MB) that pymalloc never hands back to the system.
         self.replay_slot = asyncio.Semaphore(1)
-        # push replication: messages and bytes per neighbour and direction
+        # push replication: each link's last status (does it speak push?), and messages and
+        # bytes per neighbour and direction
+        self.statuses: dict[str, bytes] = {}  # link -> status; capped like the core's
         self.traffic: dict[str, dict[str, int]] = {}  # neighbour -> msgs/bytes in/out
 
     def _traffic(self, peer: str, direction: str, size: int) -> None:
@@ -228,6 +232,11 @@ class Relay:
             data = bytes(payload) if isinstance(payload, (bytes, bytearray)) else b""
             if source is not LOCAL:
                 self._traffic(source.claimed[:32], "in", len(data))
+                if message.topic.value == status_topic(self.community, source.claimed):
+                    self.statuses.pop(source.link, None)
+                    self.statuses[source.link] = data[:32]
+                    if len(self.statuses) > MAX_SOURCES:
+                        del self.statuses[next(iter(self.statuses))]
             actions = self.core.on_message(source, message.topic.value, data, self.rt.clock.now())
             await self.perform(actions)
         except Exception as exc:  # no single message may end the agent
@@ -258,7 +267,8 @@ class Relay:
                 async with Session(client):
                     attempt = 0
                     self.local = client
-                    await client.publish(status, b"online", qos=1, retain=True)
+                    online = ONLINE_PUSH if self.core.replication == "push" else b"online"
+                    await client.publish(status, online, qos=1, retain=True)
                     # no-local: our own publishes (every record we hold) do not come back to us
                     await client.subscribe(
                         community_filter(self.community),
@@ -337,13 +347,21 @@ class Relay:
         await client.subscribe(push_topic(c, self.node_id), qos=1)
         await client.subscribe(control_topic(c, self.node_id), qos=1)
 
-    async def _verified(self, n: Neighbour, reader: asyncio.Task[None]) -> None:
-        """Until a valid record of `n` has come over this link (the shell believes no announced
-        identity before that); a reader that ends first ends this connection."""
+    async def _verified(self, n: Neighbour, reader: asyncio.Task[None]) -> bool:
+        """Wait until a valid record of `n` has come over this link (no announced identity is
+        believed before that), then for its retained status: True when it speaks push. A
+        reader that ends first ends this connection."""
+        status_by: float | None = None
         while True:
             entry = self.neighbours.entries.get(n.node_id)
             if entry is not None and entry.verified and entry.link == n.link:
-                return
+                status = self.statuses.get(n.link)
+                if status is not None and status != b"offline":
+                    return status == ONLINE_PUSH
+                now = self.rt.clock.monotonic()
+                status_by = now + STATUS_WAIT_S if status_by is None else status_by
+                if now >= status_by:
+                    return False  # a v1 agent publishing no status at all
             done, _ = await asyncio.wait({reader}, timeout=VERIFY_WAIT_S)
             if done:
                 reader.result()
@@ -376,9 +394,14 @@ class Relay:
                     joined = False
                     try:
                         if self.core.replication == "push":
-                            await self._verified(n, reader)
-                            joined = True
-                            await self.perform(self.core.peer_up(n.node_id, self.rt.clock.now()))
+                            if await self._verified(n, reader):
+                                joined = True
+                                now = self.rt.clock.now()
+                                await self.perform(self.core.peer_up(n.node_id, now))
+                            else:  # a v1 agent floods: read its whole broker, as v1 does
+                                log.info("relay %s: a flooding (v1) neighbour", n.node_id)
+                                self.core.counters["flooding_neighbours"] += 1
+                                await client.subscribe(community_filter(self.community), qos=1)
                         await reader
                     finally:
                         reader.cancel()

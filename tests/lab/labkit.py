@@ -134,8 +134,9 @@ class Snapshot:
 
 # Fast timers so fault tests stay short: publish every 2 s, probes every 25 ms, a neighbour is
 # lost after 5 s without probe replies, mDNS answers without the RFC's random delays.
-#: which replication the lab agents run (node_agent --replication); push tests set their own
-REPLICATION = os.environ.get("MUTUALMESH_LAB_REPLICATION", "flood")
+#: which replication the lab agents run (node_agent --replication): the agent's default, push;
+#: MUTUALMESH_LAB_REPLICATION=flood runs the suite on v1 flooding
+REPLICATION = os.environ.get("MUTUALMESH_LAB_REPLICATION", "push")
 FAST_AGENT = (
     "--replication", REPLICATION,
     "--publish-interval", "2",

@@ -7,6 +7,7 @@ with a deadline; the measured times are printed.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -119,3 +120,25 @@ def test_each_agent_counts_its_relay_traffic_per_neighbour(mesh: PushMesh):
         )  # fmt: skip
         assert all(t["msgs_out"] > 0 for p, t in traffic.items() if p in up)
     print("\nrelay traffic since start:\n" + "\n".join(rows))
+
+
+def test_a_v1_flooding_agent_among_push_agents_stays_in_the_picture(mesh: PushMesh):
+    """A community upgrades router by router: n4 restarted on v1 flooding (it publishes plain
+    `online`), its push neighbours read its whole broker, and every broker keeps converging."""
+    wait_for("a whole picture", mesh.whole, 60, step=0.2)
+    mesh.lab.crash("agent", ["n4"])
+    mesh.lab.start_agent("n4", extra_args=[*FAST_AGENT, "--replication", "flood"])
+    restarted = time.time()
+    mark = mesh.own_newest()
+
+    def fresh_everywhere() -> bool:
+        fresh = mesh.own_newest()
+        newer = all(s > mark[t] for t, s in fresh.items())
+        return newer and not mesh.lacking(fresh, since=restarted)
+
+    took = wait_for("fresh records everywhere, n4 flooding", fresh_everywhere, 60)
+    assert mesh.status("n4").get("replication") == "flood"
+    for n in mesh.lab.topology.neighbours("n4"):
+        flooding = mesh.status(n).get("counters", {}).get("flooding_neighbours", 0)
+        assert flooding >= 1, f"{n} did not read n4 as a flooding neighbour"
+    print(f"\nn4 on v1 flooding among push agents: every broker fresh after {took:.2f}s")
