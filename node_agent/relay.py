@@ -367,6 +367,19 @@ class Relay:
                 reader.result()
                 raise aiomqtt.MqttError("neighbour connection closed")
 
+    async def _until_restarted(self, n: Neighbour, reader: asyncio.Task[None], push: bool) -> None:
+        """Read until the connection ends, or until the neighbour's status says its agent went
+        or came back as the other kind (push vs v1): then reconnect, so the link is joined
+        afresh (a restarted agent holds no eager/lazy state) or read as the kind it now is."""
+        while True:
+            done, _ = await asyncio.wait({reader}, timeout=STATUS_WAIT_S / 4)
+            if done:
+                reader.result()
+                raise aiomqtt.MqttError("neighbour connection closed")
+            if (self.statuses.get(n.link) == ONLINE_PUSH) != push:
+                self.core.counters["relay_rejoins"] += 1
+                raise aiomqtt.MqttError("the neighbour's agent restarted")
+
     async def run_neighbour(self, n: Neighbour) -> None:
         attempt = 0
         source = Source(n.link, n.node_id, n.fingerprint)
@@ -393,16 +406,17 @@ class Relay:
                     reader = asyncio.create_task(self._read(client, source, turn))
                     joined = False
                     try:
-                        if self.core.replication == "push":
-                            if await self._verified(n, reader):
-                                joined = True
-                                now = self.rt.clock.now()
-                                await self.perform(self.core.peer_up(n.node_id, now))
-                            else:  # a v1 agent floods: read its whole broker, as v1 does
-                                log.info("relay %s: a flooding (v1) neighbour", n.node_id)
-                                self.core.counters["flooding_neighbours"] += 1
-                                await client.subscribe(community_filter(self.community), qos=1)
-                        await reader
+                        if self.core.replication != "push":
+                            await reader
+                        elif await self._verified(n, reader):
+                            joined = True
+                            now = self.rt.clock.now()
+                            await self.perform(self.core.peer_up(n.node_id, now))
+                        else:  # a v1 agent floods: read its whole broker, as v1 does
+                            log.info("relay %s: a flooding (v1) neighbour", n.node_id)
+                            self.core.counters["flooding_neighbours"] += 1
+                            await client.subscribe(community_filter(self.community), qos=1)
+                        await self._until_restarted(n, reader, joined)
                     finally:
                         reader.cancel()
                         if joined:
