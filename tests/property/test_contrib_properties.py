@@ -115,6 +115,33 @@ def test_a_honest_mesh_is_never_contradicted_or_disputed(case: tuple[int, int]) 
         assert not c.phantoms
 
 
+def bursts_between_reads(mesh: SyntheticMesh, rng: random.Random) -> None:
+    """Nodes read their counters at different moments of one second, or a few seconds apart,
+    while bursts far above the window's average rate cross the mesh between the reads."""
+    names = sorted(mesh.nodes)
+    for _ in range(rng.randint(1, 3)):
+        for h in rng.sample(names, rng.randint(1, max(1, len(names) // 3))):
+            mesh.freeze(h)
+        for _ in range(rng.randint(1, 5)):  # one burst: the same few flows, 1-20 GB each
+            src, dst = rng.sample(names, 2)
+            mesh.flow(src, dst, rng.randint(1, 20) * GB)
+        mesh.advance(rng.choice((0, 0, 1, 2, 5)))
+
+
+@FAST
+@given(meshes)
+def test_a_honest_mesh_under_bursts_between_reads_is_never_disputed(case: tuple[int, int]) -> None:
+    n, seed = case
+    rng = random.Random(seed)
+    mesh = random_mesh(n, seed)
+    traffic(mesh, rng, rng.randint(5, 40))
+    bursts_between_reads(mesh, rng)
+    for c in judge(mesh).values():
+        for fig in (c.relayed, c.gateway, c.consumed):
+            assert fig.check not in (Check.CONTRADICTED, Check.DISPUTED), (c.hostname, fig)
+        assert not c.mismatches
+
+
 def lie(mesh: SyntheticMesh, liar: str, rng: random.Random) -> None:
     """A random mix of validly signed lies by one node."""
     node = mesh.nodes[liar]
