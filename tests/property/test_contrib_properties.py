@@ -1,8 +1,9 @@
 """Properties of the contribution checks over random meshes (10-60 nodes, random traffic, loss up
-to 10 %, publish skew up to one publish interval, counter resets), as docs/contribution.md states
-them: honest meshes are never contradicted or disputed, one liar cannot inflate its relay figure
-past the flow-conservation bound nor pin anything on an honest node, under-reporting is
-flagged, and two colluders gain at most what their honest neighbours really exchanged with them.
+to 10 %, publish skew up to one publish interval, counter resets, bursts between counter reads
+of one second or a few seconds apart), as docs/contribution.md states them: honest meshes are
+never contradicted or disputed, one liar cannot inflate its relay figure past the
+flow-conservation bound nor pin anything on an honest node, under-reporting is flagged, and two
+colluders gain at most what their honest neighbours really exchanged with them.
 """
 
 from __future__ import annotations
