@@ -105,7 +105,7 @@ def attested_through(
         older: list[str] = []
         if sides[r].forwarded > bound.limit + bound.tolerance:  # only then is it needed
             seen = via[r] | set(others.get(i, ())) - {r}
-            older = sorted(e for e in seen if sides[r].covers_more(sides[e]))
+            older = sorted(e for e in seen if sides[r].covers_more(sides[e], tol.read_lag_s))
         out[r] = (bound, older)
     return out
 
@@ -166,7 +166,7 @@ def attest_consumption(
     if not got or fig.value >= limit:
         return Figure(fig.value, fig.check, fig.evidence, bounds if got else fig.bounds)
     peers = [p for p in got if got[p]]
-    if any(sides[p].covers_more(me) for p in peers):
+    if any(sides[p].covers_more(me, tol.read_lag_s) for p in peers):
         text = f"below what its peers attest ({total:,} B); their records are newer"
         return Figure(fig.value, Check.PENDING, text, bounds)
     flows = tuple(sorted(f"{names.get(x, x)}→{names.get(p, p)}" for p in peers))

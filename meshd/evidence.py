@@ -51,6 +51,7 @@ class Tolerance:
     loss: float = 0.10  # relative: frames lost on a link, header accounting differences
     slack_bytes: int = 64 * 1024  # absolute, per link: counters read a moment apart
     max_skew_s: float = defaults.PUBLISH_INTERVAL_S  # publish skew turned into rate × skew
+    read_lag_s: float = 0.0  # how long before its stamp an agent may read its counters
     control_bps: int = 2048  # per link: routing hellos and link probes
     replication: float = 3.0  # per link: this many copies of every record per publish interval
     route_slack: float = 0.5  # a flow may use any path up to 1.5 × its least cost
@@ -118,11 +119,14 @@ class Side:
         rx, tx = self.per.get(nb, (0, 0))
         return (rx + tx) / max(1.0, self.at - self.start)
 
-    def covers_more(self, other: Side) -> bool:
-        """Its counters span time the other's do not (earlier start or later record). Records
-        from the same second may still be a second apart: that is the +1 s in every rate × skew
-        tolerance."""
-        return self.start < other.start or self.at > other.at
+    def covers_more(self, other: Side, read_lag_s: float) -> bool:
+        """Its counters may span time the other's do not: an earlier start, or a record that is
+        not clearly older. A record stamped `at` (whole seconds, taken after the counters were
+        read) holds counters read in [at - read_lag_s, at + 1), so two records less than
+        1 s + read_lag_s apart are unordered: either may hold the newer counters, and a burst
+        moves far more in that time than the window's average rate (the rate × skew
+        tolerance) allows."""
+        return self.start < other.start or self.at + 1 + read_lag_s > other.at
 
 
 def sum_counters(entries: tuple[NeighbourCounters, ...]) -> dict[str, tuple[int, int]]:

@@ -146,6 +146,12 @@ class Counting:
             self.macs_seen[iface] = set(rows)
 
     async def _fold_counters(self) -> None:
+        # Transit counters are read before the link counters and the client counter after
+        # them, so within one record forwarded and gateway bytes never run ahead of the links
+        # that carried them (their bound from its own counters) and client bytes never lag
+        # behind them (its consumption's lower bound): under a burst, the time of one nft call
+        # is megabytes (docs/contribution.md, time alignment).
+        transit = await self.nft.counters() if self.nft is not None else {}
         for iface in self.config.mesh_ifaces:
             heard = sum(n.up for n in self._on_link(iface))
             metered = self.macs is not None and iface in self.macs.ifaces
@@ -159,7 +165,11 @@ class Counting:
         if self.radio is not None:
             await self._fold_radio(self.radio)
         if self.nft is not None:
-            for name, (raw_bytes, packets) in (await self.nft.counters()).items():
+            after = await self.nft.counters()
+            read = {n: v for n, v in transit.items() if n != "client"}
+            if "client" in after:
+                read["client"] = after["client"]
+            for name, (raw_bytes, packets) in read.items():
                 # consumption as the mesh links count it (frames, Ethernet header included),
                 # so an honest node's claim meets what its neighbours delivered
                 extra = system.ETHER_HEADER * packets if name == "client" else 0

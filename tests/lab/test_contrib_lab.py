@@ -179,7 +179,7 @@ def test_endpoints_attest_what_was_sent_and_the_relays_stay_verified(lab: Lab, t
             endpoints(lab, tmp_path, "n5").get("n1", (0, 0))[1] - before["n5"].get("n1", (0, 0))[1]
         )
         by = contrib(lab)
-        if by is None or min(out, got) < 0.97 * sent:
+        if by is None or min(out, got) < sent:  # records read before iperf ended: wait
             return None
         no_verdict_on_honest(by, tuple(by))
         relays_ok = all(by[r]["relayed_bytes"]["check"] == "verified" for r in RELAYS)
@@ -331,7 +331,10 @@ def test_honest_neighbourhood_under_cpu_load_is_never_contradicted(street: Lab):
             no_verdict_on_honest(by, tuple(by))
             carried = [n for n, c in by.items() if c["relayed_bytes"]["value"] > across // 2]
             done = carried and all(by[n]["relayed_bytes"]["check"] == "verified" for n in carried)
-            return by if done and by["n1"]["gateway_bytes"]["check"] == "verified" else None
+            uplink = by["n1"]["gateway_bytes"]
+            # a record read while the uplink traffic still ran is verified too: wait for it all
+            caught_up = uplink["value"] >= 0.9 * out
+            return by if done and caught_up and uplink["check"] == "verified" else None
 
         by = wait_for("relays and the uplink verified", settled, 60)
     finally:
@@ -340,4 +343,3 @@ def test_honest_neighbourhood_under_cpu_load_is_never_contradicted(street: Lab):
             p.wait()
     states = {n: (c["relayed_bytes"]["check"], c["gateway_bytes"]["check"]) for n, c in by.items()}
     print(f"\nacross {across:,} B, out {out:,} B; states {states}")
-    assert by["n1"]["gateway_bytes"]["value"] >= 0.9 * out

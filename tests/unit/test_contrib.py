@@ -17,6 +17,21 @@ def by_name(mesh: SyntheticMesh, **kw: object) -> dict[str, Contribution]:
     return {c.hostname: c for c in contributions(view, **kw)}  # type: ignore[arg-type]
 
 
+def newest(mesh: SyntheticMesh, host: str) -> None:
+    """Everyone else published a second before `host`: records of one whole second are
+    unordered (either may hold the newer counters), so a verdict needs them a second apart."""
+    for h in mesh.nodes:
+        if h != host:
+            mesh.freeze(h)
+    mesh.advance(1)
+
+
+def older(mesh: SyntheticMesh, host: str) -> None:
+    """`host` published a second before everyone else."""
+    mesh.freeze(host)
+    mesh.advance(1)
+
+
 def chain_with_traffic() -> SyntheticMesh:
     mesh = SyntheticMesh.chain(5)
     mesh.flow("n1", "n5", 300_000_000)
@@ -61,6 +76,7 @@ def test_report_about_a_non_neighbour_is_a_finding_against_the_reporter_only():
 
 def test_framing_over_a_real_link_disputes_the_link_and_never_contradicts_the_framed():
     mesh = chain_with_traffic()
+    older(mesh, "n3")  # the framed published before the framer
     real = mesh.nodes["n4"]
     mesh.claim_neighbour("n4", "n3", rx=0, tx=real.tx["n3"])  # "n3 never sent me anything"
     items = by_name(mesh)
@@ -110,6 +126,7 @@ def test_under_reported_consumption_is_flagged_and_the_cost_share_uses_the_lower
 def test_under_report_below_what_peers_attest_is_disputed_naming_the_flow():
     mesh = chain_with_traffic()
     n1 = mesh.nodes["n1"]
+    newest(mesh, "n1")
     mesh.claim("n1", client_bytes=1_000_000)
     # the same lie in its own link counters: only the far endpoint's attestation is left
     mesh.claim_neighbour("n1", "n2", rx=0, tx=0)
@@ -181,6 +198,7 @@ def audit_codes(mesh: SyntheticMesh) -> dict[str, set[str]]:
 
 def test_audit_names_the_framer_the_dispute_and_the_phantom_reporter_not_the_framed():
     mesh = chain_with_traffic()
+    older(mesh, "n3")
     mesh.claim_neighbour("n4", "n3", rx=0, tx=mesh.nodes["n4"].tx["n3"])
     mesh.claim_neighbour("n5", "n2", rx=10 * GB, tx=0)
     codes = audit_codes(mesh)
@@ -194,6 +212,7 @@ def test_audit_flags_the_leaf_liar_and_the_under_reporter():
     mesh = chain_with_traffic()
     mesh.claim("n5", forwarded_bytes=4_400_000_000)
     mesh.claim("n1", client_bytes=0)
+    newest(mesh, "n1")
     codes = audit_codes(mesh)
     assert codes["unverified-relayed"] == {"n5"}
     assert codes["disputed-claim"] == {"n1"}
@@ -215,9 +234,63 @@ def test_a_neighbour_that_went_leaves_the_honest_relay_unchecked_not_contradicte
     """n4 is gone altogether (no links, no traffic record): n3's counters towards it now sit on
     a link that is not two-sided, so there is no evidence either way about those bytes."""
     mesh = chain_with_traffic()
+    older(mesh, "n3")  # n3 published before its neighbours
     store = mesh.store()
     for kind in (Kind.LINKS, Kind.TRAFFIC):
         del store.records[(mesh.nodes["n4"].node_id, kind)]
     view = MeshView.build(store, mesh.now)
     n3 = {c.hostname: c for c in contributions(view)}["n3"].relayed
     assert n3.check is Check.UNCHECKED, n3
+
+
+def test_a_burst_between_two_reads_of_the_same_second_is_pending_not_disputed():
+    """n3 read its counters, then a burst crossed it, then n4 read its own: both records carry
+    the same whole second, and the burst is far above the window's average rate × 1 s."""
+    mesh = chain_with_traffic()
+    mesh.freeze("n3")
+    mesh.flow("n1", "n5", 300_000_000)
+    items = by_name(mesh)
+    assert not items["n3"].mismatches
+    assert not items["n4"].mismatches
+    for c in items.values():
+        for fig in (c.relayed, c.gateway, c.consumed):
+            assert fig.check not in (Check.DISPUTED, Check.CONTRADICTED), (c.hostname, fig)
+    assert items["n4"].relayed.check is Check.PENDING, items["n4"].relayed
+
+
+def test_a_relay_whose_neighbours_published_earlier_is_pending_not_disputed_on_consumption():
+    """n3 counted the first flow only, n1 both, n2 publishes seconds after them: n3 has not yet
+    counted what n2 forwarded to it, so n2's credited relay is short and the consumption lower
+    bound, with twice the relay taken off, too high."""
+    mesh = SyntheticMesh.chain(3)
+    mesh.flow("n1", "n3", 10 * GB)
+    mesh.freeze("n3")
+    mesh.flow("n1", "n3", 30 * GB)
+    mesh.freeze("n1")
+    mesh.advance(5)
+    fig = by_name(mesh)["n2"].consumed
+    assert fig.check is Check.PENDING, fig
+
+
+def test_an_under_reporting_leaf_is_still_disputed_when_its_neighbour_published_earlier():
+    mesh = SyntheticMesh.chain(3)
+    mesh.flow("n1", "n3", 30 * GB)
+    mesh.claim("n1", client_bytes=0)
+    mesh.freeze("n2")
+    mesh.advance(5)
+    fig = by_name(mesh)["n1"].consumed
+    assert fig.check is Check.DISPUTED, fig
+
+
+def test_a_forwarded_counter_read_just_before_the_links_never_disputes_the_relay():
+    """The agent reads its transit counters just before its link counters (so forwarded never
+    runs ahead of them): under a burst the record's forwarded figure lags its links by what
+    crossed in between, and its consumption bound from its own links must allow for that."""
+    mesh = SyntheticMesh.chain(3)
+    mesh.flow("n1", "n3", 10 * GB)
+    early = mesh.nodes["n2"].forwarded
+    mesh.flow("n1", "n3", 5 * GB)  # the burst between the two reads
+    mesh.claim("n2", forwarded_bytes=early)
+    items = by_name(mesh)
+    for fig in (items["n2"].relayed, items["n2"].consumed):
+        assert fig.check not in (Check.DISPUTED, Check.CONTRADICTED), fig

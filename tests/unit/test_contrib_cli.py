@@ -22,6 +22,8 @@ def framed_street() -> SyntheticMesh:
     mesh.flow("n1", "n5", 300_000_000)
     mesh.flow("n5", "n1", 100_000_000)
     mesh.flow("n1", "n2", 3_000_000_000)  # over a week: well above the control allowance
+    mesh.freeze("n3")  # the framed node published a second before the others (records of
+    mesh.advance(1)  # one whole second are unordered: no verdict between them)
     mesh.claim_neighbour("n4", "n3", rx=0, tx=mesh.nodes["n4"].tx["n3"])
     mesh.claim("n1", client_bytes=0)
     return mesh

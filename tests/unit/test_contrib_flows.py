@@ -263,3 +263,38 @@ async def test_consumption_is_counted_like_the_links_count_it(tmp_path, monkeypa
     await agent._read_counters()
     assert agent.ledger.total("nft/client/bytes") == 150_000 + 100 * system.ETHER_HEADER
     assert agent.ledger.total("nft/forwarded/bytes") == 150_000  # relay: as the flows count it
+
+
+@pytest.mark.asyncio
+async def test_transit_counters_are_read_before_the_links_and_the_client_counter_after(
+    tmp_path, monkeypatch
+):
+    """Within one record, forwarded bytes never run ahead of the links that carried them and
+    client bytes never lag behind them: under a burst, one nft call is megabytes."""
+    events: list[str] = []
+    clock = {"t": 0}
+
+    def stats(iface: str) -> dict[str, int]:
+        events.append(f"link {iface}")
+        clock["t"] += 1
+        return dict.fromkeys(("rx_bytes", "tx_bytes", "rx_packets", "tx_packets"), clock["t"])
+
+    async def nft_run(*argv: str, stdin: bytes | None = None) -> tuple[int, str]:
+        if "counters" in argv:
+            events.append(f"nft at {clock['t']}")
+        b = 1000 * clock["t"]
+        names = ("client", "forwarded")
+        items = [{"counter": {"name": n, "bytes": b, "packets": 0}} for n in names]
+        return 0, json.dumps({"nftables": items})
+
+    monkeypatch.setattr(system, "iface_stats", stats)
+    agent, _, _ = agent_with_peer(tmp_path)
+    monkeypatch.setattr(system, "run", nft_run)
+    agent.counting.nft = system.Nft("meshd_acct", ["eth1"], None, [])
+    await agent._read_counters()  # baseline
+    events.clear()
+    await agent._read_counters()
+    reads = [e for e in events if e.startswith(("nft", "link"))]
+    assert reads == ["nft at 1", "link eth1", "nft at 2"]
+    assert agent.ledger.total("nft/forwarded/bytes") == 1000  # read at t=1, before the link
+    assert agent.ledger.total("nft/client/bytes") == 1000  # read at t=2, after it
