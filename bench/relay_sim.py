@@ -12,7 +12,8 @@ topology, keys and bodies:
 - `new`: §8 as the agent runs it with `--replication push`: `PushCore` (header triage, eager
   pushes on a self-pruning tree (each relay writes them into its own broker for the
   neighbour to read), header batches to lazy links,
-  pulls, digests on connect and anti-entropy, `tick` every `TICK_S`), per-kind publish policy;
+  pulls, digests on connect and anti-entropy, `tick` every `TICK_S`), and the agent's publish
+  schedule for a community of N nodes at its default 60 s interval (`sync.agent_policy`);
   a neighbour still reads each node's *own* topics on its broker, as the shell subscribes.
 
 Signatures are real; decode and verify calls are counted per node and run once per distinct
@@ -31,7 +32,7 @@ from typing import Any
 from bench.benchkit import measured_link
 from bench.relay_counting import COUNTER, Stats
 from bench.relay_topology import Graph
-from meshd import sync
+from meshd import defaults, sync
 from meshd.codec import Envelope, peek_header, sign_record
 from meshd.ids import SigningKey
 from meshd.records import (
@@ -153,7 +154,11 @@ class Sim:
                 admin, community="sim", hostname=f"n{i}", key=key.public, expires=EPOCH + 10**8
             )
             core = (PushCore if self.new else RelayCore)(RecordStore(trust), key.node_id)
-            self.nodes.append(SimNode(i, key, cert, core, graph[i]))
+            node = SimNode(i, key, cert, core, graph[i])
+            # the agent's own schedule at its default interval, for a community of this size
+            policy = sync.agent_policy(defaults.PUBLISH_INTERVAL_S, len(graph))
+            node.schedule = sync.PublishSchedule(policy)
+            self.nodes.append(node)
         self.by_id = {n.node_id: n for n in self.nodes}
         self.tracker = Tracker(len(self.nodes))
         self.publishing = True  # False: nodes stop signing, so the mesh goes quiet

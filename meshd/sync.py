@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 from meshd.codec import Envelope
 from meshd.encoding import canonical_json
 from meshd.ids import is_node_id
-from meshd.records import Kind
+from meshd.records import Kind, LinksBody
 
 _KINDS = {k.value: k for k in Kind}
 
@@ -62,22 +62,69 @@ PUBLISH_POLICY: Mapping[Kind, KindPolicy] = {
 LEGACY_INTERVAL_S = 60.0  # the agent before per-kind schedules: every kind every minute
 
 
-def agent_policy(interval: float) -> dict[Kind, KindPolicy]:
-    """The schedule of an agent run with `--publish-interval interval`.
+#: Community sizes between which the agent's schedule slides from its publish interval to
+#: PUBLISH_POLICY's slow refresh: below SLOW_FROM_NODES nothing changes (a small mesh floods
+#: cheaply); from SCALE_NODES on every kind refreshes as PUBLISH_POLICY says.
+SLOW_FROM_NODES = 50
+SCALE_NODES = 1000
+
+
+def agent_policy(interval: float, nodes: int = 0) -> dict[Kind, KindPolicy]:
+    """The schedule of an agent run with `--publish-interval interval` in a community of
+    `nodes` (as many as it holds records of).
 
     Links and traffic keep the interval (and links still publish at once on a change, at most
     once a second); the node record, which only changes when the agent restarts, is refreshed
-    every 10 intervals (at most every quarter of its lifetime) instead of every interval.
-    PUBLISH_POLICY's slower links refresh needs a significance test on link figures first.
+    every 10 intervals (at most every quarter of its lifetime) instead of every interval. In a
+    large community each refresh stretches towards PUBLISH_POLICY's, so the records the whole
+    mesh carries stay within a router's budget (docs/protocol.md §8.2); links then rely on
+    `links_changed` to publish a measured change at once.
     """
-    short_ttl = max(10, int(3 * interval + 1))
+    scale = min(1.0, max(0.0, (nodes - SLOW_FROM_NODES) / (SCALE_NODES - SLOW_FROM_NODES)))
+
+    def stretch(kind: Kind, floor: float) -> float:
+        return max(floor, PUBLISH_POLICY[kind].refresh_s * scale)
+
+    links, traffic = stretch(Kind.LINKS, interval), stretch(Kind.TRAFFIC, interval)
     long_ttl = max(3600, int(12 * interval))
-    node_refresh = min(long_ttl / 4, 10 * interval)
+    node = stretch(Kind.NODE, min(long_ttl / 4, 10 * interval))
     return {
-        Kind.NODE: KindPolicy(refresh_s=node_refresh, ttl_s=long_ttl, min_gap_s=1.0),
-        Kind.LINKS: KindPolicy(refresh_s=interval, ttl_s=short_ttl, min_gap_s=1.0),
-        Kind.TRAFFIC: KindPolicy(refresh_s=interval, ttl_s=short_ttl, min_gap_s=1.0),
+        Kind.NODE: KindPolicy(refresh_s=node, ttl_s=max(long_ttl, int(4 * node)), min_gap_s=1.0),
+        Kind.LINKS: KindPolicy(refresh_s=links, ttl_s=max(10, int(3 * links + 1)), min_gap_s=1.0),
+        Kind.TRAFFIC: KindPolicy(
+            refresh_s=traffic, ttl_s=max(10, int(3 * traffic + 1)), min_gap_s=1.0
+        ),
     }
+
+
+#: How much a link's figures must move before a new links record is worth publishing early
+COST_STEP = 0.25  # babel rxcost / txcost, relative
+LOSS_STEP = 0.05  # loss, absolute
+
+
+def links_changed(old: LinksBody | None, new: LinksBody) -> bool:
+    """A neighbour came, went or changed state, or a link's cost or loss crossed a step: what
+    someone troubleshooting a link needs at once, not at the next slow refresh."""
+    if old is None:
+        return True
+    before = {(e.neighbour, e.iface): e for e in old.links}
+    after = {(e.neighbour, e.iface): e for e in new.links}
+    if before.keys() != after.keys():
+        return True
+    for k, e in after.items():
+        o = before[k]
+        if e.up != o.up or e.medium != o.medium:
+            return True
+        for a, b in ((o.rxcost, e.rxcost), (o.txcost, e.txcost)):
+            if (a is None) != (b is None) or (
+                a is not None and b is not None and abs(b - a) > COST_STEP * max(a, b, 1)
+            ):
+                return True
+        if (o.loss is None) != (e.loss is None) or (
+            o.loss is not None and e.loss is not None and abs(e.loss - o.loss) >= LOSS_STEP
+        ):
+            return True
+    return False
 
 
 @dataclass

@@ -314,7 +314,13 @@ class Agent:
 
     def own_records(self) -> list[Any]:
         return self.publisher.own_records(
-            self.neighbours, self.prober, self.babel, self.counting, self.since, self.boot_id
+            self.neighbours,
+            self.prober,
+            self.babel,
+            self.counting,
+            self.since,
+            self.boot_id,
+            nodes=len(self.store.node_ids()),
         )
 
     async def publish_own(self) -> None:

@@ -14,7 +14,7 @@ from meshd import defaults, sync
 from meshd.codec import Envelope, sign_record
 from meshd.community import Community
 from meshd.ids import SigningKey
-from meshd.records import Kind
+from meshd.records import Kind, LinksBody
 from meshd.trust import Enrollment
 from node_agent import build, flows
 from node_agent.config import Config
@@ -46,6 +46,7 @@ class Publisher:
         self.next_seq = next_seq
         self.now = asyncio.Event()  # set: publish as soon as allowed
         self.schedule = sync.PublishSchedule(sync.agent_policy(config.publish_interval))
+        self.last_links: LinksBody | None = None  # as last published
 
     def sign(self, body: build.Body, ttl_s: int) -> Envelope:
         return sign_record(
@@ -65,12 +66,15 @@ class Publisher:
         counting: Counting,
         since: int,
         boot_id: str,
+        nodes: int = 0,
     ) -> list[Envelope]:
         now = self.rt.clock.monotonic()
-        due = self.schedule.due(now)  # per kind (meshd/sync.py): the node record rarely
+        # per kind (meshd/sync.py): the node record rarely, and every kind more slowly in a
+        # large community
+        self.schedule.policy = policy = sync.agent_policy(self.config.publish_interval, nodes)
+        due = self.schedule.due(now)
         for kind in due:
             self.schedule.published(kind, now, self.rt.jitter(1.0))
-        policy = self.schedule.policy
         out = []
         if Kind.NODE in due:
             node = build.node_body(
@@ -82,7 +86,9 @@ class Publisher:
                 community=self.community,
             )
             out.append(self.sign(node, policy[Kind.NODE].ttl_s))
-        if Kind.LINKS in due:
+        last_links = self.schedule.last.get(Kind.LINKS)
+        gap = policy[Kind.LINKS].min_gap_s
+        if Kind.LINKS in due or (last_links is not None and now >= last_links + gap):
             links = build.links_body(
                 # a link is claimed in our signed record only to a neighbour that proved its id
                 [n for n in neighbours.entries.values() if n.verified],
@@ -93,7 +99,12 @@ class Publisher:
                 ),
                 counting.radio_view,
             )
-            out.append(self.sign(links, policy[Kind.LINKS].ttl_s))
+            # between slow refreshes, a measured change still publishes at once
+            if Kind.LINKS in due or sync.links_changed(self.last_links, links):
+                if Kind.LINKS not in due:
+                    self.schedule.published(Kind.LINKS, now, self.rt.jitter(1.0))
+                self.last_links = links
+                out.append(self.sign(links, policy[Kind.LINKS].ttl_s))
         if Kind.TRAFFIC in due:
             traffic = build.traffic_body(
                 counting.ledger,
@@ -114,8 +125,10 @@ class Publisher:
         last = 0.0
         while True:
             mono = self.rt.clock.monotonic()
+            # at least every interval: counters fold, and a link change may be due (`sync`)
+            wait = min(self.schedule.wake_at(mono) - mono, self.config.publish_interval)
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(0.0, self.schedule.wake_at(mono) - mono)):
+                async with asyncio.timeout(max(0.0, wait)):
                     await self.now.wait()
             if self.now.is_set():  # something significant changed: links and traffic now
                 self.now.clear()
