@@ -55,7 +55,7 @@ share_mqtt_property_tables()
 REPLAY_LIMIT_S = 3.0  # longest a neighbour holds the replay slot
 PACKET_OVERHEAD = 1024  # fixed header, topic and properties around a record of the cap
 VERIFY_WAIT_S = 0.1  # how often a new push link checks whether its neighbour is verified yet
-STATUS_WAIT_S = 2.0  # longest a verified neighbour's retained status may take to arrive
+STATUS_WAIT_S = 2.0  # longest a neighbour may take to verify and show its status on a link
 
 
 class PacketTooLarge(OSError):
@@ -348,20 +348,21 @@ class Relay:
         await client.subscribe(control_topic(c, self.node_id), qos=1)
 
     async def _verified(self, n: Neighbour, reader: asyncio.Task[None]) -> bool:
-        """Wait until a valid record of `n` has come over this link (no announced identity is
-        believed before that), then for its retained status: True when it speaks push. A
-        reader that ends first ends this connection."""
-        status_by: float | None = None
+        """Wait until a valid record of `n` has come over this link (no announced identity
+        joins the tree before that), then for its retained status: True when it speaks push.
+        A reader that ends first ends this connection."""
+        give_up = self.rt.clock.monotonic() + STATUS_WAIT_S
         while True:
             entry = self.neighbours.entries.get(n.node_id)
-            if entry is not None and entry.verified and entry.link == n.link:
-                status = self.statuses.get(n.link)
-                if status is not None and status != b"offline":
-                    return status == ONLINE_PUSH
-                now = self.rt.clock.monotonic()
-                status_by = now + STATUS_WAIT_S if status_by is None else status_by
-                if now >= status_by:
-                    return False  # a v1 agent publishing no status at all
+            status = self.statuses.get(n.link)
+            verified = entry is not None and entry.verified and entry.link == n.link
+            if verified and status is not None and status != b"offline":
+                return status == ONLINE_PUSH
+            if self.rt.clock.monotonic() >= give_up and status != ONLINE_PUSH:
+                # unverified, or a v1 agent with no status: read it as v1 reads every
+                # neighbour (its records verify themselves); a status of `online push` later
+                # makes the link rejoin as push (`_until_restarted`)
+                return False
             done, _ = await asyncio.wait({reader}, timeout=VERIFY_WAIT_S)
             if done:
                 reader.result()
