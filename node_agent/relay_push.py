@@ -137,6 +137,11 @@ class PushCore(RelayCore):
         self.counters[f"control_{tag}_in"] += 1
         records = self.store.records
         if tag == "have":
+            queued = self.pending.get(sender, {})
+            for h in headers:  # it holds these: no need to announce them to it
+                mine = queued.get(h.slot)
+                if mine is not None and mine.seq <= h.seq:
+                    del queued[h.slot]
             for h in newer_in(headers, records):
                 self.modes.announced(sender, h, now)
             return []
@@ -164,9 +169,11 @@ class PushCore(RelayCore):
     def _spread(self, env: Envelope, exclude: str | None) -> list[Action]:
         """A record newly held: in full to eager links, a header to lazy ones next batch."""
         h = _header(env)
+        announced = self.modes.waiting.get(h.slot)  # a lazy link that told us it holds it
+        holder = announced[0] if announced is not None and announced[1] >= h.seq else None
         self.modes.arrived(h)
         for p in self.modes.lazy:
-            if p != exclude:
+            if p != exclude and p != holder:
                 self.pending.setdefault(p, {})[h.slot] = h
         return [Push(p, env.raw) for p in sorted(self.modes.eager) if p != exclude]
 
@@ -206,5 +213,6 @@ class PushCore(RelayCore):
             self.next_anti_entropy = now + ANTI_ENTROPY_S
             if peers:
                 self.turn += 1
-                out += self._digest(peers[self.turn % len(peers)])
+                # one way: that neighbour pulls what it lacks; its own turn repairs ours
+                out += self._digest(peers[self.turn % len(peers)], "echo")
         return out
