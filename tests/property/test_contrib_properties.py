@@ -109,11 +109,18 @@ def test_a_honest_mesh_is_never_contradicted_or_disputed(case: tuple[int, int]) 
     mesh = random_mesh(n, seed)
     traffic(mesh, rng, rng.randint(5, 40))
     skew_and_resets(mesh, rng)
-    for c in judge(mesh).values():
+    judged = assert_no_verdict(mesh)
+    assert not any(c.phantoms for c in judged)
+
+
+def assert_no_verdict(mesh: SyntheticMesh) -> list[Contribution]:
+    """Every honest figure is verified, pending or unchecked: never disputed or contradicted."""
+    judged = list(judge(mesh).values())
+    for c in judged:
         for fig in (c.relayed, c.gateway, c.consumed):
             assert fig.check not in (Check.CONTRADICTED, Check.DISPUTED), (c.hostname, fig)
         assert not c.mismatches
-        assert not c.phantoms
+    return judged
 
 
 def bursts_between_reads(mesh: SyntheticMesh, rng: random.Random) -> None:
@@ -137,10 +144,7 @@ def test_a_honest_mesh_under_bursts_between_reads_is_never_disputed(case: tuple[
     mesh = random_mesh(n, seed)
     traffic(mesh, rng, rng.randint(5, 40))
     bursts_between_reads(mesh, rng)
-    for c in judge(mesh).values():
-        for fig in (c.relayed, c.gateway, c.consumed):
-            assert fig.check not in (Check.CONTRADICTED, Check.DISPUTED), (c.hostname, fig)
-        assert not c.mismatches
+    assert_no_verdict(mesh)
 
 
 def lie(mesh: SyntheticMesh, liar: str, rng: random.Random) -> None:
