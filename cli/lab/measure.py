@@ -36,9 +36,14 @@ class PingResult:
         return 100.0 * (self.sent - self.received) / self.sent if self.sent else 100.0
 
 
-def parse_ping(text: str) -> PingResult:
-    """Read the summary of iputils `ping -q`; raises ValueError when there is none."""
+def parse_ping(text: str, count: int | None = None) -> PingResult:
+    """Read the summary of iputils `ping -q`; raises ValueError when there is none.
+
+    With `count`, a ping that could not send at all because the kernel had no route at that
+    moment (`ping: connect: No route to host`, as while babel reroutes) lost all `count`."""
     m = _SENT_RE.search(text)
+    if not m and count is not None and "ping: connect: " in text:
+        return PingResult(count, 0, None, None, None)
     if not m:
         raise ValueError(f"no ping summary in output: {text.strip()[-200:]!r}")
     rtt = _RTT_RE.search(text)
@@ -118,7 +123,7 @@ class LabMeasure(LabShaping):
         """Ping an address from inside a node and return loss and RTTs."""
         p = self.popen(node, self.ping_argv(dst, count, interval))
         out, _ = p.communicate(timeout=count * interval + 30)
-        return parse_ping(out)
+        return parse_ping(out, count)
 
     def traffic(self, a: str, b: str, seconds: float = 3.0, *, omit: int = 0) -> TrafficResult:
         """Real TCP traffic from node a to node b (or `internet`) with iperf3."""

@@ -147,6 +147,11 @@ def test_parse_ping():
     assert all_lost.rtt_avg_ms is None
     with pytest.raises(ValueError, match="no ping summary"):
         measure.parse_ping("ping: connect: Network is unreachable")
+    # while babel reroutes, the kernel may have no route for a moment: all lost, not an error
+    gap = measure.parse_ping("ping: connect: No route to host\n", count=1)
+    assert (gap.sent, gap.received) == (1, 0)
+    with pytest.raises(ValueError, match="no ping summary"):
+        measure.parse_ping("ping: unknown host", count=1)
 
 
 def test_parse_iperf3():
