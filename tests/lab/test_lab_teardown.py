@@ -13,6 +13,7 @@ import pytest
 
 from cli.lab import netns, procs
 from cli.lab.lab import Lab, lab_info, ns_prefix, reap_stale, run_dir_of
+from cli.lab.state import lock_held
 from cli.lab.topology import chain
 from tests.lab.labkit import Snapshot, lab_name, netns_inodes, processes_in, skip_reason
 
@@ -80,8 +81,14 @@ def test_down_after_the_cli_was_killed_mid_build(suffix: str, kill_after: str):
     assert cli.returncode == -signal.SIGKILL, f"the CLI was not killed mid-build: {seen}"
     assert "is up" not in "\n".join(seen)
     assert inodes, "no namespaces existed when the CLI was killed"
-    stale = lab_info(name).stale
-    assert stale is not None, "a half-built lab whose builder died must be listed as stale"
+    # a moment after the kill, a child the builder started may still hold the lab's lock
+    deadline = time.monotonic() + 10
+    while (stale := lab_info(name).stale) is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert stale is not None, (
+        "a half-built lab whose builder died must be listed as stale: "
+        f"{lab_info(name)}, lock held: {lock_held(run_dir_of(name))}"
+    )
     assert f"pid {cli.pid}" in stale
     # the build really was half-done: namespaces are there, nobody is cleaning up
     assert any(ns.startswith(ns_prefix(name)) for ns in netns.list_netns())
