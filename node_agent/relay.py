@@ -55,8 +55,6 @@ share_mqtt_property_tables()
 REPLAY_LIMIT_S = 3.0  # longest a neighbour holds the replay slot
 PACKET_OVERHEAD = 1024  # fixed header, topic and properties around a record of the cap
 VERIFY_WAIT_S = 0.1  # how often a new push link checks whether its neighbour is verified yet
-RETAINED_WAIT_S = 5.0  # longest our own broker's retained replay is taken before republishing
-RETAINED_QUIET_S = 0.3  # the replay is over once nothing arrived for this long
 STATUS_WAIT_S = 2.0  # longest a neighbour may take to verify and show its status on a link
 
 
@@ -276,10 +274,7 @@ class Relay:
                         community_filter(self.community),
                         options=SubscribeOptions(qos=1, noLocal=True),
                     )
-                    # Reconnect heals: put back everything we hold (the broker may have
-                    # restarted), but only after its retained copies went through the core, so
-                    # a record it holds newer than ours is never overwritten by our older one
-                    await self._take_retained(client)
+                    # Reconnect heals: put back everything we hold (the broker may have restarted).
                     for p in self.core.held():
                         await client.publish(p.topic, p.payload, qos=1, retain=p.retain)
                     self.local_ready.set()
@@ -294,21 +289,6 @@ class Relay:
                 log.exception("local broker client failed; retrying in %.1f s", delay)
             self.local = None
             await asyncio.sleep(delay)
-
-    async def _take_retained(self, client: aiomqtt.Client) -> None:
-        """Handle what the broker sends right after our subscription (its retained store) until
-        it has been quiet for RETAINED_QUIET_S, at most RETAINED_WAIT_S."""
-        loop = asyncio.get_running_loop()  # the loop's clock: the one asyncio.sleep follows
-        deadline = loop.time() + RETAINED_WAIT_S
-        quiet_from = loop.time()
-        while loop.time() < deadline:
-            if len(client.messages):
-                await self.handle(LOCAL, await anext(client.messages))
-                quiet_from = loop.time()
-            elif loop.time() - quiet_from >= RETAINED_QUIET_S:
-                return
-            else:
-                await asyncio.sleep(0.02)
 
     # -- neighbours -------------------------------------------------------------------------
 
