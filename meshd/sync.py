@@ -62,10 +62,13 @@ PUBLISH_POLICY: Mapping[Kind, KindPolicy] = {
 LEGACY_INTERVAL_S = 60.0  # the agent before per-kind schedules: every kind every minute
 
 
+#: Below this many nodes every link stays eager (no prune): flooding a small mesh costs a few
+#: messages a second, while a spanning tree would add hops (and lazy repairs) to every record.
+TREE_FROM_NODES = 50
+SLOW_FROM_NODES = TREE_FROM_NODES  # the same "small mesh": see agent_policy
 #: Community sizes between which the agent's schedule slides from its publish interval to
 #: PUBLISH_POLICY's slow refresh: below SLOW_FROM_NODES nothing changes (a small mesh floods
 #: cheaply); from SCALE_NODES on every kind refreshes as PUBLISH_POLICY says.
-SLOW_FROM_NODES = 50
 SCALE_NODES = 1000
 
 
@@ -245,9 +248,6 @@ def newer_in(theirs: Iterable[Have], ours: Mapping[tuple[str, Kind], Envelope]) 
 HAVE_INTERVAL_S = 1.0  # header batches to lazy neighbours
 GRAFT_AFTER_S = 0.5  # a header's record not seen by then is pulled and its link made eager
 ANTI_ENTROPY_S = 600.0  # digest to one neighbour, repairs anything lost (a digest is ~28 B a slot)
-#: Below this many nodes every link stays eager (no prune): flooding a small mesh costs a few
-#: messages a second, while a spanning tree would add hops (and lazy repairs) to every record.
-TREE_FROM_NODES = 50
 
 
 @dataclass

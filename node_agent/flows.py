@@ -85,27 +85,30 @@ def flows_nft_script(
     ]
     if mesh:  # the router's own traffic (an iperf end, a service it hosts), control plane aside
         m = _names(mesh)
-        for fam, ip in (("4", "ip"), ("6", "ip6")):
-            out = f"add rule inet {table} own_out oifname {m} meta nfproto ipv{fam}"
-            back = f"add rule inet {table} own_in iifname {m} meta nfproto ipv{fam}"
-            lines += [
-                f"{out} {ip} daddr @known{fam} counter name {ip} daddr map @orig{fam}",
-                f'{out} {ip} daddr != @known{fam} counter name "o_{_OTHER}"',
-                f"{back} {ip} saddr @known{fam} counter name {ip} saddr map @term{fam}",
-                f'{back} {ip} saddr != @known{fam} counter name "t_{_OTHER}"',
-            ]
+        lines += _counting(f"inet {table} own_out oifname {m}", f"inet {table} own_in iifname {m}")
     if mesh and clients:
         m, c = _names(mesh), _names(clients)
-        for fam, ip in (("4", "ip"), ("6", "ip6")):
-            out = f"add rule inet {table} flows iifname {c} oifname {m} meta nfproto ipv{fam}"
-            back = f"add rule inet {table} flows iifname {m} oifname {c} meta nfproto ipv{fam}"
-            lines += [
-                f"{out} {ip} daddr @known{fam} counter name {ip} daddr map @orig{fam}",
-                f'{out} {ip} daddr != @known{fam} counter name "o_{_OTHER}"',
-                f"{back} {ip} saddr @known{fam} counter name {ip} saddr map @term{fam}",
-                f'{back} {ip} saddr != @known{fam} counter name "t_{_OTHER}"',
-            ]
+        lines += _counting(
+            f"inet {table} flows iifname {c} oifname {m}",
+            f"inet {table} flows iifname {m} oifname {c}",
+        )
     return "\n".join(lines) + "\n"
+
+
+def _counting(out: str, back: str) -> list[str]:
+    """Per family: what leaves by `out` counted by destination, what comes back by `back` by
+    source, each peer in its named counter and everyone else in "other"."""
+    lines = []
+    for fam, ip in (("4", "ip"), ("6", "ip6")):
+        o = f"add rule {out} meta nfproto ipv{fam}"
+        b = f"add rule {back} meta nfproto ipv{fam}"
+        lines += [
+            f"{o} {ip} daddr @known{fam} counter name {ip} daddr map @orig{fam}",
+            f'{o} {ip} daddr != @known{fam} counter name "o_{_OTHER}"',
+            f"{b} {ip} saddr @known{fam} counter name {ip} saddr map @term{fam}",
+            f'{b} {ip} saddr != @known{fam} counter name "t_{_OTHER}"',
+        ]
+    return lines
 
 
 def parse_flow_counters(text: str) -> Flows:

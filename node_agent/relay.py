@@ -197,10 +197,10 @@ class Relay:
                 await self.publish_local(a.topic, a.payload, a.retain)
             elif isinstance(a, Push | Control):
                 # into our own broker, where only that neighbour reads it (not retained)
-                topic = (push_topic if isinstance(a, Push) else control_topic)(
-                    self.community, a.neighbour
-                )
-                data = a.payload if isinstance(a, Push) else a.message
+                if isinstance(a, Push):
+                    topic, data = push_topic(self.community, a.neighbour), a.payload
+                else:
+                    topic, data = control_topic(self.community, a.neighbour), a.message
                 if self.local is None:
                     self.core.counters["push_unsent"] += 1
                     continue
@@ -363,20 +363,22 @@ class Relay:
                 # neighbour (its records verify themselves); a status of `online push` later
                 # makes the link rejoin as push (`_until_restarted`)
                 return False
-            done, _ = await asyncio.wait({reader}, timeout=VERIFY_WAIT_S)
-            if done:
-                reader.result()
-                raise aiomqtt.MqttError("neighbour connection closed")
+            await self._reading(reader, VERIFY_WAIT_S)
+
+    @staticmethod
+    async def _reading(reader: asyncio.Task[None], seconds: float) -> None:
+        """Let the connection's reader run for `seconds`; a reader that ended ends it."""
+        done, _ = await asyncio.wait({reader}, timeout=seconds)
+        if done:
+            reader.result()
+            raise aiomqtt.MqttError("neighbour connection closed")
 
     async def _until_restarted(self, n: Neighbour, reader: asyncio.Task[None], push: bool) -> None:
         """Read until the connection ends, or until the neighbour's status says its agent went
         or came back as the other kind (push vs v1): then reconnect, so the link is joined
         afresh (a restarted agent holds no eager/lazy state) or read as the kind it now is."""
         while True:
-            done, _ = await asyncio.wait({reader}, timeout=STATUS_WAIT_S / 4)
-            if done:
-                reader.result()
-                raise aiomqtt.MqttError("neighbour connection closed")
+            await self._reading(reader, STATUS_WAIT_S / 4)
             if (self.statuses.get(n.link) == ONLINE_PUSH) != push:
                 self.core.counters["relay_rejoins"] += 1
                 raise aiomqtt.MqttError("the neighbour's agent restarted")

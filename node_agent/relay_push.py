@@ -34,7 +34,7 @@ from meshd.sync import (
     held_headers,
     newer_in,
 )
-from meshd.topics import CONTROL, PUSH, parse_topic, record_topic
+from meshd.topics import CONTROL, record_topic
 from node_agent.relay_core import (
     LOCAL,
     Action,
@@ -70,18 +70,22 @@ class PushCore(RelayCore):
 
     # -- the way in -------------------------------------------------------------------------
 
-    def on_message(self, source: Source, topic: str, payload: bytes, now: float) -> list[Action]:
-        actions = super().on_message(source, topic, payload, now)
-        parsed = parse_topic(topic)
-        if parsed is not None and parsed[1] in (PUSH, CONTROL):
-            return actions
-        # a record stored any other way (a neighbour's own topic, our broker): pass it on
+    def _on_record(
+        self,
+        source: Source,
+        topic: str,
+        node_id: str,
+        kind: str,
+        payload: bytes,
+        now: float,
+        remote: bool,
+    ) -> list[Action]:
+        """A record stored from a record topic (a neighbour's own, our broker): pass it on."""
+        actions = super()._on_record(source, topic, node_id, kind, payload, now, remote)
         exclude = source.claimed or None
-        out = list(actions)
-        for a in actions:
-            if isinstance(a, Stored):
-                out += self._spread(a.envelope, exclude)
-        return out
+        return actions + [
+            p for a in actions if isinstance(a, Stored) for p in self._spread(a.envelope, exclude)
+        ]
 
     def _on_relay(
         self, source: Source, middle: str, addressee: str, payload: bytes, now: float
