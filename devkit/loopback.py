@@ -62,12 +62,16 @@ def provision(tmp: Path, names: list[str]) -> tuple[SigningKey, dict[str, Signin
 class Broker:
     def __init__(self, tmp: Path, name: str) -> None:
         self.port = free_port()
-        conf = tmp / f"mosquitto-{name}.conf"
+        self.conf = conf = tmp / f"mosquitto-{name}.conf"
         conf.write_text(
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
             f"log_dest file {tmp / f'mosquitto-{name}.log'}\n"
         )
-        self.proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stderr=subprocess.DEVNULL)
+        self.start()
+
+    def start(self) -> None:
+        """(Re)start on the same port, empty: no persistence, like a router's broker."""
+        self.proc = subprocess.Popen(["mosquitto", "-c", str(self.conf)], stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
             with socket.socket() as s:

@@ -97,7 +97,14 @@ class Agent:
         )
         self.publisher = Publisher(config, rt, key, cert, community, self.next_seq)
         self.relay = Relay(
-            config, rt, self.core, self.neighbours, self._event, self.save_state, self._overtake
+            config,
+            rt,
+            self.core,
+            self.neighbours,
+            self._event,
+            self.save_state,
+            self._overtake,
+            self.publisher.renew,
         )
         self.http = StatusServer(self.status)
         members.install_routes(self, self.http.routes)  # the page, /api/*, exports, /metrics

@@ -48,6 +48,15 @@ class Publisher:
         self.schedule = sync.PublishSchedule(sync.agent_policy(config.publish_interval))
         self.last_links: LinksBody | None = None  # as last published
 
+    def renew(self) -> None:
+        """Our broker came back, perhaps empty: what it is given back is what we held, so sign
+        every kind afresh now (within each kind's gap) rather than at the next refresh: the
+        neighbours then see this node current within seconds, not a node record up to
+        `10 * interval` old (the killed-broker test in tests/lab/test_faults.py)."""
+        for kind in Kind:
+            self.schedule.change(kind)
+        self.now.set()
+
     def sign(self, body: build.Body, ttl_s: int) -> Envelope:
         return sign_record(
             self.key,

@@ -145,6 +145,7 @@ class Relay:
         on_event: Callable[[str, Event], None],
         on_revoked: Callable[[], None],
         on_own: Callable[[int], None] = lambda seq: None,
+        on_reconnect: Callable[[], None] = lambda: None,
     ) -> None:
         self.config = config
         self.rt = rt
@@ -153,12 +154,12 @@ class Relay:
         self.on_event = on_event
         self.on_revoked = on_revoked
         self.on_own = on_own  # a record of our own node we did not just sign: its seq
+        self.on_reconnect = on_reconnect  # our broker came back after a connection was lost
         self.node_id = core.node_id
         self.community = core.community
         self.max_packet = core.store.limits.max_bytes + PACKET_OVERHEAD
         self.local: aiomqtt.Client | None = None
         self.local_ready = asyncio.Event()
-        self.connected = asyncio.Event()  # set on every (re)connect to our broker
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.spawn: Callable[[Any, str], asyncio.Task[None]] | None = None
         # One neighbour's retained replay at a time: 8 neighbours replaying 600 records at once
@@ -194,6 +195,9 @@ class Relay:
     async def perform(self, actions: list[Action]) -> None:
         for a in actions:
             if isinstance(a, Publish):
+                if self.core.outdated(a):  # a newer one came while an earlier action awaited
+                    self.core.counters["publish_outdated"] += 1
+                    continue
                 await self.publish_local(a.topic, a.payload, a.retain)
             elif isinstance(a, Push | Control):
                 # into our own broker, where only that neighbour reads it (not retained)
@@ -250,6 +254,7 @@ class Relay:
         there, and anything invalid someone writes into it is answered with the record held)."""
         attempt = 0
         status = status_topic(self.community, self.node_id)
+        was_connected = False
         while True:
             try:
                 client = aiomqtt.Client(
@@ -276,9 +281,12 @@ class Relay:
                     )
                     # Reconnect heals: put back everything we hold (the broker may have restarted).
                     for p in self.core.held():
-                        await client.publish(p.topic, p.payload, qos=1, retain=p.retain)
+                        if not self.core.outdated(p):  # replaced while we awaited the last one
+                            await client.publish(p.topic, p.payload, qos=1, retain=p.retain)
                     self.local_ready.set()
-                    self.connected.set()
+                    if was_connected:  # the broker restarted (or we lost it): sign afresh too
+                        self.on_reconnect()
+                    was_connected = True
                     async for message in client.messages:
                         await self.handle(LOCAL, message)
             except (aiomqtt.MqttError, OSError) as exc:

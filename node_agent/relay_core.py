@@ -13,7 +13,8 @@ Public interface (kept small on purpose):
   It never raises: anything unexpected becomes ``Drop("internal_error", error=exc)``.
 - ``core.own(envelope) -> list[Action]`` -- one of our own freshly signed records.
 - ``core.expire(now)``, ``core.held()`` -- clear expired records; everything held (for a
-  broker that reconnected).
+  broker that reconnected). ``core.outdated(publish)`` -- checked when a publish is sent, so
+  one decided before a newer record arrived never rewinds the broker.
 - ``core.forget(link)`` -- the link is gone: drop its rate limit and its belief.
 - ``core.counters`` (reason -> count) and ``core.by_source`` (link -> reason -> count, capped);
   ``core.count(source, reason)`` for drops the shell decides (a packet cut before the core).
@@ -40,7 +41,7 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from meshd.codec import Envelope
+from meshd.codec import Envelope, peek_header
 from meshd.errors import RecordRejected, RejectReason
 from meshd.records import Kind
 from meshd.store import RecordStore
@@ -302,6 +303,24 @@ class RelayCore:
             Publish(record_topic(e.community, e.node_id, e.kind), b"")
             for e in self.store.expire(now)
         ]
+
+    def outdated(self, p: Publish) -> bool:
+        """A retained record publish the store has moved past since it was decided: a newer
+        record of that slot arrived, or a cleared slot was filled again. The shell checks at
+        send time because it awaits between actions (each QoS 1 publish, the `held()` refill):
+        sending the older copy after the newer one would rewind our broker's record."""
+        if not p.retain:
+            return False
+        parsed = parse_topic(p.topic)
+        if parsed is None or parsed[2] not in KINDS:
+            return False
+        held = self.store.records.get((parsed[1], KINDS[parsed[2]]))
+        if held is None:
+            return False
+        if not p.payload:  # a clear: outdated if the slot holds a record for this very topic
+            return record_topic(held.community, held.node_id, held.kind) == p.topic
+        h = peek_header(p.payload)
+        return h is not None and held.seq > h.seq
 
     def held(self) -> list[Publish]:
         """Everything held, to put back on a broker that may have lost it."""

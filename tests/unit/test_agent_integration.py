@@ -278,3 +278,34 @@ async def test_per_neighbour_meters_count_from_agent_start_not_from_discovery(tm
     assert agent.ledger.total(rx) == counted
     assert agent.ledger.total(f"nb/{y}/lo/rx_bytes") == y_total
     assert _lo_rx() - raw1 >= 50_000
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(60)
+async def test_a_restarted_broker_gets_fresh_own_records_before_their_refresh(tmp_path):
+    """The broker comes back empty: the agent refills it and signs every kind afresh at once,
+    not at the node record's next refresh (10 publish intervals away), so neighbours see the
+    node current within seconds of its broker's restart."""
+    _, keys = provision(tmp_path, ["r"])
+    from node_agent.__main__ import _load_identity
+
+    broker = Broker(tmp_path, "r")
+    config = load(argv(tmp_path, "r", broker, free_port(socket.SOCK_DGRAM), []))
+    key, cert, community = _load_identity(config)
+    agent = await Agent(config, key, cert, community).__aenter__()  # type: ignore[arg-type]
+    node_id = keys["r"].node_id
+    try:
+        await _wait(lambda: all(agent.store.get(node_id, k) is not None for k in Kind), 15)
+        before = {k: agent.store.get(node_id, k).seq for k in Kind}
+        schedule = agent.publisher.schedule
+        node_due = schedule.next_refresh[Kind.NODE]
+        broker.stop()
+        broker.start()
+        await _wait(lambda: all(agent.store.get(node_id, k).seq > before[k] for k in Kind), 15)
+        renewed_at = agent.rt.clock.monotonic()
+        assert renewed_at < node_due, (
+            f"node record re-signed only at its refresh ({renewed_at:.1f} >= {node_due:.1f})"
+        )
+    finally:
+        await agent.__aexit__(None, None, None)
+        broker.stop()

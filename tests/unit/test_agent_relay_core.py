@@ -253,6 +253,29 @@ def test_expire_and_held():
     assert isinstance(c.own(A.sign(A.node_body()))[0], Stored)
 
 
+def test_a_publish_decided_before_a_newer_record_arrived_is_outdated_when_sent():
+    """The shell awaits between actions (the refill after a reconnect lists everything held,
+    then publishes it one QoS 1 round trip at a time): a record replaced meanwhile must not go
+    out after its successor (the boot-storm rewind of a loaded CI run)."""
+    c = core()
+    old, new = C.sign(C.node_body(), seq=21, ttl_s=60), C.sign(C.node_body(), seq=10001)
+    c.on_message(FROM_B, topic(C), old.raw, NOW)
+    refill = c.held()
+    assert [c.outdated(p) for p in refill] == [False]
+    c.on_message(FROM_B, topic(C), new.raw, NOW)
+    assert [c.outdated(p) for p in refill] == [True]
+    assert not c.outdated(Publish(topic(C), new.raw))
+    # a clear decided when the record expired is outdated once the slot holds a record again
+    later = NOW + 10**6
+    clear = c.expire(later)
+    assert [c.outdated(p) for p in clear] == [False]
+    c.on_message(FROM_B, topic(C), C.sign(C.node_body(), seq=10002, issued_at=later).raw, later)
+    assert [c.outdated(p) for p in clear] == [True]
+    # not records: statuses, revocations and push traffic are sent as decided
+    assert not c.outdated(Publish(status_topic(KIT.name, C.node_id), b""))
+    assert not c.outdated(Publish(topic(C), old.raw, retain=False))
+
+
 def tampered(raw: bytes) -> bytes:
     """The same seq and signature, one byte of the signed content changed."""
     at = raw.index(b'"model":"test-model"') + 9
