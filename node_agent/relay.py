@@ -281,8 +281,10 @@ class Relay:
                     )
                     # Reconnect heals: put back everything we hold (the broker may have restarted).
                     for p in self.core.held():
-                        if not self.core.outdated(p):  # replaced while we awaited the last one
-                            await client.publish(p.topic, p.payload, qos=1, retain=p.retain)
+                        if self.core.outdated(p):  # replaced while we awaited the last one
+                            self.core.counters["publish_outdated"] += 1
+                            continue
+                        await client.publish(p.topic, p.payload, qos=1, retain=p.retain)
                     self.local_ready.set()
                     if was_connected:  # the broker restarted (or we lost it): sign afresh too
                         self.on_reconnect()
