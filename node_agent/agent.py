@@ -218,6 +218,7 @@ class Agent:
 
     async def __aexit__(self, *exc: object) -> None:
         log.info("stopping")
+        await self._say_offline()
         for task in [*self._tasks, *self.relay.tasks.values()]:
             task.cancel()
         if self._tg is not None:
@@ -233,6 +234,22 @@ class Agent:
         self.save_state()
         await self.counting.teardown()
         log.info("stopped")
+
+    async def _say_offline(self) -> None:
+        """`offline` on the live connection, before the tasks end: their clean disconnect
+        drops the will, so a stop cut short after it (SIGKILL after SIGTERM, power) would
+        otherwise leave the mesh believing this node is online."""
+        client = self.relay.local
+        if client is None:
+            return
+        with contextlib.suppress(aiomqtt.MqttError, OSError, TimeoutError):
+            await client.publish(
+                status_topic(self.community.name, self.node_id),
+                b"offline",
+                qos=1,
+                retain=True,
+                timeout=2,
+            )
 
     async def _goodbye(self) -> None:
         """Last status over a clean connection (a clean disconnect does not fire the will)."""

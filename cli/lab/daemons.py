@@ -160,13 +160,11 @@ class LabDaemons(LabBuild):
         return [r for k, r in mine.items() if what in ("all", k)]
 
     def kill(self, node: str, what: str = "agent") -> list[str]:
-        """Stop processes of a node (`agent`, `babeld`, `mosquitto` or `all`), as a crash would."""
-        self.require_up()
-        targets = self._targets(node, what)
-        stopped = [r.name for r in targets if procs.alive(r)]
+        """SIGKILL processes of a node (`agent`, `babeld`, `mosquitto` or `all`), as a crash
+        would: no SIGTERM first, which would let the agent stop cleanly (and its broker then
+        says `offline` only if the agent got that far)."""
         with self.locked():
-            procs.stop_pids([r.pid for r in targets if procs.alive(r)], grace=0.0)
-        return stopped
+            return self.crash(what, [node])
 
     def crash(self, what: str = "agent", nodes: Sequence[str] | None = None) -> list[str]:
         """SIGKILL `what` on every node (or on `nodes`) at the same instant, as a power cut would.

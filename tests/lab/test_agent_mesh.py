@@ -383,7 +383,8 @@ def test_forgery_and_replay_are_refused_everywhere_and_go_no_further(mesh: Agent
             ) from None
     # relays are FIFO per connection: once every node holds a record of the target that its
     # broker got after the injection, whatever of the injection was passed on has arrived too
-    target_topic = f"mesh/v1/{lab_agent.COMMUNITY}/{mesh.ids[target]}/node"
+    # (its traffic record: signed every publish interval, the node record only every tenth)
+    target_topic = f"mesh/v1/{lab_agent.COMMUNITY}/{mesh.ids[target]}/traffic"
 
     def after_injection(node: str) -> bool:
         return any(
@@ -430,13 +431,27 @@ def test_kill_9_mid_traffic_keeps_seq_growing_and_counters_steady(mesh: AgentLab
     killed_at = time.time()
     # down until the mesh has seen it go: its broker published the agent's `offline` will
     status = f"mesh/v1/{lab_agent.COMMUNITY}/{mesh.ids[victim]}/status"
-    wait_for(
-        lambda: any(
-            t > killed_at - 0.5 and topic == status and payload == b"offline"
+    try:
+        wait_for(
+            lambda: any(
+                t > killed_at - 0.5 and topic == status and payload == b"offline"
+                for t, topic, _, payload in list(mesh.watch[victim].messages)
+            ),
+            10,
+        )
+    except AssertionError:
+        seen = [
+            (round(t - killed_at, 2), payload[:16])
             for t, topic, _, payload in list(mesh.watch[victim].messages)
-        ),
-        10,
-    )
+            if topic == status
+        ]
+        last = max((t for t, *_ in list(mesh.watch[victim].messages)), default=0.0)
+        raise AssertionError(
+            f"{victim}'s broker never said the killed agent is offline: its status messages"
+            f" (s after the kill) {seen[-6:]}; the watcher's last message"
+            f" {last - killed_at:.1f} s after the kill; watcher alive:"
+            f" {mesh.watch[victim].proc.poll() is None}"
+        ) from None
     mesh.start(victim)
     after = wait_for(
         lambda: (s := mesh.status(victim)) and s.get("time", 0) > killed_at + 1 and s, 20
@@ -501,7 +516,8 @@ def test_fake_mdns_ids_do_not_grow_state_and_the_mesh_keeps_converging(mesh: Age
     lab = mesh.lab
     watchers = ("n3", "n5")  # n4's neighbours
     before = {n: len(mesh.status(n).get("neighbours", [])) for n in watchers}
-    seq_before = mesh.record("n6", "n1", Kind.TRAFFIC).seq  # node records refresh slowly
+    # node records refresh slowly; a traffic record is there within a publish or two
+    seq_before = wait_for(lambda: mesh.record("n6", "n1", Kind.TRAFFIC), 10).seq
     fake = lab.popen(
         "n4", [sys.executable, "-c", FAKE_ANNOUNCER, lab_agent.COMMUNITY, "300",
                defaults.SERVICE_TYPE],

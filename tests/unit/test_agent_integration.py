@@ -309,3 +309,42 @@ async def test_a_restarted_broker_gets_fresh_own_records_before_their_refresh(tm
     finally:
         await agent.__aexit__(None, None, None)
         broker.stop()
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(60)
+async def test_a_stop_cut_short_after_the_tasks_end_still_leaves_offline_on_the_broker(tmp_path):
+    """SIGTERM then SIGKILL (or power) right after the relay's clean disconnect, which drops
+    the will: the agent said `offline` on the live connection before that, so the mesh does not
+    go on believing a dead node is online."""
+    import aiomqtt
+
+    from meshd.topics import status_topic
+    from node_agent.__main__ import _load_identity
+
+    _, keys = provision(tmp_path, ["s"])
+    broker = Broker(tmp_path, "s")
+    config = load(argv(tmp_path, "s", broker, free_port(socket.SOCK_DGRAM), []))
+    key, cert, community = _load_identity(config)
+    agent = await Agent(config, key, cert, community).__aenter__()  # type: ignore[arg-type]
+    topic = status_topic(COMMUNITY, keys["s"].node_id)
+
+    async def retained_status() -> bytes:
+        async with aiomqtt.Client("127.0.0.1", broker.port) as client:
+            await client.subscribe(topic)
+            async with asyncio.timeout(3):
+                async for msg in client.messages:
+                    return bytes(msg.payload)
+        return b""
+
+    async def cut_short() -> None:  # the process dies before its goodbye connection
+        await agent.discovery.close()
+
+    try:
+        await _wait(lambda: agent.store.get(keys["s"].node_id, Kind.NODE) is not None, 15)
+        assert (await retained_status()).startswith(b"online")
+        agent._goodbye = cut_short  # type: ignore[method-assign]
+        await agent.__aexit__(None, None, None)
+        assert await retained_status() == b"offline"
+    finally:
+        broker.stop()
