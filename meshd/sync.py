@@ -245,8 +245,8 @@ def newer_in(theirs: Iterable[Have], ours: Mapping[tuple[str, Kind], Envelope]) 
 
 # -- eager / lazy links (Plumtree-like) ----------------------------------------------------------
 
-HAVE_INTERVAL_S = 1.0  # header batches to lazy neighbours
-GRAFT_AFTER_S = 0.5  # a header's record not seen by then is pulled and its link made eager
+HAVE_INTERVAL_S = 0.5  # header batches to lazy neighbours (1.0 -> 0.5: heal 5.6 -> 1.9 s at N=1000)
+GRAFT_AFTER_S = 0.25  # a header's record not seen by then is pulled and its link made eager
 ANTI_ENTROPY_S = 600.0  # digest to one neighbour, repairs anything lost (a digest is ~28 B a slot)
 
 
