@@ -21,15 +21,12 @@ from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
-
 from meshd.accounting import Ledger, LinkMeters, SeqReservation
 from meshd.community import Community
 from meshd.errors import RecordRejected
 from meshd.ids import SigningKey
 from meshd.linkquality import LinkEstimator
 from meshd.store import RecordStore
-from meshd.topics import status_topic
 from meshd.trust import Enrollment
 from node_agent import build, members, system
 from node_agent.config import Config
@@ -218,13 +215,13 @@ class Agent:
 
     async def __aexit__(self, *exc: object) -> None:
         log.info("stopping")
-        await self._say_offline()
+        said = await self.relay.say_offline()  # before the tasks end (relay.say_offline)
         for task in [*self._tasks, *self.relay.tasks.values()]:
             task.cancel()
         if self._tg is not None:
             with contextlib.suppress(BaseException):
                 await self._tg.__aexit__(None, None, None)
-        await self._goodbye()
+        await self._goodbye(said)
         await self.http.close()
         if self.respondd is not None:
             self.respondd.close()
@@ -235,33 +232,10 @@ class Agent:
         await self.counting.teardown()
         log.info("stopped")
 
-    async def _say_offline(self) -> None:
-        """`offline` on the live connection, before the tasks end: their clean disconnect
-        drops the will, so a stop cut short after it (SIGKILL after SIGTERM, power) would
-        otherwise leave the mesh believing this node is online."""
-        client = self.relay.local
-        if client is None:
-            return
-        with contextlib.suppress(aiomqtt.MqttError, OSError, TimeoutError):
-            await client.publish(
-                status_topic(self.community.name, self.node_id),
-                b"offline",
-                qos=1,
-                retain=True,
-                timeout=2,
-            )
-
-    async def _goodbye(self) -> None:
-        """Last status over a clean connection (a clean disconnect does not fire the will)."""
-        try:
-            async with aiomqtt.Client(
-                "127.0.0.1", self.config.broker_port, timeout=3, identifier=None
-            ) as client:
-                await client.publish(
-                    status_topic(self.community.name, self.node_id), b"offline", qos=1, retain=True
-                )
-        except (aiomqtt.MqttError, OSError) as exc:
-            log.warning("could not publish the last status: %s", exc)
+    async def _goodbye(self, said: bool) -> None:
+        """The last status over a fresh connection, when the live one could not say it."""
+        if not said:
+            await self.relay.goodbye()
         await self.discovery.close()
 
     # -- state ------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import aiomqtt
@@ -192,10 +192,12 @@ class Relay:
         except aiomqtt.MqttError as exc:
             log.debug("local publish failed: %s", exc)
 
-    async def perform(self, actions: list[Action]) -> None:
+    async def perform(self, actions: Iterable[Action]) -> None:
         for a in actions:
             if isinstance(a, Publish):
-                if self.core.outdated(a):  # a newer one came while an earlier action awaited
+                # a newer record came while an earlier publish awaited its PUBACK (the refill
+                # after a reconnect publishes a snapshot of the store, one at a time)
+                if self.core.outdated(a):
                     self.core.counters["publish_outdated"] += 1
                     continue
                 await self.publish_local(a.topic, a.payload, a.retain)
@@ -249,12 +251,37 @@ class Relay:
 
     # -- our own broker ---------------------------------------------------------------------
 
+    async def say_offline(self) -> bool:
+        """Retained `offline` over the live connection; False when there is none. Said before
+        the agent's tasks end: their clean disconnect drops the will, so a stop cut short after
+        it (SIGKILL after SIGTERM, power) would leave the mesh believing this node is online."""
+        client = self.local
+        if client is None:
+            return False
+        status = status_topic(self.community, self.node_id)
+        try:
+            await client.publish(status, b"offline", qos=1, retain=True, timeout=2)
+        except (aiomqtt.MqttError, OSError, TimeoutError):
+            return False
+        return True
+
+    async def goodbye(self) -> None:
+        """Retained `offline` over a fresh connection (a clean disconnect does not fire the
+        will), for a stop that found no live one."""
+        status = status_topic(self.community, self.node_id)
+        try:
+            async with aiomqtt.Client(
+                "127.0.0.1", self.config.broker_port, timeout=3, identifier=None
+            ) as client:
+                await client.publish(status, b"offline", qos=1, retain=True)
+        except (aiomqtt.MqttError, OSError) as exc:
+            log.warning("could not publish the last status: %s", exc)
+
     async def run_local(self) -> None:
         """Our own broker: we publish into it, and read it too (admins publish revocations
         there, and anything invalid someone writes into it is answered with the record held)."""
         attempt = 0
         status = status_topic(self.community, self.node_id)
-        was_connected = False
         while True:
             try:
                 client = aiomqtt.Client(
@@ -280,15 +307,10 @@ class Relay:
                         options=SubscribeOptions(qos=1, noLocal=True),
                     )
                     # Reconnect heals: put back everything we hold (the broker may have restarted).
-                    for p in self.core.held():
-                        if self.core.outdated(p):  # replaced while we awaited the last one
-                            self.core.counters["publish_outdated"] += 1
-                            continue
-                        await client.publish(p.topic, p.payload, qos=1, retain=p.retain)
-                    self.local_ready.set()
-                    if was_connected:  # the broker restarted (or we lost it): sign afresh too
+                    await self.perform(self.core.held())
+                    if self.local_ready.is_set():  # not the first connect: sign afresh too
                         self.on_reconnect()
-                    was_connected = True
+                    self.local_ready.set()
                     async for message in client.messages:
                         await self.handle(LOCAL, message)
             except (aiomqtt.MqttError, OSError) as exc:

@@ -41,7 +41,7 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from meshd.codec import Envelope, peek_header
+from meshd.codec import Envelope
 from meshd.errors import RecordRejected, RejectReason
 from meshd.records import Kind
 from meshd.store import RecordStore
@@ -222,7 +222,12 @@ class RelayCore:
             actions += self._restore(topic, node_id, kind)
         self.counters["relayed" if remote else "accepted_local"] += 1
         actions.append(Publish(record_topic(env.community, env.node_id, env.kind), env.raw))
-        return actions
+        return actions + self._pass_on(env, source.claimed or None)
+
+    def _pass_on(self, env: Envelope, came_from: str | None) -> list[Action]:
+        """A record newly held, from neighbour `came_from` (None: ours or our broker's): what
+        beyond our own broker carries it on. Flooding: nothing, neighbours read our broker."""
+        return []
 
     def _on_relay(
         self, source: Source, middle: str, sender: str, payload: bytes, now: float
@@ -296,7 +301,11 @@ class RelayCore:
     def own(self, env: Envelope) -> list[Action]:
         """One of our own records, just signed: hold it and put it on our broker."""
         self.store.merge(env)
-        return [Stored(env), Publish(record_topic(env.community, env.node_id, env.kind), env.raw)]
+        return [
+            Stored(env),
+            Publish(record_topic(env.community, env.node_id, env.kind), env.raw),
+            *self._pass_on(env, None),
+        ]
 
     def expire(self, now: float) -> list[Action]:
         return [
@@ -315,12 +324,12 @@ class RelayCore:
         if parsed is None or parsed[2] not in KINDS:
             return False
         held = self.store.records.get((parsed[1], KINDS[parsed[2]]))
-        if held is None:
+        if held is None or held.raw == p.payload:
             return False
-        if not p.payload:  # a clear: outdated if the slot holds a record for this very topic
-            return record_topic(held.community, held.node_id, held.kind) == p.topic
-        h = peek_header(p.payload)
-        return h is not None and held.seq > h.seq
+        # every record publish carries what the store held when it was decided, and the store
+        # only moves forward: other bytes there now are newer. A clear is outdated only if the
+        # slot holds a record for this very topic again.
+        return bool(p.payload) or record_topic(held.community, held.node_id, held.kind) == p.topic
 
     def held(self) -> list[Publish]:
         """Everything held, to put back on a broker that may have lost it."""

@@ -70,23 +70,6 @@ class PushCore(RelayCore):
 
     # -- the way in -------------------------------------------------------------------------
 
-    def _on_record(
-        self,
-        source: Source,
-        topic: str,
-        node_id: str,
-        kind: str,
-        payload: bytes,
-        now: float,
-        remote: bool,
-    ) -> list[Action]:
-        """A record stored from a record topic (a neighbour's own, our broker): pass it on."""
-        actions = super()._on_record(source, topic, node_id, kind, payload, now, remote)
-        exclude = source.claimed or None
-        return actions + [
-            p for a in actions if isinstance(a, Stored) for p in self._spread(a.envelope, exclude)
-        ]
-
     def _on_relay(
         self, source: Source, middle: str, addressee: str, payload: bytes, now: float
     ) -> list[Action]:
@@ -120,7 +103,7 @@ class PushCore(RelayCore):
         return [
             Stored(env),
             Publish(record_topic(env.community, env.node_id, env.kind), env.raw),
-            *self._spread(env, sender),
+            *self._pass_on(env, sender),
         ]
 
     def _may_prune(self) -> bool:
@@ -165,21 +148,18 @@ class PushCore(RelayCore):
         self.modes.graft(sender)  # "graft"
         return []
 
-    # -- our own side -----------------------------------------------------------------------
+    # -- passing records on -----------------------------------------------------------------
 
-    def own(self, env: Envelope) -> list[Action]:
-        return [*super().own(env), *self._spread(env, None)]
-
-    def _spread(self, env: Envelope, exclude: str | None) -> list[Action]:
-        """A record newly held: in full to eager links, a header to lazy ones next batch."""
+    def _pass_on(self, env: Envelope, came_from: str | None) -> list[Action]:
+        """In full to eager links, a header to lazy ones next batch (not back where it came)."""
         h = _header(env)
         announced = self.modes.waiting.get(h.slot)  # a lazy link that told us it holds it
         holder = announced[0] if announced is not None and announced[1] >= h.seq else None
         self.modes.arrived(h)
         for p in self.modes.lazy:
-            if p != exclude and p != holder:
+            if p != came_from and p != holder:
                 self.pending.setdefault(p, {})[h.slot] = h
-        return [Push(p, env.raw) for p in sorted(self.modes.eager) if p != exclude]
+        return [Push(p, env.raw) for p in sorted(self.modes.eager) if p != came_from]
 
     def _digest(self, peer: str, tag: str = "digest") -> list[Action]:
         headers = held_headers(self.store.records.values())

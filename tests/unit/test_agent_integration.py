@@ -280,20 +280,25 @@ async def test_per_neighbour_meters_count_from_agent_start_not_from_discovery(tm
     assert _lo_rx() - raw1 >= 50_000
 
 
+async def _lone_agent(tmp_path: Path, name: str) -> tuple[Agent, Broker, str]:
+    """One started agent with no neighbours on its own real broker; the caller stops both."""
+    from node_agent.__main__ import _load_identity
+
+    _, keys = provision(tmp_path, [name])
+    broker = Broker(tmp_path, name)
+    config = load(argv(tmp_path, name, broker, free_port(socket.SOCK_DGRAM), []))
+    key, cert, community = _load_identity(config)
+    agent = await Agent(config, key, cert, community).__aenter__()  # type: ignore[arg-type]
+    return agent, broker, keys[name].node_id
+
+
 @pytest.mark.asyncio
 @pytest.mark.timeout(60)
 async def test_a_restarted_broker_gets_fresh_own_records_before_their_refresh(tmp_path):
     """The broker comes back empty: the agent refills it and signs every kind afresh at once,
     not at the node record's next refresh (10 publish intervals away), so neighbours see the
     node current within seconds of its broker's restart."""
-    _, keys = provision(tmp_path, ["r"])
-    from node_agent.__main__ import _load_identity
-
-    broker = Broker(tmp_path, "r")
-    config = load(argv(tmp_path, "r", broker, free_port(socket.SOCK_DGRAM), []))
-    key, cert, community = _load_identity(config)
-    agent = await Agent(config, key, cert, community).__aenter__()  # type: ignore[arg-type]
-    node_id = keys["r"].node_id
+    agent, broker, node_id = await _lone_agent(tmp_path, "r")
     try:
         await _wait(lambda: all(agent.store.get(node_id, k) is not None for k in Kind), 15)
         before = {k: agent.store.get(node_id, k).seq for k in Kind}
@@ -320,14 +325,9 @@ async def test_a_stop_cut_short_after_the_tasks_end_still_leaves_offline_on_the_
     import aiomqtt
 
     from meshd.topics import status_topic
-    from node_agent.__main__ import _load_identity
 
-    _, keys = provision(tmp_path, ["s"])
-    broker = Broker(tmp_path, "s")
-    config = load(argv(tmp_path, "s", broker, free_port(socket.SOCK_DGRAM), []))
-    key, cert, community = _load_identity(config)
-    agent = await Agent(config, key, cert, community).__aenter__()  # type: ignore[arg-type]
-    topic = status_topic(COMMUNITY, keys["s"].node_id)
+    agent, broker, node_id = await _lone_agent(tmp_path, "s")
+    topic = status_topic(COMMUNITY, node_id)
 
     async def retained_status() -> bytes:
         async with aiomqtt.Client("127.0.0.1", broker.port) as client:
@@ -337,14 +337,18 @@ async def test_a_stop_cut_short_after_the_tasks_end_still_leaves_offline_on_the_
                     return bytes(msg.payload)
         return b""
 
-    async def cut_short() -> None:  # the process dies before its goodbye connection
+    async def cut_short(said: bool) -> None:  # the process dies before any goodbye connection
         await agent.discovery.close()
 
+    stopped = False
     try:
-        await _wait(lambda: agent.store.get(keys["s"].node_id, Kind.NODE) is not None, 15)
+        await _wait(lambda: agent.store.get(node_id, Kind.NODE) is not None, 15)
         assert (await retained_status()).startswith(b"online")
         agent._goodbye = cut_short  # type: ignore[method-assign]
+        stopped = True
         await agent.__aexit__(None, None, None)
         assert await retained_status() == b"offline"
     finally:
+        if not stopped:
+            await agent.__aexit__(None, None, None)
         broker.stop()
